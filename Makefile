@@ -1,0 +1,35 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit clean bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## run: an embedded S3 store seeded with a sample model, the webhook and the agent under ./var/
+run: $(STAMP)
+	$(BIN)/python -m devstack
+
+## test: lint, type check, the whole suite
+test: lint typecheck unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check modelsync webhook agent devstack tests bench
+	$(BIN)/ruff format --check modelsync webhook agent devstack tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,112 @@
+"""``python -m agent {run,health,resync,status}``: a thin ``main() -> int``, as in uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from modelsync import logsetup
+from modelsync.config import Config, load_config
+from modelsync.errors import ConfigError, SchemaViolation
+from modelsync.intents import IntentWriter
+from modelsync.results import ResultBox
+
+log = logging.getLogger(__name__)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m agent", description=__doc__)
+    parser.add_argument("--config", help="config file (default: $CONFIG_PATH or /config/sync-config.yaml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("run", help="run the sync agent until SIGTERM")
+    sub.add_parser("health", help="exit 0 when MinIO, the models directory and config.json are fine")
+    resync = sub.add_parser("resync", help="ask the running agent to resync")
+    resync.add_argument("--model")
+    resync.add_argument("--version", type=int)
+    resync.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the outcome (0: don't)")
+    status = sub.add_parser("status", help="print models, versions and errors")
+    status.add_argument("--json", action="store_true", help="print the raw status document")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+        if args.command in ("run", "health"):
+            config.require_minio_credentials()
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    logsetup.configure(config.sync.log_level, config.sync.log_format)
+    commands = {"run": _run, "health": _health, "resync": _resync, "status": _status}
+    return commands[args.command](config, args)
+
+
+def _run(config: Config, args: argparse.Namespace) -> int:
+    from agent.service import Agent
+
+    agent = Agent(config)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        agent.request_stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    return agent.run()
+
+
+def _health(config: Config, args: argparse.Namespace) -> int:
+    from agent.health import problems
+
+    found = problems(config)
+    for problem in found:
+        print(f"unhealthy: {problem}", file=sys.stderr)
+    if not found:
+        print("healthy")
+    return 1 if found else 0
+
+
+def _resync(config: Config, args: argparse.Namespace) -> int:
+    if args.version is not None and not args.model:
+        print("--version needs --model", file=sys.stderr)
+        return 2
+    target = {k: v for k, v in (("model", args.model), ("version", args.version)) if v is not None}
+    writer = IntentWriter(config.intents_dir)
+    try:
+        intent = writer.new("resync", **target)
+    except SchemaViolation as exc:
+        print(f"invalid resync request: {exc}", file=sys.stderr)
+        return 2
+    writer.write_all([intent])
+    if args.wait <= 0:
+        print(json.dumps({"id": intent["id"], "status": "queued"}))
+        return 0
+    outcome = ResultBox(config.results_dir).wait(intent["id"], args.wait)
+    if outcome is None:
+        print(json.dumps({"id": intent["id"], "status": "queued"}))
+        print(f"no outcome within {args.wait:g}s: is the agent running?", file=sys.stderr)
+        return 1
+    print(json.dumps(outcome, indent=2))
+    return 0 if outcome.get("status") == "applied" else 1
+
+
+def _status(config: Config, args: argparse.Namespace) -> int:
+    from agent.statusview import render
+
+    try:
+        status = json.loads(config.status_path.read_bytes())
+    except FileNotFoundError:
+        print(f"no status at {config.status_path}: the agent has not run yet", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"cannot read {config.status_path}: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(status, indent=2) if args.json else render(status))
+    return 0

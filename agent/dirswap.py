@@ -1,0 +1,75 @@
+"""Putting a complete version directory in place, in one step OVMS cannot observe half-way.
+
+A new version is a rename of a hidden staging directory onto its number. An existing version
+is replaced with ``renameat2(RENAME_EXCHANGE)``: the number never disappears, and OVMS sees a
+new directory inode. Where the file system does not support the exchange, two renames.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import logging
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+AT_FDCWD = -100
+RENAME_EXCHANGE = 2
+STAGING_PREFIX = ".staging-"
+TRASH_PREFIX = ".trash-"
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_renameat2 = getattr(_libc, "renameat2", None)
+
+
+def hidden_sibling(directory: Path, prefix: str, version: int) -> Path:
+    # Must not start with a digit: OVMS takes "3.tmp" or "3-partial" as version 3.
+    return directory / f"{prefix}{version}-{secrets.token_hex(4)}"
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths; False when the kernel or file system cannot."""
+    if _renameat2 is None:
+        return False
+    rc = _renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE)
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Move a complete ``staging`` directory to ``target``; the old content is removed after."""
+    if not target.exists():
+        os.rename(staging, target)
+        return
+    if exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the old version
+        return
+    old = hidden_sibling(target.parent, TRASH_PREFIX, int(target.name))
+    os.rename(target, old)
+    os.rename(staging, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def retire(target: Path) -> Path:
+    """Take a version directory out of OVMS's sight at once; the caller removes it later."""
+    trash = hidden_sibling(target.parent, TRASH_PREFIX, int(target.name))
+    os.rename(target, trash)
+    return trash
+
+
+def remove_leftovers(model_dir: Path) -> list[Path]:
+    """Staging and trash directories a crash may have left behind."""
+    removed = []
+    for entry in model_dir.iterdir():
+        if entry.name.startswith((STAGING_PREFIX, TRASH_PREFIX)) and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed

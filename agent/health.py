@@ -1,0 +1,36 @@
+"""``python -m agent health``: the original sidecar's checks, for Docker's HEALTHCHECK.
+
+MinIO reachable, the models directory writable, config.json readable and valid.
+"""
+
+from __future__ import annotations
+
+import os
+
+from agent import ovmsconfig
+from agent.storage import Bucket
+from modelsync import schema
+from modelsync.config import Config
+from modelsync.errors import OvmsConfigError
+
+
+def problems(config: Config) -> list[str]:
+    found = []
+    if not Bucket(config.minio).reachable():
+        found.append(
+            f"Cannot connect to MinIO at {config.minio.url} (bucket {config.minio.bucket})"
+        )
+    models = config.sync.models_path
+    if not models.is_dir():
+        found.append(f"models directory {models} does not exist")
+    elif not os.access(models, os.W_OK | os.X_OK):
+        found.append(f"Permission denied: models directory {models} is not writable")
+    try:
+        document = ovmsconfig.read_current(config.ovms.config_path)
+        if document is None:
+            found.append(f"{config.ovms.config_path} does not exist yet")
+        elif not schema.is_valid(schema.OVMS_CONFIG, document):
+            found.append(f"{config.ovms.config_path} does not pass the OVMS schema")
+    except OvmsConfigError as exc:
+        found.append(str(exc))
+    return found

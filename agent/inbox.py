@@ -1,0 +1,95 @@
+"""Reading intent files, trusting none of them.
+
+Every file is checked against ``intent.schema.json`` and against the agent's own reading of
+its key (a hand-dropped intent cannot name a path the key does not). A file that fails moves
+to ``.modelsync/failed/`` with the reason. Intents are deleted only once their work is done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from modelsync import atomic, keys, schema
+from modelsync.config import Config
+from modelsync.errors import IntentError, SchemaViolation, UnsafeKeyError
+
+log = logging.getLogger(__name__)
+MAX_INTENT_BYTES = 64 * 1024
+
+
+class Inbox:
+    def __init__(self, config: Config) -> None:
+        self.directory = config.intents_dir
+        self.failed_dir = config.failed_dir
+        self.bucket = config.minio.bucket
+        self.single_model = config.ovms.model_name
+
+    def names(self) -> Iterator[str]:
+        """Intent ids waiting, oldest first (ids start with the arrival time)."""
+        with os.scandir(self.directory) as entries:
+            found = [e.name[:-5] for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
+        return iter(sorted(found))
+
+    def pending_count(self) -> int:
+        return sum(1 for _ in self.names())
+
+    def read(self, intent_id: str) -> dict[str, Any]:
+        path = self.directory / f"{intent_id}.json"
+        try:
+            info = os.lstat(path)
+            if not stat.S_ISREG(info.st_mode):
+                raise IntentError("not a regular file")
+            if info.st_size > MAX_INTENT_BYTES:
+                raise IntentError(f"larger than {MAX_INTENT_BYTES} bytes")
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as handle:
+                intent = json.loads(handle.read(MAX_INTENT_BYTES + 1))
+        except (OSError, ValueError) as exc:
+            raise IntentError(f"unreadable: {exc}") from None
+        try:
+            schema.check(schema.INTENT, intent)
+        except SchemaViolation as exc:
+            raise IntentError(f"invalid intent: {exc}") from None
+        if intent["id"] != intent_id:
+            raise IntentError(f"id {intent['id']!r} does not match the file name")
+        if intent["kind"] == "object":
+            self._check_object(intent)
+        result: dict[str, Any] = intent
+        return result
+
+    def _check_object(self, intent: dict[str, Any]) -> None:
+        if intent["bucket"] != self.bucket:
+            raise IntentError(f"bucket {intent['bucket']!r} is not {self.bucket!r}")
+        try:
+            ref = keys.parse_key(intent["key"], self.single_model)
+        except UnsafeKeyError as exc:
+            raise IntentError(str(exc)) from None
+        if ref is None or (ref.model, ref.version, ref.path) != (
+            intent["model"], intent["version"], intent["path"]
+        ):
+            raise IntentError("model/version/path do not match the key")
+
+    def done(self, intent_id: str) -> None:
+        (self.directory / f"{intent_id}.json").unlink(missing_ok=True)
+
+    def fail(self, intent_id: str, reason: str) -> None:
+        source = self.directory / f"{intent_id}.json"
+        try:
+            raw = source.read_bytes()[:MAX_INTENT_BYTES].decode("utf-8", "replace") if not source.is_symlink() else ""
+        except OSError:
+            raw = ""
+        self.failed_dir.mkdir(parents=True, exist_ok=True)
+        safe_name = intent_id if len(intent_id) < 200 else intent_id[:200]
+        atomic.write_json(
+            self.failed_dir / f"{safe_name}.json",
+            {"id": intent_id, "error": reason, "failed_at": time.time(), "content": raw},
+        )
+        source.unlink(missing_ok=True)
+        log.error("intent %s moved to %s: %s", intent_id, self.failed_dir, reason)

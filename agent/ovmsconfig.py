@@ -1,0 +1,111 @@
+"""Merging the agent's models into OVMS's config.json, validating, swapping atomically.
+
+Entries for models the agent manages are added, updated or removed; everything else in the
+file (hand-written models, pipelines, mediapipe graphs, monitoring) is kept as it was. The
+result must pass the OVMS schema before it replaces the file; an unchanged result is not
+written, so OVMS (which hashes the file) is not made to reload for nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from modelsync import atomic, schema
+from modelsync.config import OvmsConfig, thaw
+from modelsync.errors import OvmsConfigError, SchemaViolation
+
+log = logging.getLogger(__name__)
+
+
+def read_current(path: Path) -> dict[str, Any] | None:
+    """The config on disk; None when there is none; OvmsConfigError when it is broken."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OvmsConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        document = json.loads(data)
+    except ValueError as exc:
+        raise OvmsConfigError(f"{path} is not valid JSON ({exc}); leaving it untouched") from None
+    if not isinstance(document, dict):
+        raise OvmsConfigError(f"{path}: top level is not an object; leaving it untouched")
+    return document
+
+
+def entry_for(ovms: OvmsConfig, model: str) -> dict[str, Any]:
+    return {"config": {"name": model, "base_path": str(ovms.base_path / model), **thaw(ovms.settings_for(model))}}
+
+
+def merge(
+    current: dict[str, Any] | None,
+    ovms: OvmsConfig,
+    published: Iterable[str],
+    managed: Iterable[str],
+) -> dict[str, Any]:
+    """The new document: ``published`` models present, other ``managed`` ones gone."""
+    document = dict(current or {})
+    wanted = {m: entry_for(ovms, m) for m in sorted(published)}
+    ours = set(managed) | set(wanted)
+    entries = []
+    for item in document.get("model_config_list") or []:
+        name = item.get("config", {}).get("name") if isinstance(item, dict) else None
+        if name in ours:
+            if name in wanted:
+                entries.append(wanted.pop(name))  # keep its place in the list
+            continue
+        entries.append(item)
+    entries.extend(wanted.values())
+    document["model_config_list"] = entries
+    return document
+
+
+def stale_entries(current: dict[str, Any] | None, ovms: OvmsConfig, models_path: Path) -> set[str]:
+    """Entries pointing at a model directory of ours that is gone (say, after a crash)."""
+    stale = set()
+    for item in (current or {}).get("model_config_list") or []:
+        config = item.get("config") if isinstance(item, dict) else None
+        if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+            continue
+        name = config["name"]
+        if config.get("base_path") == str(ovms.base_path / name) and not (models_path / name).is_dir():
+            stale.add(name)
+    return stale
+
+
+def render(document: dict[str, Any]) -> bytes:
+    return (json.dumps(document, indent=2) + "\n").encode()
+
+
+def swap_if_changed(path: Path, document: dict[str, Any]) -> bool:
+    """Validate and atomically replace ``path``; False when the content would not change."""
+    try:
+        schema.check(schema.OVMS_CONFIG, document)
+    except SchemaViolation as exc:
+        raise OvmsConfigError(f"refusing to write {path}: OVMS would reject it: {exc}") from None
+    data = render(document)
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise OvmsConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic.write_bytes(path, data)
+    except OSError as exc:
+        raise OvmsConfigError(f"cannot write {exc.filename or path}: {exc.strerror}") from None
+    return True
+
+
+def remove_temp_files(path: Path) -> None:
+    """Temp files of an interrupted swap (they are hidden, but should not pile up)."""
+    if path.parent.is_dir():
+        for leftover in path.parent.glob(f".{path.name}.tmp-*"):
+            leftover.unlink(missing_ok=True)

@@ -1,0 +1,321 @@
+"""The agent's loop: intents in, reconcile on a timer, versions published, config swapped.
+
+One thread makes every decision (so there are no locks around state); watchdog only wakes it,
+downloads run in a bounded pool, and the status heartbeat has a thread of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from typing import Any
+
+from agent import dirswap, ovmsconfig
+from agent.inbox import Inbox
+from agent.localstate import LocalState
+from agent.ovmsclient import OvmsClient
+from modelsync.results import ResultBox
+from agent.retry import Backoff
+from agent.stager import Stager
+from agent.status import StatusReporter
+from agent.storage import Bucket, Cancelled
+from agent.versionsync import Pending, VersionSync, group_listing, signature
+from agent.watcher import IntentWatcher
+from modelsync import keys
+from modelsync.config import Config
+from modelsync.errors import IntentError, ModelsyncError, OvmsConfigError, StorageError
+
+log = logging.getLogger(__name__)
+DEBOUNCE_SECONDS = 0.02  # lets a burst of events for one version land before the listing
+
+
+class Agent:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.bucket = Bucket(config.minio, pool_size=config.sync.download_concurrency + 2)
+        config.state_dir.mkdir(parents=True, exist_ok=True)
+        for directory in (config.intents_dir, config.failed_dir, config.results_dir):
+            directory.mkdir(exist_ok=True)
+        self.state = LocalState.load(config.state_dir / "state.json")
+        self.status = StatusReporter(config.status_path, config.sync.heartbeat_seconds)
+        self.inbox = Inbox(config)
+        self.results = ResultBox(config.results_dir)
+        stager = Stager(self.bucket, config.sync.models_path, config.sync.download_concurrency, self.stop)
+        self.versions = VersionSync(
+            self.bucket, self.state, stager, self.status, config.sync.models_path,
+            config.ovms.model_name, config.sync.settle_seconds,
+        )
+        self.ovms = (
+            OvmsClient(config.ovms.rest_url, config.ovms.reload_timeout_seconds)
+            if config.ovms.rest_url else None
+        )
+        self.pending: dict[tuple[str, int], Pending] = {}
+        self.seen: set[str] = set()
+        self.storage_backoff = Backoff()
+        self.storage_retry_at = 0.0
+        self.next_reconcile = 0.0
+
+    # -- life cycle -----------------------------------------------------------------------
+    def run(self) -> int:
+        self._clean_leftovers()
+        self.status.start()
+        watcher = IntentWatcher(self.config.intents_dir, self.wake)
+        watcher.start()
+        log.info(
+            "agent started: bucket=%s models_path=%s config=%s",
+            self.config.minio.bucket, self.config.sync.models_path, self.config.ovms.config_path,
+        )
+        try:
+            self._apply_config(force_reload=False)
+            while not self.stop.is_set():
+                self.step()
+                self.wake.wait(self._sleep_seconds())
+                self.wake.clear()
+        finally:
+            watcher.stop()
+            self.status.stop()
+            log.info("agent stopped")
+        return 0
+
+    def request_stop(self) -> None:
+        self.stop.set()
+        self.wake.set()
+
+    def step(self) -> None:
+        self._ingest()
+        if time.monotonic() >= self.next_reconcile:
+            self.reconcile()
+        self._process_due()
+        self.status.update(pending_intents=len(self.seen))
+
+    def _sleep_seconds(self) -> float:
+        due = min([p.due for p in self.pending.values()] + [self.next_reconcile])
+        if self.storage_retry_at > time.monotonic():
+            due = max(due, self.storage_retry_at)
+        return max(0.0, min(due - time.monotonic(), self.config.sync.heartbeat_seconds))
+
+    def _clean_leftovers(self) -> None:
+        ovmsconfig.remove_temp_files(self.config.ovms.config_path)
+        for model in list(self.state.models):
+            model_dir = self.config.sync.models_path / model
+            if model_dir.is_dir() and not model_dir.is_symlink():
+                for path in dirswap.remove_leftovers(model_dir):
+                    log.info("removed leftover %s of an interrupted sync", path)
+
+    # -- intents --------------------------------------------------------------------------
+    def _ingest(self) -> None:
+        now = time.monotonic()
+        for intent_id in self.inbox.names():
+            if intent_id in self.seen:
+                continue
+            try:
+                intent = self.inbox.read(intent_id)
+            except IntentError as exc:
+                self.inbox.fail(intent_id, str(exc))
+                continue
+            if intent["kind"] == "resync":
+                self._resync(intent)
+                continue
+            self.seen.add(intent_id)
+            key = (intent["model"], intent["version"])
+            if key not in self.pending and self._already_applied(intent):
+                self._commit([intent_id])
+                continue
+            pending = self.pending.setdefault(key, Pending(*key, last_change=now))
+            pending.intents.add(intent_id)
+            pending.last_change = max(pending.last_change, now)
+            pending.due = min(pending.due, now + DEBOUNCE_SECONDS)
+
+    def _already_applied(self, intent: dict[str, Any]) -> bool:
+        """A duplicate or stale event about something the disk already reflects."""
+        current = self.state.version(intent["model"], intent["version"])
+        if current is None:
+            return False
+        known = current.files.get(intent["path"])
+        if intent["action"] == "delete":
+            return known is None
+        return known is not None and known.etag == intent.get("etag") and known.size == intent.get("size")
+
+    def _commit(self, intent_ids: set[str] | list[str]) -> None:
+        for intent_id in intent_ids:
+            self.inbox.done(intent_id)
+            self.seen.discard(intent_id)
+
+    def _resync(self, intent: dict[str, Any]) -> None:
+        model, version = intent.get("model"), intent.get("version")
+        log.info("resync requested (%s): model=%s version=%s", intent["id"], model or "*", version or "*")
+        outcome: dict[str, Any] = {"id": intent["id"], "model": model, "version": version}
+        try:
+            keys_done = self.reconcile(model=model, version=version, forced=True)
+            results = self._process_due(only=keys_done)
+            outcome.update(status="applied", versions=results)
+        except ModelsyncError as exc:
+            outcome.update(status="failed", error=str(exc))
+        self.results.write(intent["id"], outcome)
+        self.inbox.done(intent["id"])
+
+    # -- reconcile ------------------------------------------------------------------------
+    def reconcile(
+        self, model: str | None = None, version: int | None = None, forced: bool = False
+    ) -> set[tuple[str, int]]:
+        """Compare (part of) the bucket with the disk; queue every version that differs."""
+        single = self.config.ovms.model_name
+        prefix = ""
+        if model is not None:
+            prefix = keys.version_prefix(model, version, single) if version else keys.model_prefix(model, single)
+        started = time.monotonic()
+        try:
+            objects = list(self.bucket.list(prefix))
+        except StorageError as exc:
+            self._storage_down(exc)
+            if forced:
+                raise
+            self.next_reconcile = self.storage_retry_at
+            return set()
+        self._storage_up()
+        remote = group_listing(objects, single)
+        if model is not None:
+            remote = {k: v for k, v in remote.items() if k[0] == model and version in (None, k[1])}
+        local = {
+            (m, v) for m, vs in self.state.models.items() for v in vs
+            if (model is None or m == model) and version in (None, v)
+        }
+        if model is not None and version is not None:
+            local.add((model, version))
+        queued = set()
+        for key in sorted(set(remote) | local):
+            listing = remote.get(key, {})
+            current = self.state.version(*key)
+            target = self.config.sync.models_path / key[0] / str(key[1])
+            if current is not None and current.signature() == signature(listing) and target.is_dir():
+                continue
+            pending = self.pending.setdefault(key, Pending(*key, last_change=-math.inf))
+            pending.listing, pending.due = listing, time.monotonic()
+            pending.forced = pending.forced or forced
+            queued.add(key)
+        if model is None:
+            self.next_reconcile = time.monotonic() + self.config.sync.interval
+            self.status.update(last_reconcile={
+                "at": time.time(), "ok": True, "objects": len(objects),
+                "duration_seconds": round(time.monotonic() - started, 3), "queued": len(queued),
+            })
+        log.debug("reconcile of %r: %d objects, %d version(s) queued", prefix, len(objects), len(queued))
+        return queued
+
+    def _storage_down(self, exc: StorageError) -> None:
+        delay = self.storage_backoff.next_delay()
+        self.storage_retry_at = time.monotonic() + delay
+        self.status.storage(False, str(exc))
+        self.status.error(str(exc))
+        log.error("%s; retrying in %.1fs", exc, delay)
+
+    def _storage_up(self) -> None:
+        if self.storage_backoff.failures:
+            log.info("bucket %s is reachable again", self.config.minio.bucket)
+        self.storage_backoff.reset()
+        self.storage_retry_at = 0.0
+        self.status.storage(True)
+
+    # -- publishing -----------------------------------------------------------------------
+    def _process_due(self, only: set[tuple[str, int]] | None = None) -> dict[str, str]:
+        now = time.monotonic()
+        if now < self.storage_retry_at:
+            return {}
+        ready = [
+            p for k, p in sorted(self.pending.items())
+            if (k in only if only is not None else p.due <= now)
+        ]
+        outcomes: dict[str, str] = {}
+        done: list[Pending] = []
+        for pending in ready:
+            if self.stop.is_set():
+                break
+            outcome = self._run_one(pending)
+            if outcome is None:
+                break  # storage is down: everything else waits too
+            outcomes[f"{pending.model}:{pending.version}"] = outcome
+            if outcome != "waiting":
+                done.append(pending)
+        if any(outcomes.get(f"{p.model}:{p.version}") in ("published", "removed") for p in done):
+            self.state.save()
+            self._apply_config(force_reload=bool(self.versions.replaced))
+            self.versions.clean_retired()
+        for pending in done:
+            self.pending.pop(pending.key, None)
+            self._commit(pending.intents)
+            if outcomes[f"{pending.model}:{pending.version}"] == "published":
+                log.info("Successfully synced model %s:%s", pending.model, pending.version)
+        return outcomes
+
+    def _run_one(self, pending: Pending) -> str | None:
+        try:
+            outcome = self.versions.run(pending)
+            self._storage_up()
+            return outcome
+        except StorageError as exc:
+            self._storage_down(exc)
+            return None
+        except Cancelled:
+            return None
+        except (ModelsyncError, OSError) as exc:
+            return self._failed(pending, str(exc) if isinstance(exc, ModelsyncError) else f"{exc}")
+
+    def _failed(self, pending: Pending, message: str) -> str:
+        pending.attempts += 1
+        self.status.error(message, pending.model, pending.version)
+        self.status.version(pending.model, pending.version, "failed", error=message)
+        if pending.attempts >= self.config.sync.max_attempts:
+            log.error("model %s:%s failed %d times, giving up: %s",
+                      pending.model, pending.version, pending.attempts, message)
+            for intent_id in pending.intents:
+                self.inbox.fail(intent_id, message)
+                self.seen.discard(intent_id)
+            pending.intents.clear()
+            return "failed"
+        delay = Backoff(failures=pending.attempts - 1).next_delay()
+        pending.due = time.monotonic() + delay
+        log.error("model %s:%s sync failed (attempt %d), retrying in %.1fs: %s",
+                  pending.model, pending.version, pending.attempts, delay, message)
+        return "waiting"
+
+    def _apply_config(self, force_reload: bool) -> None:
+        path = self.config.ovms.config_path
+        try:
+            current = ovmsconfig.read_current(path)
+            stale = ovmsconfig.stale_entries(current, self.config.ovms, self.config.sync.models_path)
+            document = ovmsconfig.merge(
+                current, self.config.ovms, self.state.published(), set(self.state.models) | stale
+            )
+            swapped = ovmsconfig.swap_if_changed(path, document)
+        except OvmsConfigError as exc:
+            log.error("%s", exc)
+            self.status.config_result(False, str(exc))
+            self.status.error(str(exc))
+            return
+        self.status.config_result(swapped)
+        if swapped:
+            log.info("config.json updated: %d model(s) served from %s",
+                     len(self.state.published()), self.config.sync.models_path)
+        if self.ovms is not None and (swapped or force_reload):
+            self._reload_ovms()
+        self.versions.replaced.clear()
+
+    def _reload_ovms(self) -> None:
+        assert self.ovms is not None
+        try:
+            outcome = self.ovms.reload()
+        except RuntimeError as exc:
+            log.warning("%s (config.json was swapped; OVMS will pick it up when it polls)", exc)
+            self.status.update(ovms={"reload": "failed", "error": str(exc), "at": time.time()})
+            return
+        states = self.ovms.version_states()
+        self.status.update(ovms={"reload": outcome, "error": None, "at": time.time()})
+        for model, versions in states.items():
+            if model in self.state.models:
+                for version, state in versions.items():
+                    if version in self.state.models[model]:
+                        self.status.version(model, version, "published", ovms_state=state)

@@ -1,0 +1,166 @@
+"""Building a complete version in a hidden staging directory.
+
+Files unchanged since the version on disk (same ETag in the state, or same size and MD5) are
+hard-linked, not downloaded; the rest stream in through a bounded pool of threads. Any
+failure removes the staging directory: nothing half-made is left for OVMS or a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import stat
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.dirswap import STAGING_PREFIX, hidden_sibling
+from agent.localstate import FileState, VersionState
+from agent.manifest import Expected
+from agent.storage import Bucket, Cancelled, RemoteObject
+from modelsync.atomic import fsync_dir
+from modelsync.errors import PublishError
+
+log = logging.getLogger(__name__)
+HASH_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Staged:
+    directory: Path
+    files: dict[str, FileState]
+    downloaded: int
+    downloaded_bytes: int
+    reused: int
+
+
+def file_digest(path: Path, algorithm: str) -> str:
+    digest = hashlib.new(algorithm, usedforsecurity=False)
+    with open(path, "rb") as handle:
+        while chunk := handle.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def model_dir_for(models_path: Path, model: str) -> Path:
+    """The model's directory, refusing anything that would lead outside ``models_path``."""
+    directory = models_path / model
+    if directory.is_symlink():
+        raise PublishError(f"refusing to use {directory}: it is a symbolic link")
+    if directory.exists() and not directory.is_dir():
+        raise PublishError(f"refusing to use {directory}: it is not a directory")
+    return directory
+
+
+class Stager:
+    def __init__(self, bucket: Bucket, models_path: Path, concurrency: int, stop: threading.Event):
+        self.bucket = bucket
+        self.models_path = models_path
+        self.concurrency = concurrency
+        self.stop = stop
+
+    def build(
+        self,
+        model: str,
+        version: int,
+        remote: dict[str, RemoteObject],
+        current: VersionState | None,
+        expected: dict[str, Expected] | None = None,
+    ) -> Staged:
+        model_dir = model_dir_for(self.models_path, model)
+        try:
+            model_dir.mkdir(parents=True, exist_ok=True)
+            staging = hidden_sibling(model_dir, STAGING_PREFIX, version)
+            staging.mkdir()
+        except OSError as exc:
+            raise PublishError(f"cannot create {exc.filename or model_dir}: {exc.strerror}") from None
+        try:
+            return self._fill(staging, model_dir / str(version), remote, current, expected or {})
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+
+    def _fill(
+        self,
+        staging: Path,
+        current_dir: Path,
+        remote: dict[str, RemoteObject],
+        current: VersionState | None,
+        expected: dict[str, Expected],
+    ) -> Staged:
+        to_download: list[tuple[RemoteObject, Path]] = []
+        reused = 0
+        directories = {staging}
+        for path, obj in sorted(remote.items()):
+            dest = staging / path
+            if dest.parent not in directories:
+                _mkdirs(dest.parent)
+                directories.update(dest.parents)
+            if self._reuse(current_dir / path, obj, current, path, dest):
+                reused += 1
+            else:
+                to_download.append((obj, dest))
+        self._download_all(to_download)
+        for path, spec in expected.items():
+            if spec.sha256 and file_digest(staging / path, "sha256") != spec.sha256:
+                raise PublishError(f"{path}: sha256 does not match metadata.json")
+        for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
+            if directory == staging or staging in directory.parents:
+                fsync_dir(directory)
+        files = {p: FileState(o.etag, o.size) for p, o in remote.items()}
+        return Staged(
+            staging, files, len(to_download), sum(o.size for o, _ in to_download), reused
+        )
+
+    def _reuse(
+        self, source: Path, obj: RemoteObject, current: VersionState | None, path: str, dest: Path
+    ) -> bool:
+        try:
+            info = os.lstat(source)
+        except OSError:
+            return False
+        # Only regular files: a planted symlink must never be followed or copied.
+        if not stat.S_ISREG(info.st_mode) or info.st_size != obj.size:
+            return False
+        known = current.files.get(path) if current else None
+        if known is None or known.etag != obj.etag:
+            if obj.md5 is None or file_digest(source, "md5") != obj.md5:
+                return False
+        try:
+            os.link(source, dest, follow_symlinks=False)
+        except OSError:
+            shutil.copyfile(source, dest, follow_symlinks=False)
+        return True
+
+    def _download_all(self, jobs: list[tuple[RemoteObject, Path]]) -> None:
+        if not jobs:
+            return
+        if len(jobs) == 1 or self.concurrency == 1:
+            for obj, dest in jobs:
+                self.bucket.download(obj, dest, self.stop)
+            return
+        failed = threading.Event()
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(jobs))) as pool:
+            futures = [pool.submit(self._one, obj, dest, failed) for obj, dest in jobs]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for future in done:
+                if future.exception() is not None:
+                    failed.set()
+                    for other in futures:
+                        other.cancel()
+                    raise future.exception()  # type: ignore[misc]
+
+    def _one(self, obj: RemoteObject, dest: Path, failed: threading.Event) -> None:
+        if failed.is_set() or self.stop.is_set():
+            raise Cancelled(obj.key)
+        self.bucket.download(obj, dest, self.stop)
+
+
+def _mkdirs(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PublishError(f"cannot create {exc.filename or directory}: {exc.strerror}") from None

@@ -1,0 +1,162 @@
+"""The bucket, through the ``minio`` client: listings and streamed, verified downloads.
+
+Every S3 failure becomes :class:`StorageError`; the caller decides how long to back off.
+Downloads stream to disk in fixed chunks, so memory does not grow with model size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import urllib3
+from minio import Minio
+from minio.error import MinioException, S3Error
+
+from modelsync.config import MinioConfig
+from modelsync.errors import PublishError, StorageError
+
+log = logging.getLogger(__name__)
+CHUNK_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RemoteObject:
+    key: str
+    etag: str
+    size: int
+    last_modified: float  # epoch seconds, 0 when unknown
+
+    @property
+    def md5(self) -> str | None:
+        """The content MD5 when the ETag is one (not for multipart uploads)."""
+        etag = self.etag.lower()
+        if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag):
+            return etag
+        return None
+
+
+class Cancelled(Exception):
+    """The agent is stopping; a download was abandoned half-way."""
+
+
+def _epoch(value: datetime | None) -> float:
+    return value.timestamp() if value is not None else 0.0
+
+
+class Bucket:
+    def __init__(self, config: MinioConfig, pool_size: int = 10) -> None:
+        self.name = config.bucket
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5.0, read=60.0),
+            maxsize=pool_size,
+            # A couple of quick retries for blips; outages are the agent's backoff's business.
+            retries=urllib3.Retry(
+                total=2, backoff_factor=0.1, status_forcelist=[500, 502, 503, 504]
+            ),
+        )
+        self.client = Minio(
+            config.endpoint,
+            access_key=config.access_key.reveal(),
+            secret_key=config.secret_key.reveal(),
+            secure=config.secure,
+            region=config.region,
+            http_client=http,
+        )
+
+    def list(self, prefix: str = "") -> Iterator[RemoteObject]:
+        try:
+            for obj in self.client.list_objects(self.name, prefix=prefix, recursive=True):
+                if obj.is_dir or obj.object_name is None:
+                    continue
+                yield RemoteObject(
+                    key=obj.object_name,
+                    etag=(obj.etag or "").strip('"'),
+                    size=int(obj.size or 0),
+                    last_modified=_epoch(obj.last_modified),
+                )
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise StorageError(f"cannot list s3://{self.name}/{prefix}: {_describe(exc)}") from None
+
+    def read_small(self, key: str, limit: int = 1024 * 1024) -> bytes:
+        response = None
+        try:
+            response = self.client.get_object(self.name, key)
+            data = response.read(limit + 1)
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise StorageError(f"cannot read s3://{self.name}/{key}: {_describe(exc)}") from None
+        finally:
+            if response is not None:
+                response.close()
+                response.release_conn()
+        if len(data) > limit:
+            raise PublishError(f"s3://{self.name}/{key} is larger than {limit} bytes")
+        return data
+
+    def download(self, obj: RemoteObject, dest: Path, stop: threading.Event) -> None:
+        """Stream one object into ``dest``, verify size (and MD5), fsync. Raises on mismatch."""
+        digest = hashlib.md5(usedforsecurity=False) if obj.md5 else None
+        response = None
+        try:
+            # If-Match: the object we listed, or a clean failure if it changed meanwhile.
+            response = self.client.get_object(
+                self.name, obj.key, request_headers={"If-Match": f'"{obj.etag}"'}
+            )
+            written = _stream_to_file(response.stream(CHUNK_BYTES), dest, digest, stop)
+        except S3Error as exc:
+            if exc.code == "PreconditionFailed":
+                raise StorageError(f"s3://{self.name}/{obj.key} changed during download") from None
+            raise StorageError(f"cannot get s3://{self.name}/{obj.key}: {_describe(exc)}") from None
+        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise StorageError(f"cannot get s3://{self.name}/{obj.key}: {_describe(exc)}") from None
+        finally:
+            if response is not None:
+                response.close()
+                response.release_conn()
+        if written != obj.size:
+            raise StorageError(f"s3://{self.name}/{obj.key}: got {written} bytes, expected {obj.size}")
+        if digest is not None and digest.hexdigest() != obj.md5:
+            raise StorageError(f"s3://{self.name}/{obj.key}: MD5 does not match the ETag")
+
+    def reachable(self) -> bool:
+        try:
+            return bool(self.client.bucket_exists(self.name))
+        except (MinioException, urllib3.exceptions.HTTPError, OSError):
+            return False
+
+
+def _stream_to_file(
+    chunks: Iterator[bytes], dest: Path, digest: "hashlib._Hash | None", stop: threading.Event
+) -> int:
+    """Write the chunks to ``dest``; a local write failure is a PublishError naming the path."""
+    written = 0
+    try:
+        with open(dest, "wb") as handle:
+            for chunk in chunks:
+                if stop.is_set():
+                    raise Cancelled(str(dest))
+                handle.write(chunk)
+                written += len(chunk)
+                if digest is not None:
+                    digest.update(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)):
+            raise
+        raise PublishError(f"cannot write {dest}: {exc.strerror or type(exc).__name__}") from None
+    return written
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, S3Error):
+        return f"{exc.code} ({exc.message})"
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        return f"{type(exc.reason).__name__}: endpoint unreachable"
+    return type(exc).__name__

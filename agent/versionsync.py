@@ -1,0 +1,215 @@
+"""One model version: compare the bucket with the disk, decide, stage, publish or remove."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from agent import dirswap, manifest
+from agent.localstate import LocalState
+from agent.stager import Stager, model_dir_for
+from agent.status import StatusReporter
+from agent.storage import Bucket, RemoteObject
+from modelsync import keys
+from modelsync.errors import UnsafeKeyError
+
+log = logging.getLogger(__name__)
+
+Listing = dict[str, RemoteObject]  # path inside the version -> object
+
+
+@dataclass
+class Pending:
+    """A version that may differ from the bucket, with what is known of its upload."""
+
+    model: str
+    version: int
+    last_change: float  # monotonic time of the last sign of upload activity
+    due: float = math.inf
+    forced: bool = False  # a resync: no settle wait
+    intents: set[str] = field(default_factory=set)
+    signature: frozenset[tuple[str, str, int]] | None = None
+    attempts: int = 0
+    listing: Listing | None = None  # from a reconcile, used once instead of re-listing
+    waiting_for: list[str] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.model, self.version)
+
+
+def signature(listing: Listing) -> frozenset[tuple[str, str, int]]:
+    return frozenset((p, o.etag, o.size) for p, o in listing.items())
+
+
+def group_listing(
+    objects: list[RemoteObject], single_model: str | None
+) -> dict[tuple[str, int], Listing]:
+    grouped: dict[tuple[str, int], Listing] = {}
+    for obj in objects:
+        try:
+            ref = keys.parse_key(obj.key, single_model)
+        except UnsafeKeyError as exc:
+            log.warning("skipping bucket object: %s", exc)
+            continue
+        if ref is not None:
+            grouped.setdefault((ref.model, ref.version), {})[ref.path] = obj
+    return grouped
+
+
+def disk_files(directory: Path) -> set[str]:
+    found = set()
+    for root, _dirs, files in os.walk(directory):
+        for name in files:
+            found.add(os.path.relpath(os.path.join(root, name), directory).replace(os.sep, "/"))
+    return found
+
+
+class VersionSync:
+    """Does the work for one :class:`Pending`; returns what happened."""
+
+    def __init__(
+        self,
+        bucket: Bucket,
+        state: LocalState,
+        stager: Stager,
+        status: StatusReporter,
+        models_path: Path,
+        single_model: str | None,
+        settle_seconds: float,
+    ) -> None:
+        self.bucket = bucket
+        self.state = state
+        self.stager = stager
+        self.status = status
+        self.models_path = models_path
+        self.single_model = single_model
+        self.settle = settle_seconds
+        self.retired: list[Path] = []  # removed versions, deleted once config.json moved on
+        self.replaced: list[tuple[str, int]] = []  # versions swapped in place: OVMS must reload
+
+    def list_version(self, model: str, version: int) -> Listing:
+        prefix = keys.version_prefix(model, version, self.single_model)
+        objects = list(self.bucket.list(prefix))
+        return group_listing(objects, self.single_model).get((model, version), {})
+
+    def run(self, pending: Pending) -> str:
+        """'published', 'removed', 'unchanged' or 'waiting' (then ``pending.due`` is set)."""
+        model, version = pending.key
+        listing = pending.listing if pending.listing is not None else self.list_version(model, version)
+        pending.listing = None
+        target = self.models_path / model / str(version)
+        current = self.state.version(model, version)
+        if not listing:
+            if current is None and not target.is_dir():
+                return "unchanged"
+            return self._remove(model, version, target)
+        if current is not None and current.signature() == signature(listing) and target.is_dir():
+            return "unchanged"
+        expected = self._expected_files(model, version, listing)
+        if not self._complete(pending, listing, expected):
+            return "waiting"
+        return self._publish(model, version, listing, expected, target)
+
+    def _expected_files(
+        self, model: str, version: int, listing: Listing
+    ) -> dict[str, manifest.Expected] | None:
+        obj = listing.get(manifest.MANIFEST_NAME)
+        if obj is None:
+            return None
+        try:
+            return manifest.parse(self.bucket.read_small(obj.key))
+        except manifest.ManifestError as exc:
+            log.warning("model %s:%s: %s; falling back to the settle time", model, version, exc)
+            return None
+
+    def _complete(
+        self, pending: Pending, listing: Listing, expected: dict[str, manifest.Expected] | None
+    ) -> bool:
+        now = time.monotonic()
+        if expected is not None:
+            pending.waiting_for = manifest.missing(expected, {p: o.size for p, o in listing.items()})
+            if pending.waiting_for:
+                # The next event for this version, or the reconcile, looks again.
+                pending.due = math.inf
+                log.info(
+                    "model %s:%s waiting for %d file(s) of its manifest",
+                    pending.model, pending.version, len(pending.waiting_for),
+                )
+            return not pending.waiting_for
+        if pending.forced:
+            return True
+        sig = signature(listing)
+        if pending.signature is not None and sig != pending.signature:
+            pending.last_change = now
+        else:
+            newest = max(o.last_modified for o in listing.values())
+            # The bucket's own clock says when the last object landed; an event may be a
+            # late re-send of something long finished.
+            pending.last_change = min(now, max(pending.last_change, now - (time.time() - newest)))
+        pending.signature = sig
+        quiet_until = pending.last_change + self.settle
+        if now >= quiet_until:
+            return True
+        pending.due = quiet_until
+        return False
+
+    def _publish(
+        self,
+        model: str,
+        version: int,
+        listing: Listing,
+        expected: dict[str, manifest.Expected] | None,
+        target: Path,
+    ) -> str:
+        if self.state.manage(model):
+            self.state.save()  # before anything is renamed into place: a crash leaves it ours
+        current = self.state.version(model, version)
+        started = time.monotonic()
+        staged = self.stager.build(model, version, listing, current, expected)
+        if staged.downloaded == 0 and target.is_dir() and disk_files(target) == set(listing):
+            shutil.rmtree(staged.directory, ignore_errors=True)  # already there: adopt it
+        else:
+            existed = target.exists()
+            dirswap.publish(staged.directory, target)
+            if existed:
+                self.replaced.append((model, version))
+        self.state.set_version(model, version, staged.files)
+        self.status.count("downloaded_files", staged.downloaded)
+        self.status.count("downloaded_bytes", staged.downloaded_bytes)
+        self.status.count("reused_files", staged.reused)
+        self.status.version(
+            model, version, "published", files=len(listing),
+            bytes=sum(o.size for o in listing.values()), synced_at=time.time(),
+        )
+        log.info(
+            "model %s:%s staged: %d downloaded (%d bytes), %d reused in %.3fs",
+            model, version, staged.downloaded, staged.downloaded_bytes, staged.reused,
+            time.monotonic() - started,
+        )
+        return "published"
+
+    def _remove(self, model: str, version: int, target: Path) -> str:
+        model_dir_for(self.models_path, model)  # refuses a symlinked model directory
+        if target.is_dir() and not target.is_symlink():
+            self.retired.append(dirswap.retire(target))
+        self.state.drop_version(model, version)
+        self.status.forget_version(model, version)
+        log.info("model %s:%s removed: its objects are gone from the bucket", model, version)
+        return "removed"
+
+    def clean_retired(self) -> None:
+        for path in self.retired:
+            shutil.rmtree(path, ignore_errors=True)
+            model_dir = path.parent
+            if model_dir.name not in self.state.models:
+                try:
+                    model_dir.rmdir()  # only when empty: never anything else's
+                except OSError:
+                    pass
+        self.retired.clear()

@@ -1,0 +1,43 @@
+"""A watchdog observer on the intents directory: it only wakes the agent's loop.
+
+The loop then lists the directory itself, so an event the observer misses (inotify queue
+overflow, a file that appeared before the observer started) is picked up all the same.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+
+class _WakeOnIntent(FileSystemEventHandler):
+    def __init__(self, wake: threading.Event) -> None:
+        self.wake = wake
+
+    def _maybe_wake(self, path: str | bytes) -> None:
+        name = Path(path if isinstance(path, str) else path.decode()).name
+        if name.endswith(".json") and not name.startswith("."):
+            self.wake.set()
+
+    def on_created(self, event: FileSystemEvent) -> None:
+        self._maybe_wake(event.src_path)
+
+    def on_moved(self, event: FileSystemEvent) -> None:
+        self._maybe_wake(event.dest_path)
+
+
+class IntentWatcher:
+    def __init__(self, directory: Path, wake: threading.Event) -> None:
+        self.observer = Observer()
+        self.observer.daemon = True
+        self.observer.schedule(_WakeOnIntent(wake), str(directory), recursive=False)
+
+    def start(self) -> None:
+        self.observer.start()
+
+    def stop(self) -> None:
+        self.observer.stop()
+        self.observer.join(timeout=5)

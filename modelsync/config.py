@@ -1,0 +1,258 @@
+"""The typed, frozen configuration shared by the webhook and the agent.
+
+The YAML layout is the original polling sidecar's (``minio.*``, ``sync.*``, ``ovms.*``), so a
+user migrates by swapping the image. Everything is validated once, here, at start-up; an
+error names the file and the key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from modelsync import schema
+from modelsync.errors import ConfigError, SchemaViolation
+from modelsync.secret import Secret
+
+DEFAULT_CONFIG_PATH = "/config/sync-config.yaml"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+# Secrets from the environment win over the file; ``NAME_FILE`` points at a mounted secret.
+ENV_SECRETS = {
+    "MINIO_ACCESS_KEY": ("minio", "access_key"),
+    "MINIO_SECRET_KEY": ("minio", "secret_key"),
+    "MODELSYNC_WEBHOOK_TOKEN": ("webhook", "auth_token"),
+}
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class MinioConfig:
+    endpoint: str  # host[:port], scheme removed
+    secure: bool
+    bucket: str
+    access_key: Secret = field(default_factory=lambda: Secret(""))
+    secret_key: Secret = field(default_factory=lambda: Secret(""))
+    region: str | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.secure else 'http'}://{self.endpoint}"
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    interval: float = 30.0
+    models_path: Path = Path("/models")
+    log_level: str = "INFO"
+    log_format: str = "text"
+    settle_seconds: float = 2.0
+    download_concurrency: int = 4
+    max_attempts: int = 5
+    heartbeat_seconds: float = 2.0
+
+
+@dataclass(frozen=True)
+class OvmsConfig:
+    config_path: Path
+    base_path: Path
+    model_name: str | None = None
+    rest_url: str | None = None
+    reload_timeout_seconds: float = 10.0
+    model_defaults: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    models: Mapping[str, Mapping[str, Any]] = field(default_factory=lambda: _EMPTY)
+
+    def settings_for(self, model: str) -> dict[str, Any]:
+        """Extra OVMS keys for one model: the defaults, overridden by the model's own."""
+        return {**self.model_defaults, **self.models.get(model, {})}
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    auth_token: Secret | None = None
+    insecure_no_auth: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    agent_stale_seconds: float = 30.0
+    max_wait_seconds: float = 60.0
+
+
+@dataclass(frozen=True)
+class Config:
+    source: Path
+    minio: MinioConfig
+    sync: SyncConfig
+    ovms: OvmsConfig
+    webhook: WebhookConfig
+
+    @property
+    def state_dir(self) -> Path:
+        return self.sync.models_path / ".modelsync"
+
+    @property
+    def intents_dir(self) -> Path:
+        return self.state_dir / "intents"
+
+    @property
+    def failed_dir(self) -> Path:
+        return self.state_dir / "failed"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.state_dir / "results"
+
+    @property
+    def status_path(self) -> Path:
+        return self.state_dir / "status.json"
+
+    def require_minio_credentials(self) -> None:
+        """The agent needs credentials; the webhook never talks to MinIO and does not."""
+        for key in ("access_key", "secret_key"):
+            if not getattr(self.minio, key):
+                raise ConfigError(
+                    self.source,
+                    f"minio.{key}",
+                    f"is required (or set MINIO_{key.upper()} / MINIO_{key.upper()}_FILE)",
+                )
+
+
+def config_path_from_env(env: Mapping[str, str] = os.environ) -> Path:
+    return Path(env.get("CONFIG_PATH") or DEFAULT_CONFIG_PATH)
+
+
+def load_config(path: Path | str | None = None, env: Mapping[str, str] = os.environ) -> Config:
+    """Read, merge secrets into, validate and freeze the configuration."""
+    source = Path(path) if path is not None else config_path_from_env(env)
+    raw = _read_yaml(source)
+    _apply_env_secrets(raw, source, env)
+    try:
+        schema.check(schema.SYNC_CONFIG, raw)
+    except SchemaViolation as exc:
+        raise ConfigError(source, exc.field, exc.message) from None
+    return _build(source, raw)
+
+
+def _read_yaml(source: Path) -> dict[str, Any]:
+    try:
+        text = source.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(source, "", "config file not found (set CONFIG_PATH)") from None
+    except OSError as exc:
+        raise ConfigError(source, "", f"cannot read config file: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(source, "", f"not valid YAML{where}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(source, "", f"expected a mapping at the top, got {type(data).__name__}")
+    return data
+
+
+def _apply_env_secrets(raw: dict[str, Any], source: Path, env: Mapping[str, str]) -> None:
+    for name, (section, key) in ENV_SECRETS.items():
+        value = env.get(name)
+        if not value and env.get(f"{name}_FILE"):
+            file_path = Path(env[f"{name}_FILE"])
+            try:
+                value = file_path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    source, f"{section}.{key}", f"cannot read {name}_FILE={file_path}: {exc.strerror}"
+                ) from None
+        if value:
+            target = raw.setdefault(section, {})
+            if not isinstance(target, dict):
+                raise ConfigError(source, section, "expected a mapping")
+            target[key] = value
+
+
+def _normalise_level(level: str) -> str:
+    level = level.upper()
+    return "WARNING" if level == "WARN" else level
+
+
+def _split_endpoint(minio: Mapping[str, Any]) -> tuple[str, bool]:
+    endpoint = str(minio["endpoint"]).rstrip("/")
+    secure = bool(minio.get("secure", False))
+    for scheme, tls in (("http://", False), ("https://", True)):
+        if endpoint.startswith(scheme):
+            # The scheme is the more specific statement, and the sidecar's files carry both.
+            return endpoint[len(scheme):], tls
+    return endpoint, secure
+
+
+def _frozen(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+def _thawed(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thawed(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thawed(v) for v in value]
+    return value
+
+
+def _check_model_settings(source: Path, key: str, settings: Mapping[str, Any]) -> None:
+    # Per-model settings end up inside config.json, so OVMS's own schema is the judge.
+    trial = {"model_config_list": [{"config": {"name": "m", "base_path": "/m", **settings}}]}
+    try:
+        schema.check(schema.OVMS_CONFIG, trial)
+    except SchemaViolation as exc:
+        inner = exc.field.removeprefix("model_config_list[0].config").lstrip(".")
+        raise ConfigError(source, f"{key}.{inner}" if inner else key, exc.message) from None
+
+
+def _build(source: Path, raw: Mapping[str, Any]) -> Config:
+    minio_raw = raw["minio"]
+    endpoint, secure = _split_endpoint(minio_raw)
+    minio = MinioConfig(
+        endpoint=endpoint,
+        secure=secure,
+        bucket=minio_raw["bucket_name"],
+        access_key=Secret(str(minio_raw.get("access_key", ""))),
+        secret_key=Secret(str(minio_raw.get("secret_key", ""))),
+        region=minio_raw.get("region"),
+    )
+    sync_raw = raw.get("sync") or {}
+    sync = SyncConfig(
+        **{k: v for k, v in sync_raw.items() if k != "models_path" and k != "log_level"},
+        models_path=Path(sync_raw.get("models_path", "/models")),
+        log_level=_normalise_level(str(sync_raw.get("log_level", "INFO"))),
+    )
+    ovms_raw = dict(raw.get("ovms") or {})
+    defaults = ovms_raw.pop("model_defaults", {}) or {}
+    models = ovms_raw.pop("models", {}) or {}
+    _check_model_settings(source, "ovms.model_defaults", defaults)
+    for name, settings in models.items():
+        _check_model_settings(source, f"ovms.models.{name}", {**defaults, **settings})
+    ovms = OvmsConfig(
+        config_path=Path(ovms_raw.pop("config_path", sync.models_path / "config.json")),
+        base_path=Path(ovms_raw.pop("base_path", sync.models_path)),
+        model_defaults=_frozen(defaults),
+        models=_frozen(models),
+        **ovms_raw,
+    )
+    webhook_raw = dict(raw.get("webhook") or {})
+    token = webhook_raw.pop("auth_token", None)
+    webhook = WebhookConfig(auth_token=Secret(token) if token else None, **webhook_raw)
+    return Config(source=source, minio=minio, sync=sync, ovms=ovms, webhook=webhook)
+
+
+def thaw(value: Any) -> Any:
+    """A plain, mutable copy of a frozen mapping (for writing it into JSON)."""
+    return _thawed(value)

@@ -1,0 +1,95 @@
+"""Object keys: which are safe, and which name a file of a model version.
+
+Bucket layout: ``<model>/<version>/<path>``; or, when ``ovms.model_name`` is set, a single
+model at the bucket root as ``<version>/<path>``. ``version`` is a positive integer without
+leading zeros (OVMS reads the leading digits of a directory name, so ``01`` and ``1`` would
+be the same version on disk).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from modelsync.errors import UnsafeKeyError
+
+STATE_DIR_NAME = ".modelsync"
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+VERSION = re.compile(r"[1-9][0-9]{0,18}")
+MAX_VERSION = 2**63 - 1
+MAX_SEGMENT_BYTES = 255  # NAME_MAX on Linux file systems
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    """One file of one model version, as named by an object key."""
+
+    model: str
+    version: int
+    path: str  # relative to the version directory, '/'-separated
+
+
+def check_safe(key: str) -> None:
+    """Raise :class:`UnsafeKeyError` for a key that could escape or reach modelsync's files."""
+    if not key:
+        raise UnsafeKeyError(key, "empty key")
+    if key.startswith("/"):
+        raise UnsafeKeyError(key, "absolute path")
+    if "\\" in key:
+        raise UnsafeKeyError(key, "backslash in key")
+    if _CONTROL.search(key):
+        raise UnsafeKeyError(key, "NUL or control character in key")
+    segments = key.split("/")
+    if any(s in ("..", ".") for s in segments):
+        raise UnsafeKeyError(key, "'.' or '..' path segment")
+    if segments[0] == STATE_DIR_NAME:
+        raise UnsafeKeyError(key, f"key under modelsync's own {STATE_DIR_NAME}/ area")
+
+
+def is_version(segment: str) -> bool:
+    return VERSION.fullmatch(segment) is not None and int(segment) <= MAX_VERSION
+
+
+def is_model_name(segment: str) -> bool:
+    return MODEL_NAME.fullmatch(segment) is not None
+
+
+def is_safe_relpath(path: str) -> bool:
+    """A relative file path inside a version directory, with no way out of it."""
+    segments = path.split("/")
+    return (
+        bool(path)
+        and not path.startswith("/")
+        and "\\" not in path
+        and not _CONTROL.search(path)
+        and all(s not in ("", ".", "..") for s in segments)
+        and all(len(s.encode()) <= MAX_SEGMENT_BYTES for s in segments)
+    )
+
+
+def parse_key(key: str, single_model: str | None = None) -> ObjectRef | None:
+    """The model file a safe key names, or ``None`` when the key is outside the layout."""
+    check_safe(key)
+    segments = key.split("/")
+    if single_model is not None and is_version(segments[0]):
+        model, version, rest = single_model, segments[0], segments[1:]
+    elif len(segments) >= 3 and is_model_name(segments[0]) and is_version(segments[1]):
+        model, version, rest = segments[0], segments[1], segments[2:]
+    else:
+        return None
+    path = "/".join(rest)
+    if not is_safe_relpath(path):
+        return None
+    return ObjectRef(model, int(version), path)
+
+
+def version_prefix(model: str, version: int, single_model: str | None = None) -> str:
+    """The key prefix that holds every file of one version."""
+    if single_model is not None and model == single_model:
+        return f"{version}/"
+    return f"{model}/{version}/"
+
+
+def model_prefix(model: str, single_model: str | None = None) -> str:
+    return "" if single_model is not None and model == single_model else f"{model}/"

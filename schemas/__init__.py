@@ -1,0 +1,1 @@
+"""The JSON schemas, shipped as package data of ``modelsync.schemas``."""

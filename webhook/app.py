@@ -1,0 +1,68 @@
+"""Application factory, in the style of Flask's tutorial.
+
+``gunicorn "webhook.app:create_app()"`` (see ``webhook/gunicorn_conf.py`` for the settings
+the tests and images use).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from modelsync import logsetup
+from modelsync.config import Config, load_config
+from modelsync.errors import ConfigError
+from webhook import errors, events, health, metrics, resync
+from modelsync.intents import IntentWriter
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """Raised from the factory so gunicorn prints one clean line and exits non-zero."""
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.from_mapping(CONFIG_PATH=None, MODELSYNC=None)
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    settings: Config = app.config["MODELSYNC"] or _load(app.config["CONFIG_PATH"])
+    logsetup.configure(settings.sync.log_level, settings.sync.log_format)
+    _check_auth(settings)
+
+    app.config["MODELSYNC"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes
+    app.extensions["intent_writer"] = IntentWriter(settings.intents_dir)
+
+    errors.register(app)
+    metrics.register(app)
+    app.register_blueprint(events.bp)
+    app.register_blueprint(resync.bp)
+    app.register_blueprint(health.bp)
+    log.info(
+        "webhook ready: bucket=%s intents=%s", settings.minio.bucket, settings.intents_dir
+    )
+    return app
+
+
+def _load(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise StartupError(f"configuration error: {exc}") from None
+
+
+def _check_auth(settings: Config) -> None:
+    if settings.webhook.auth_token:
+        return
+    if not settings.webhook.insecure_no_auth:
+        raise StartupError(
+            f"configuration error: {settings.source}: webhook.auth_token: is required "
+            "(or set MODELSYNC_WEBHOOK_TOKEN / MODELSYNC_WEBHOOK_TOKEN_FILE, or "
+            "webhook.insecure_no_auth: true for a trusted network)"
+        )
+    log.warning("webhook.insecure_no_auth is true: anyone who can reach this port can post events")

@@ -1,0 +1,65 @@
+"""Prometheus metrics of the webhook, multi-process aware under gunicorn."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+RECEIVED = Counter("modelsync_webhook_records_received_total", "Event records received")
+ACCEPTED = Counter(
+    "modelsync_webhook_records_accepted_total", "Records written as intent files"
+)
+IGNORED = Counter(
+    "modelsync_webhook_records_ignored_total",
+    "Records acknowledged but not acted upon",
+    ["reason"],
+)
+REJECTED = Counter(
+    "modelsync_webhook_requests_rejected_total", "Requests answered with a 4xx", ["reason"]
+)
+RESYNCS = Counter("modelsync_webhook_resync_requests_total", "Resync intents written")
+LATENCY = Histogram(
+    "modelsync_webhook_request_duration_seconds",
+    "Request latency by endpoint",
+    ["endpoint", "method"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+)
+
+
+def _registry() -> CollectorRegistry | None:
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def register(app: Flask) -> None:
+    @app.before_request
+    def _start_timer() -> None:
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _observe(response: Response) -> Response:
+        started = g.get("started")
+        if started is not None and request.url_rule is not None:
+            LATENCY.labels(endpoint=request.url_rule.rule, method=request.method).observe(
+                time.perf_counter() - started
+            )
+        return response
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        registry = _registry()
+        body = generate_latest(registry) if registry is not None else generate_latest()
+        return Response(body, mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,82 @@
+"""``POST /v1/resync``: ask the agent for a full (or per-model, per-version) resync.
+
+``?wait=SECONDS`` blocks until the agent reports the intent applied (200 with its outcome)
+or the wait ends (202, still queued).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from modelsync import keys
+from modelsync.config import Config
+from webhook import metrics
+from webhook.auth import require_token
+from webhook.errors import error_response
+from webhook.events import parse_json_body
+from modelsync.intents import IntentWriter
+from modelsync.results import ResultBox
+
+bp = Blueprint("resync", __name__)
+
+
+def _target(body: Any) -> dict[str, Any]:
+    """``{"model"?, "version"?}`` from the body, or ValueError naming the field."""
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ValueError("body must be a JSON object like {\"model\": \"m\", \"version\": 1}")
+    unknown = sorted(set(body) - {"model", "version"})
+    if unknown:
+        raise ValueError(f"unknown field {unknown[0]!r} (allowed: model, version)")
+    target: dict[str, Any] = {}
+    model = body.get("model")
+    if model is not None:
+        if not isinstance(model, str) or not keys.is_model_name(model):
+            raise ValueError("model: expected a model name ([A-Za-z0-9][A-Za-z0-9._-]*)")
+        target["model"] = model
+    version = body.get("version")
+    if version is not None:
+        if model is None:
+            raise ValueError("version: needs a model")
+        if isinstance(version, bool) or not isinstance(version, int) or not 0 < version < 2**63:
+            raise ValueError("version: expected a positive integer")
+        target["version"] = version
+    return target
+
+
+def _wait_seconds(settings: Config) -> float:
+    raw = request.args.get("wait")
+    if raw is None:
+        return 0.0
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise ValueError("wait: expected a number of seconds") from None
+    if not math.isfinite(wait) or wait < 0:
+        raise ValueError("wait: expected a number of seconds >= 0")
+    return min(wait, settings.webhook.max_wait_seconds)
+
+
+@bp.post("/v1/resync")
+@require_token
+def resync() -> tuple[Response, int]:
+    settings: Config = current_app.config["MODELSYNC"]
+    try:
+        body = parse_json_body() if request.content_length else None
+        target = _target(body)
+        wait = _wait_seconds(settings)
+    except ValueError as exc:
+        metrics.REJECTED.labels(reason="bad_request").inc()
+        return error_response(400, str(exc))
+    writer: IntentWriter = current_app.extensions["intent_writer"]
+    intent = writer.new("resync", **target)
+    writer.write_all([intent])
+    metrics.RESYNCS.inc()
+    outcome = ResultBox(settings.results_dir).wait(intent["id"], wait) if wait > 0 else None
+    if outcome is None:
+        return jsonify(id=intent["id"], status="queued", **target), 202
+    return jsonify(outcome), 200
