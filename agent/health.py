@@ -17,9 +17,7 @@ from modelsync.errors import OvmsConfigError
 def problems(config: Config) -> list[str]:
     found = []
     if not Bucket(config.minio).reachable():
-        found.append(
-            f"Cannot connect to MinIO at {config.minio.url} (bucket {config.minio.bucket})"
-        )
+        found.append(f"Cannot connect to MinIO at {config.minio.url} (bucket {config.minio.bucket})")
     models = config.sync.models_path
     if not models.is_dir():
         found.append(f"models directory {models} does not exist")

@@ -13,7 +13,6 @@ import os
 import stat
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from modelsync import atomic, keys, schema
@@ -72,7 +71,9 @@ class Inbox:
         except UnsafeKeyError as exc:
             raise IntentError(str(exc)) from None
         if ref is None or (ref.model, ref.version, ref.path) != (
-            intent["model"], intent["version"], intent["path"]
+            intent["model"],
+            intent["version"],
+            intent["path"],
         ):
             raise IntentError("model/version/path do not match the key")
 
@@ -82,7 +83,11 @@ class Inbox:
     def fail(self, intent_id: str, reason: str) -> None:
         source = self.directory / f"{intent_id}.json"
         try:
-            raw = source.read_bytes()[:MAX_INTENT_BYTES].decode("utf-8", "replace") if not source.is_symlink() else ""
+            raw = (
+                source.read_bytes()[:MAX_INTENT_BYTES].decode("utf-8", "replace")
+                if not source.is_symlink()
+                else ""
+            )
         except OSError:
             raw = ""
         self.failed_dir.mkdir(parents=True, exist_ok=True)

@@ -39,7 +39,9 @@ def read_current(path: Path) -> dict[str, Any] | None:
 
 
 def entry_for(ovms: OvmsConfig, model: str) -> dict[str, Any]:
-    return {"config": {"name": model, "base_path": str(ovms.base_path / model), **thaw(ovms.settings_for(model))}}
+    return {
+        "config": {"name": model, "base_path": str(ovms.base_path / model), **thaw(ovms.settings_for(model))}
+    }
 
 
 def merge(
@@ -66,16 +68,26 @@ def merge(
 
 
 def stale_entries(current: dict[str, Any] | None, ovms: OvmsConfig, models_path: Path) -> set[str]:
-    """Entries pointing at a model directory of ours that is gone (say, after a crash)."""
+    """Entries pointing at a model directory of ours that holds no version any more.
+
+    Covers a model whose last version was just removed and one a crash left behind.
+    """
     stale = set()
     for item in (current or {}).get("model_config_list") or []:
         config = item.get("config") if isinstance(item, dict) else None
         if not isinstance(config, dict) or not isinstance(config.get("name"), str):
             continue
         name = config["name"]
-        if config.get("base_path") == str(ovms.base_path / name) and not (models_path / name).is_dir():
+        if config.get("base_path") == str(ovms.base_path / name) and not _has_versions(models_path / name):
             stale.add(name)
     return stale
+
+
+def _has_versions(model_dir: Path) -> bool:
+    try:
+        return any(entry.name.isdigit() for entry in model_dir.iterdir())
+    except OSError:
+        return False
 
 
 def render(document: dict[str, Any]) -> bytes:

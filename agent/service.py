@@ -16,7 +16,6 @@ from agent import dirswap, ovmsconfig
 from agent.inbox import Inbox
 from agent.localstate import LocalState
 from agent.ovmsclient import OvmsClient
-from modelsync.results import ResultBox
 from agent.retry import Backoff
 from agent.stager import Stager
 from agent.status import StatusReporter
@@ -26,6 +25,7 @@ from agent.watcher import IntentWatcher
 from modelsync import keys
 from modelsync.config import Config
 from modelsync.errors import IntentError, ModelsyncError, OvmsConfigError, StorageError
+from modelsync.results import ResultBox
 
 log = logging.getLogger(__name__)
 DEBOUNCE_SECONDS = 0.02  # lets a burst of events for one version land before the listing
@@ -46,12 +46,18 @@ class Agent:
         self.results = ResultBox(config.results_dir)
         stager = Stager(self.bucket, config.sync.models_path, config.sync.download_concurrency, self.stop)
         self.versions = VersionSync(
-            self.bucket, self.state, stager, self.status, config.sync.models_path,
-            config.ovms.model_name, config.sync.settle_seconds,
+            self.bucket,
+            self.state,
+            stager,
+            self.status,
+            config.sync.models_path,
+            config.ovms.model_name,
+            config.sync.settle_seconds,
         )
         self.ovms = (
             OvmsClient(config.ovms.rest_url, config.ovms.reload_timeout_seconds)
-            if config.ovms.rest_url else None
+            if config.ovms.rest_url
+            else None
         )
         self.pending: dict[tuple[str, int], Pending] = {}
         self.seen: set[str] = set()
@@ -67,7 +73,9 @@ class Agent:
         watcher.start()
         log.info(
             "agent started: bucket=%s models_path=%s config=%s",
-            self.config.minio.bucket, self.config.sync.models_path, self.config.ovms.config_path,
+            self.config.minio.bucket,
+            self.config.sync.models_path,
+            self.config.ovms.config_path,
         )
         try:
             self._apply_config(force_reload=False)
@@ -150,9 +158,11 @@ class Agent:
         log.info("resync requested (%s): model=%s version=%s", intent["id"], model or "*", version or "*")
         outcome: dict[str, Any] = {"id": intent["id"], "model": model, "version": version}
         try:
-            keys_done = self.reconcile(model=model, version=version, forced=True)
-            results = self._process_due(only=keys_done)
-            outcome.update(status="applied", versions=results)
+            in_scope = self.reconcile(model=model, version=version, forced=True)
+            results = self._process_due(only={k for k in in_scope if k in self.pending})
+            versions = {f"{m}:{v}": "in_sync" for m, v in in_scope}
+            versions.update(results)
+            outcome.update(status="applied", versions=versions)
         except ModelsyncError as exc:
             outcome.update(status="failed", error=str(exc))
         self.results.write(intent["id"], outcome)
@@ -162,11 +172,16 @@ class Agent:
     def reconcile(
         self, model: str | None = None, version: int | None = None, forced: bool = False
     ) -> set[tuple[str, int]]:
-        """Compare (part of) the bucket with the disk; queue every version that differs."""
+        """Compare (part of) the bucket with the disk; queue every version that differs.
+
+        Returns every version in scope (bucket or disk), queued or already in sync.
+        """
         single = self.config.ovms.model_name
         prefix = ""
         if model is not None:
-            prefix = keys.version_prefix(model, version, single) if version else keys.model_prefix(model, single)
+            prefix = (
+                keys.version_prefix(model, version, single) if version else keys.model_prefix(model, single)
+            )
         started = time.monotonic()
         try:
             objects = list(self.bucket.list(prefix))
@@ -181,13 +196,16 @@ class Agent:
         if model is not None:
             remote = {k: v for k, v in remote.items() if k[0] == model and version in (None, k[1])}
         local = {
-            (m, v) for m, vs in self.state.models.items() for v in vs
+            (m, v)
+            for m, vs in self.state.models.items()
+            for v in vs
             if (model is None or m == model) and version in (None, v)
         }
         if model is not None and version is not None:
             local.add((model, version))
         queued = set()
-        for key in sorted(set(remote) | local):
+        in_scope = set(remote) | local
+        for key in sorted(in_scope):
             listing = remote.get(key, {})
             current = self.state.version(*key)
             target = self.config.sync.models_path / key[0] / str(key[1])
@@ -199,12 +217,17 @@ class Agent:
             queued.add(key)
         if model is None:
             self.next_reconcile = time.monotonic() + self.config.sync.interval
-            self.status.update(last_reconcile={
-                "at": time.time(), "ok": True, "objects": len(objects),
-                "duration_seconds": round(time.monotonic() - started, 3), "queued": len(queued),
-            })
+            self.status.update(
+                last_reconcile={
+                    "at": time.time(),
+                    "ok": True,
+                    "objects": len(objects),
+                    "duration_seconds": round(time.monotonic() - started, 3),
+                    "queued": len(queued),
+                }
+            )
         log.debug("reconcile of %r: %d objects, %d version(s) queued", prefix, len(objects), len(queued))
-        return queued
+        return in_scope
 
     def _storage_down(self, exc: StorageError) -> None:
         delay = self.storage_backoff.next_delay()
@@ -226,8 +249,7 @@ class Agent:
         if now < self.storage_retry_at:
             return {}
         ready = [
-            p for k, p in sorted(self.pending.items())
-            if (k in only if only is not None else p.due <= now)
+            p for k, p in sorted(self.pending.items()) if (k in only if only is not None else p.due <= now)
         ]
         outcomes: dict[str, str] = {}
         done: list[Pending] = []
@@ -269,8 +291,13 @@ class Agent:
         self.status.error(message, pending.model, pending.version)
         self.status.version(pending.model, pending.version, "failed", error=message)
         if pending.attempts >= self.config.sync.max_attempts:
-            log.error("model %s:%s failed %d times, giving up: %s",
-                      pending.model, pending.version, pending.attempts, message)
+            log.error(
+                "model %s:%s failed %d times, giving up: %s",
+                pending.model,
+                pending.version,
+                pending.attempts,
+                message,
+            )
             for intent_id in pending.intents:
                 self.inbox.fail(intent_id, message)
                 self.seen.discard(intent_id)
@@ -278,8 +305,14 @@ class Agent:
             return "failed"
         delay = Backoff(failures=pending.attempts - 1).next_delay()
         pending.due = time.monotonic() + delay
-        log.error("model %s:%s sync failed (attempt %d), retrying in %.1fs: %s",
-                  pending.model, pending.version, pending.attempts, delay, message)
+        log.error(
+            "model %s:%s sync failed (attempt %d), retrying in %.1fs: %s",
+            pending.model,
+            pending.version,
+            pending.attempts,
+            delay,
+            message,
+        )
         return "waiting"
 
     def _apply_config(self, force_reload: bool) -> None:
@@ -298,8 +331,11 @@ class Agent:
             return
         self.status.config_result(swapped)
         if swapped:
-            log.info("config.json updated: %d model(s) served from %s",
-                     len(self.state.published()), self.config.sync.models_path)
+            log.info(
+                "config.json updated: %d model(s) served from %s",
+                len(self.state.published()),
+                self.config.sync.models_path,
+            )
         if self.ovms is not None and (swapped or force_reload):
             self._reload_ovms()
         self.versions.replaced.clear()

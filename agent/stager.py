@@ -111,9 +111,7 @@ class Stager:
             if directory == staging or staging in directory.parents:
                 fsync_dir(directory)
         files = {p: FileState(o.etag, o.size) for p, o in remote.items()}
-        return Staged(
-            staging, files, len(to_download), sum(o.size for o, _ in to_download), reused
-        )
+        return Staged(staging, files, len(to_download), sum(o.size for o, _ in to_download), reused)
 
     def _reuse(
         self, source: Path, obj: RemoteObject, current: VersionState | None, path: str, dest: Path
@@ -126,9 +124,9 @@ class Stager:
         if not stat.S_ISREG(info.st_mode) or info.st_size != obj.size:
             return False
         known = current.files.get(path) if current else None
-        if known is None or known.etag != obj.etag:
-            if obj.md5 is None or file_digest(source, "md5") != obj.md5:
-                return False
+        same_etag = known is not None and known.etag == obj.etag
+        if not same_etag and (obj.md5 is None or file_digest(source, "md5") != obj.md5):
+            return False
         try:
             os.link(source, dest, follow_symlinks=False)
         except OSError:

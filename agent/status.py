@@ -54,7 +54,10 @@ class StatusReporter:
     def error(self, message: str, model: str | None = None, version: int | None = None) -> None:
         with self._lock:
             self.document["last_error"] = {
-                "at": time.time(), "message": message, "model": model, "version": version
+                "at": time.time(),
+                "message": message,
+                "model": model,
+                "version": version,
             }
             if model is not None:
                 entry = self.document["models"].setdefault(model, {"versions": {}})
@@ -97,7 +100,8 @@ class StatusReporter:
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             self.document["heartbeat"] = time.time()
-            return _copy(self.document)
+            snapshot: dict[str, Any] = _copy(self.document)
+            return snapshot
 
     def flush(self) -> None:
         try:

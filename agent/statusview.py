@@ -17,6 +17,9 @@ def _ago(epoch: float | None, now: float) -> str:
     return f"{seconds / 3600:.1f}h ago"
 
 
+_REACHABLE = {True: "reachable", False: "UNREACHABLE", None: "unknown"}
+
+
 def render(status: dict[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
     storage = status.get("storage") or {}
@@ -24,10 +27,14 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
     config = status.get("config") or {}
     lines = [
         f"agent pid {status.get('pid')}  heartbeat {_ago(status.get('heartbeat'), now)}",
-        f"bucket: {'reachable' if storage.get('reachable') else 'UNREACHABLE' if storage.get('reachable') is False else 'unknown'}"
+        f"bucket: {_REACHABLE[storage.get('reachable')]}"
         + (f" ({storage['error']})" if storage.get("error") else ""),
         f"last reconcile: {_ago(reconcile.get('at'), now)}"
-        + (f", {reconcile.get('objects')} objects in {reconcile.get('duration_seconds')}s" if reconcile else ""),
+        + (
+            f", {reconcile.get('objects')} objects in {reconcile.get('duration_seconds')}s"
+            if reconcile
+            else ""
+        ),
         f"config.json: {'valid' if config.get('valid') is not False else 'INVALID'}, "
         f"{config.get('swaps', 0)} swap(s), last {_ago(config.get('last_swap_at'), now)}",
         f"pending intents: {status.get('pending_intents', 0)}",
@@ -38,15 +45,24 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
     rows = [("MODEL", "VERSION", "STATE", "FILES", "BYTES", "LAST SYNC", "OVMS", "ERROR")]
     for model, entry in sorted((status.get("models") or {}).items()):
         for version, info in sorted(entry.get("versions", {}).items(), key=lambda kv: int(kv[0])):
-            rows.append((
-                model, version, str(info.get("state", "-")), str(info.get("files", "-")),
-                str(info.get("bytes", "-")), _ago(info.get("synced_at"), now),
-                str(info.get("ovms_state", "-")), str(info.get("error", ""))[:60],
-            ))
+            rows.append(
+                (
+                    model,
+                    version,
+                    str(info.get("state", "-")),
+                    str(info.get("files", "-")),
+                    str(info.get("bytes", "-")),
+                    _ago(info.get("synced_at"), now),
+                    str(info.get("ovms_state", "-")),
+                    str(info.get("error", ""))[:60],
+                )
+            )
     if len(rows) == 1:
         lines.append("\nno models synced yet")
     else:
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines.append("")
-        lines.extend("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+        lines.extend(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows
+        )
     return "\n".join(lines)

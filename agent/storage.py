@@ -57,9 +57,7 @@ class Bucket:
             timeout=urllib3.Timeout(connect=5.0, read=60.0),
             maxsize=pool_size,
             # A couple of quick retries for blips; outages are the agent's backoff's business.
-            retries=urllib3.Retry(
-                total=2, backoff_factor=0.1, status_forcelist=[500, 502, 503, 504]
-            ),
+            retries=urllib3.Retry(total=2, backoff_factor=0.1, status_forcelist=[500, 502, 503, 504]),
         )
         self.client = Minio(
             config.endpoint,
@@ -132,7 +130,7 @@ class Bucket:
 
 
 def _stream_to_file(
-    chunks: Iterator[bytes], dest: Path, digest: "hashlib._Hash | None", stop: threading.Event
+    chunks: Iterator[bytes], dest: Path, digest: hashlib._Hash | None, stop: threading.Event
 ) -> int:
     """Write the chunks to ``dest``; a local write failure is a PublishError naming the path."""
     written = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -47,9 +48,7 @@ def signature(listing: Listing) -> frozenset[tuple[str, str, int]]:
     return frozenset((p, o.etag, o.size) for p, o in listing.items())
 
 
-def group_listing(
-    objects: list[RemoteObject], single_model: str | None
-) -> dict[tuple[str, int], Listing]:
+def group_listing(objects: list[RemoteObject], single_model: str | None) -> dict[tuple[str, int], Listing]:
     grouped: dict[tuple[str, int], Listing] = {}
     for obj in objects:
         try:
@@ -139,7 +138,9 @@ class VersionSync:
                 pending.due = math.inf
                 log.info(
                     "model %s:%s waiting for %d file(s) of its manifest",
-                    pending.model, pending.version, len(pending.waiting_for),
+                    pending.model,
+                    pending.version,
+                    len(pending.waiting_for),
                 )
             return not pending.waiting_for
         if pending.forced:
@@ -184,12 +185,20 @@ class VersionSync:
         self.status.count("downloaded_bytes", staged.downloaded_bytes)
         self.status.count("reused_files", staged.reused)
         self.status.version(
-            model, version, "published", files=len(listing),
-            bytes=sum(o.size for o in listing.values()), synced_at=time.time(),
+            model,
+            version,
+            "published",
+            files=len(listing),
+            bytes=sum(o.size for o in listing.values()),
+            synced_at=time.time(),
         )
         log.info(
             "model %s:%s staged: %d downloaded (%d bytes), %d reused in %.3fs",
-            model, version, staged.downloaded, staged.downloaded_bytes, staged.reused,
+            model,
+            version,
+            staged.downloaded,
+            staged.downloaded_bytes,
+            staged.reused,
             time.monotonic() - started,
         )
         return "published"
@@ -208,8 +217,6 @@ class VersionSync:
             shutil.rmtree(path, ignore_errors=True)
             model_dir = path.parent
             if model_dir.name not in self.state.models:
-                try:
+                with contextlib.suppress(OSError):
                     model_dir.rmdir()  # only when empty: never anything else's
-                except OSError:
-                    pass
         self.retired.clear()

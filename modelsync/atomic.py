@@ -33,7 +33,7 @@ def write_bytes(target: Path, data: bytes, *, mode: int = 0o644, durable: bool =
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
             if durable:
                 os.fsync(fd)
         finally:

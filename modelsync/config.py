@@ -187,7 +187,7 @@ def _split_endpoint(minio: Mapping[str, Any]) -> tuple[str, bool]:
     for scheme, tls in (("http://", False), ("https://", True)):
         if endpoint.startswith(scheme):
             # The scheme is the more specific statement, and the sidecar's files carry both.
-            return endpoint[len(scheme):], tls
+            return endpoint[len(scheme) :], tls
     return endpoint, secure
 
 

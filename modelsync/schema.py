@@ -61,7 +61,7 @@ def _describe(error: ValidationError) -> tuple[str, str]:
     if kind == "type":
         return field, f"expected {error.validator_value}, got {type(error.instance).__name__}"
     if kind == "enum":
-        return field, f"expected one of {', '.join(map(str, error.validator_value))}"
+        return field, f"expected one of {', '.join(map(str, schema.get('enum', [])))}"
     if kind == "pattern" and "description" in schema:
         return field, f"invalid value: {schema['description']}"
     # jsonschema's own sentence quotes the offending value; cut it short so a huge

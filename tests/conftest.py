@@ -5,6 +5,8 @@ Each test gets its own bucket and its own models volume under pytest's tmp_path.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import secrets
 import signal
@@ -15,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import io
 import pytest
 import requests
 import yaml
@@ -49,6 +50,9 @@ class S3Server:
         if self.server is not None:
             self.server.stop()
             self.server = None
+
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
 
 
 @pytest.fixture(scope="session")
@@ -210,7 +214,14 @@ def start_webhook(volume: Volume) -> Iterator[Callable[..., Webhook]]:
     def start(**env: str) -> Webhook:
         port = free_port()
         log_path = volume.root / f"webhook-{len(started)}.log"
-        args = [sys.executable, "-m", "gunicorn", "-c", "python:webhook.gunicorn_conf", "webhook.app:create_app()"]
+        args = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-c",
+            "python:webhook.gunicorn_conf",
+            "webhook.app:create_app()",
+        ]
         environment = child_env(volume, MODELSYNC_WEBHOOK_BIND=f"127.0.0.1:{port}", **env)
         proc = Process(args, environment, log_path)
         started.append(proc)

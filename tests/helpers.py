@@ -67,7 +67,11 @@ def minio_record(
         "s3": {
             "s3SchemaVersion": "1.0",
             "configurationId": "Config",
-            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "minioadmin"}, "arn": f"arn:aws:s3:::{bucket}"},
+            "bucket": {
+                "name": bucket,
+                "ownerIdentity": {"principalId": "minioadmin"},
+                "arn": f"arn:aws:s3:::{bucket}",
+            },
             "object": obj,
         },
         "source": {"host": "127.0.0.1", "port": "", "userAgent": "MinIO (linux; amd64) minio-go/v7.0.70"},
@@ -90,3 +94,12 @@ def served_models(config_path: Path) -> dict[str, dict[str, Any]]:
     except (FileNotFoundError, ValueError):
         return {}
     return {item["config"]["name"]: item["config"] for item in document.get("model_config_list", [])}
+
+
+def http_ok(url: str) -> bool:
+    import requests
+
+    try:
+        return requests.get(url, timeout=1).ok
+    except requests.ConnectionError:
+        return False

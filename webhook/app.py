@@ -15,8 +15,8 @@ from flask import Flask
 from modelsync import logsetup
 from modelsync.config import Config, load_config
 from modelsync.errors import ConfigError
-from webhook import errors, events, health, metrics, resync
 from modelsync.intents import IntentWriter
+from webhook import errors, events, health, metrics, resync
 
 log = logging.getLogger(__name__)
 
@@ -43,9 +43,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(events.bp)
     app.register_blueprint(resync.bp)
     app.register_blueprint(health.bp)
-    log.info(
-        "webhook ready: bucket=%s intents=%s", settings.minio.bucket, settings.intents_dir
-    )
+    log.info("webhook ready: bucket=%s intents=%s", settings.minio.bucket, settings.intents_dir)
     return app
 
 

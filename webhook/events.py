@@ -18,10 +18,10 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from modelsync import schema
 from modelsync.config import Config
 from modelsync.errors import SchemaViolation, UnsafeKeyError
+from modelsync.intents import IntentWriter
 from webhook import metrics
 from webhook.auth import require_token
 from webhook.errors import error_response
-from modelsync.intents import IntentWriter
 from webhook.records import classify
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,11 @@ def receive() -> tuple[Response, int]:
         metrics.IGNORED.labels(reason=reason).inc()
     for intent in intents:
         log.debug(
-            "intent %s: %s %s:%s %s", intent["id"], intent["action"],
-            intent["model"], intent["version"], intent["path"],
+            "intent %s: %s %s:%s %s",
+            intent["id"],
+            intent["action"],
+            intent["model"],
+            intent["version"],
+            intent["path"],
         )
     return jsonify(accepted=len(ids), ignored=len(ignored), intents=ids), 200

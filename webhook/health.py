@@ -44,7 +44,7 @@ def agent_problems(settings: Config) -> list[str]:
 def readyz() -> tuple[Response, int]:
     settings: Config = current_app.config["MODELSYNC"]
     writer: IntentWriter = current_app.extensions["intent_writer"]
-    problems = [] if writer.writable() else [f"intents directory is not writable"]
+    problems = [] if writer.writable() else ["intents directory is not writable"]
     problems += agent_problems(settings)
     if problems:
         return jsonify(ready=False, reasons=problems), 503

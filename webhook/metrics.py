@@ -16,17 +16,13 @@ from prometheus_client import (
 )
 
 RECEIVED = Counter("modelsync_webhook_records_received_total", "Event records received")
-ACCEPTED = Counter(
-    "modelsync_webhook_records_accepted_total", "Records written as intent files"
-)
+ACCEPTED = Counter("modelsync_webhook_records_accepted_total", "Records written as intent files")
 IGNORED = Counter(
     "modelsync_webhook_records_ignored_total",
     "Records acknowledged but not acted upon",
     ["reason"],
 )
-REJECTED = Counter(
-    "modelsync_webhook_requests_rejected_total", "Requests answered with a 4xx", ["reason"]
-)
+REJECTED = Counter("modelsync_webhook_requests_rejected_total", "Requests answered with a 4xx", ["reason"])
 RESYNCS = Counter("modelsync_webhook_resync_requests_total", "Resync intents written")
 LATENCY = Histogram(
     "modelsync_webhook_request_duration_seconds",

@@ -13,12 +13,12 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from modelsync import keys
 from modelsync.config import Config
+from modelsync.intents import IntentWriter
+from modelsync.results import ResultBox
 from webhook import metrics
 from webhook.auth import require_token
 from webhook.errors import error_response
 from webhook.events import parse_json_body
-from modelsync.intents import IntentWriter
-from modelsync.results import ResultBox
 
 bp = Blueprint("resync", __name__)
 
@@ -28,7 +28,7 @@ def _target(body: Any) -> dict[str, Any]:
     if body is None:
         return {}
     if not isinstance(body, dict):
-        raise ValueError("body must be a JSON object like {\"model\": \"m\", \"version\": 1}")
+        raise ValueError('body must be a JSON object like {"model": "m", "version": 1}')
     unknown = sorted(set(body) - {"model", "version"})
     if unknown:
         raise ValueError(f"unknown field {unknown[0]!r} (allowed: model, version)")

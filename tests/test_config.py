@@ -1,0 +1,141 @@
+"""Configuration: the original sidecar's file works unchanged; every error names file and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelsync.config import load_config
+from modelsync.errors import ConfigError
+
+ORIGINAL = """\
+minio:
+  endpoint: "http://minio:9000"
+  access_key: "minioadmin"
+  secret_key: "minioadmin"
+  bucket_name: "models"
+  secure: false
+sync:
+  interval: 30
+  models_path: "/models"
+  log_level: "INFO"
+ovms:
+  model_name: "my-model"
+  config_path: "/models/config.json"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sync-config.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_original_sidecar_config_loads_unchanged(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ORIGINAL), env={})
+    assert config.minio.endpoint == "minio:9000"
+    assert config.minio.secure is False
+    assert config.minio.bucket == "models"
+    assert config.minio.access_key.reveal() == "minioadmin"
+    assert config.sync.interval == 30
+    assert config.sync.models_path == Path("/models")
+    assert config.ovms.model_name == "my-model"
+    assert config.ovms.config_path == Path("/models/config.json")
+    assert config.ovms.base_path == Path("/models")
+    assert config.webhook.max_body_bytes == 1024 * 1024
+    assert config.sync.settle_seconds == 2.0
+
+
+def test_config_path_from_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, ORIGINAL)
+    assert load_config(env={"CONFIG_PATH": str(path)}).source == path
+
+
+def test_https_scheme_means_tls(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ORIGINAL.replace("http://minio", "https://minio")), env={})
+    assert config.minio.secure is True
+    assert config.minio.url == "https://minio:9000"
+
+
+def test_secrets_from_environment_and_files(tmp_path: Path) -> None:
+    secret_file = tmp_path / "token"
+    secret_file.write_text("file-token\n")
+    env = {
+        "MINIO_ACCESS_KEY": "env-access",
+        "MINIO_SECRET_KEY_FILE": str(write(tmp_path, ORIGINAL).parent / "secret"),
+        "MODELSYNC_WEBHOOK_TOKEN_FILE": str(secret_file),
+    }
+    (tmp_path / "secret").write_text("file-secret")
+    config = load_config(tmp_path / "sync-config.yaml", env=env)
+    assert config.minio.access_key.reveal() == "env-access"
+    assert config.minio.secret_key.reveal() == "file-secret"
+    assert config.webhook.auth_token is not None
+    assert config.webhook.auth_token.reveal() == "file-token"
+    # The environment wins over its _FILE twin.
+    env["MODELSYNC_WEBHOOK_TOKEN"] = "env-token"
+    assert load_config(tmp_path / "sync-config.yaml", env=env).webhook.auth_token.reveal() == "env-token"
+
+
+def test_secrets_never_in_repr(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ORIGINAL + "webhook:\n  auth_token: s3cr3t-token\n"), env={})
+    assert "minioadmin" not in repr(config)
+    assert "s3cr3t-token" not in repr(config)
+
+
+@pytest.mark.parametrize(
+    ("change", "key", "words"),
+    [
+        (lambda d: d["minio"].pop("bucket_name"), "minio.bucket_name", "required"),
+        (lambda d: d["sync"].update(interval="often"), "sync.interval", "expected number"),
+        (lambda d: d["sync"].update(intervall=5), "sync.intervall", "unknown key"),
+        (lambda d: d["sync"].update(models_path="relative/path"), "sync.models_path", "Absolute"),
+        (lambda d: d["sync"].update(log_level="LOUD"), "sync.log_level", ""),
+        (lambda d: d["sync"].update(log_format="xml"), "sync.log_format", "one of"),
+        (lambda d: d.update(extra={}), "extra", "unknown key"),
+        (lambda d: d["minio"].update(endpoint="http://minio:9000/path"), "minio.endpoint", "host:port"),
+        (
+            lambda d: d["ovms"].update(models={"m": {"stateful": True}}),
+            "ovms.models.m.stateful",
+            "unknown key",
+        ),
+        (lambda d: d["ovms"].update(model_defaults={"nireq": -1}), "ovms.model_defaults.nireq", ""),
+        (lambda d: d["ovms"].update(models={"m": {"name": "x"}}), "ovms.models.m", ""),
+        (lambda d: d.update(webhook={"max_body_bytes": 10}), "webhook.max_body_bytes", ""),
+    ],
+)
+def test_errors_name_the_file_and_the_key(tmp_path: Path, change, key: str, words: str) -> None:
+    document = yaml.safe_load(ORIGINAL)
+    change(document)
+    path = write(tmp_path, yaml.safe_dump(document))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert caught.value.key == key
+    assert str(path) in str(caught.value)
+    assert words in caught.value.message
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml", env={})
+    with pytest.raises(ConfigError, match=r"not valid YAML at line 2, column 1"):
+        load_config(write(tmp_path, "minio:\n\tendpoint: x\n"), env={})
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(write(tmp_path, "- a list\n"), env={})
+
+
+def test_agent_requires_credentials(tmp_path: Path) -> None:
+    text = ORIGINAL.replace('  access_key: "minioadmin"\n', "")
+    config = load_config(write(tmp_path, text), env={})
+    with pytest.raises(ConfigError) as caught:
+        config.require_minio_credentials()
+    assert caught.value.key == "minio.access_key"
+
+
+def test_config_is_frozen(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, ORIGINAL), env={})
+    with pytest.raises(AttributeError):
+        config.sync.interval = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.ovms.models["x"] = {}  # type: ignore[index]

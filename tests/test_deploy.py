@@ -1,0 +1,462 @@
+"""The deployment files: Dockerfiles, compose.yaml, build.sh, Kubernetes manifests, Helm values.
+
+No container engine or cluster runs in the test environment, so each file is checked by the
+tool its ecosystem uses offline (hadolint, ``docker compose config``, shellcheck, the
+Kubernetes OpenAPI schemas) and then against the project itself: every command must name a
+real entry point, and every example config must load with ``modelsync.config.load_config``.
+A missing tool fails the test rather than skipping it: a skipped check proves nothing.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from modelsync.config import Config, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILES = {"webhook": ROOT / "Dockerfile.webhook", "agent": ROOT / "Dockerfile.agent"}
+COMPOSE = ROOT / "compose.yaml"
+EXAMPLE_CONFIG = ROOT / "deploy" / "config" / "sync-config.yaml"
+K8S = ROOT / "deploy" / "kubernetes"
+CHART = ROOT / "deploy" / "helm" / "modelsync"
+
+WEBHOOK_COMMAND = ["gunicorn", "-c", "python:webhook.gunicorn_conf", "webhook.app:create_app()"]
+AGENT_COMMAND = ["python", "-m", "agent", "run"]
+AGENT_HEALTH = ["python", "-m", "agent", "health"]
+SYNC_UID = 10001
+# Native sidecars (initContainers with restartPolicy: Always) need this Kubernetes at least.
+K8S_MIN_VERSION = "1.29.0"
+SECRETS = {"MINIO_ACCESS_KEY": "ak", "MINIO_SECRET_KEY": "sk", "MODELSYNC_WEBHOOK_TOKEN": "tok"}
+
+
+def tool(name: str) -> str:
+    """A linter from the test extra: installed next to this interpreter, or on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if found is None:
+        pytest.fail(f"{name} is not installed: `pip install -e '.[test]'` provides it")
+    return found
+
+
+def run(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, capture_output=True, text=True, timeout=60, check=False, **kwargs)
+
+
+# -- Dockerfiles ------------------------------------------------------------------------------
+
+
+def instructions(path: Path) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n", " ", path.read_text())
+    pairs = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            keyword, _, rest = line.partition(" ")
+            pairs.append((keyword.upper(), rest.strip()))
+    return pairs
+
+
+def exec_form(arguments: str) -> list[str]:
+    value = json.loads(arguments)
+    assert isinstance(value, list), f"not exec form: {arguments}"
+    return value
+
+
+def test_hadolint_passes_both_dockerfiles() -> None:
+    result = run(
+        [
+            tool("hadolint"),
+            "--failure-threshold",
+            "warning",
+            "--format",
+            "tty",
+            *map(str, DOCKERFILES.values()),
+        ]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("component", sorted(DOCKERFILES))
+def test_dockerfile_is_multistage_pinned_and_non_root(component: str) -> None:
+    steps = instructions(DOCKERFILES[component])
+    froms = [args for keyword, args in steps if keyword == "FROM"]
+    assert len(froms) == 2 and froms[0].endswith("AS builder"), froms
+    base = next(args for keyword, args in steps if keyword == "ARG" and args.startswith("PYTHON_IMAGE="))
+    assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11-slim(-\w+)?", base), base
+    runs = " ".join(args for keyword, args in steps if keyword == "RUN")
+    assert "--require-hashes" in runs and "-r requirements.lock" in runs
+    assert "--no-index" in runs, "the runtime stage must install only the builder's wheels"
+    assert f"--uid {SYNC_UID}" in runs and "syncuser" in runs
+    users = [args for keyword, args in steps if keyword == "USER"]
+    # Numeric, so that Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
+    assert users == [f"{SYNC_UID}:{SYNC_UID}"]
+    envs = " ".join(args for keyword, args in steps if keyword == "ENV")
+    assert "CONFIG_PATH=/config/sync-config.yaml" in envs
+
+
+def healthcheck_command(component: str) -> list[str]:
+    check = next(args for keyword, args in instructions(DOCKERFILES[component]) if keyword == "HEALTHCHECK")
+    return exec_form(check[check.index("CMD ") + 4 :])
+
+
+def test_dockerfile_commands_are_the_real_entry_points() -> None:
+    cmds = {c: exec_form(next(a for k, a in instructions(p) if k == "CMD")) for c, p in DOCKERFILES.items()}
+    assert cmds == {"webhook": WEBHOOK_COMMAND, "agent": AGENT_COMMAND}
+    assert healthcheck_command("agent") == AGENT_HEALTH
+    webhook_check = healthcheck_command("webhook")
+    assert webhook_check[:2] == ["python", "-c"] and "/healthz" in webhook_check[2]
+    assert "curl" not in " ".join(webhook_check)
+
+
+def test_entry_points_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    assert (ROOT / "webhook" / "gunicorn_conf.py").is_file()
+    assert (ROOT / "agent" / "__main__.py").is_file()
+    assert callable(importlib.import_module("webhook.app").create_app)
+    # The gunicorn settings set PROMETHEUS_MULTIPROC_DIR when imported; keep that out of
+    # this process, whose other tests read metrics in single-process mode.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # undone after the test
+    monkeypatch.delenv("MODELSYNC_WEBHOOK_BIND", raising=False)
+    conf = importlib.import_module("webhook.gunicorn_conf")
+    assert conf.bind.endswith(":8080"), "images EXPOSE and probe 8080"
+
+
+def test_webhook_healthcheck_script_compiles() -> None:
+    compile(healthcheck_command("webhook")[2], "HEALTHCHECK", "exec")
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    lines = [ln for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert lines[0] == "*", "allow-list: nothing enters the context unless named"
+    for needed in (
+        "pyproject.toml",
+        "README.md",
+        "requirements.lock",
+        "modelsync/",
+        "schemas/",
+        "webhook/",
+        "agent/",
+    ):
+        assert f"!{needed}" in lines
+
+
+def test_lock_is_generated_and_covers_the_runtime_dependencies() -> None:
+    text = (ROOT / "requirements.lock").read_text()
+    assert "uv pip compile pyproject.toml" in text.splitlines()[1], "the generating command heads the lock"
+    pinned = {
+        m.group(1).lower().replace("_", "-") for m in re.finditer(r"^([A-Za-z0-9._-]+)==\S+", text, re.M)
+    }
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = {
+        re.match(r"[A-Za-z0-9._-]+", d).group(0).lower().replace("_", "-") for d in project["dependencies"]
+    }
+    assert wanted <= pinned, f"not in requirements.lock: {wanted - pinned}"
+    blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])
+    assert all("--hash=sha256:" in block for block in blocks if block.strip())
+
+
+# -- compose.yaml ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    # A bare environment: the file's defaults, not the developer's shell, are under test.
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp")}
+    result = run(
+        [tool("docker-compose"), "-f", str(COMPOSE), "config", "--format", "json"], env=env, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def service_mounts(service: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {mount["target"]: mount for mount in service.get("volumes", [])}
+
+
+def env_of(service: dict[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in (service.get("environment") or {}).items()}
+
+
+@pytest.fixture(scope="module")
+def example_config(compose: dict[str, Any]) -> Config:
+    # The secrets as compose hands them to the agent and the webhook.
+    services = compose["services"]
+    env = {**env_of(services["agent"]), **env_of(services["webhook"])}
+    return load_config(EXAMPLE_CONFIG, env=env)
+
+
+def test_compose_has_the_stack(compose: dict[str, Any]) -> None:
+    assert set(compose["services"]) == {"minio", "minio-init", "webhook", "agent", "ovms"}
+
+
+def test_compose_commands_are_the_real_entry_points(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    assert services["webhook"]["command"] == WEBHOOK_COMMAND
+    assert services["agent"]["command"] == AGENT_COMMAND
+    assert services["agent"]["healthcheck"]["test"] == ["CMD", *AGENT_HEALTH]
+    for name in ("webhook", "agent"):
+        assert services[name]["build"]["dockerfile"] == DOCKERFILES[name].name
+        assert services[name].get("entrypoint") is None, "the image runs the command as given"
+
+
+def test_compose_example_config_loads(compose: dict[str, Any], example_config: Config) -> None:
+    services = compose["services"]
+    config_path = env_of(services["agent"])["CONFIG_PATH"]
+    for name in ("agent", "webhook"):
+        assert env_of(services[name])["CONFIG_PATH"] == config_path
+        mount = service_mounts(services[name])[str(Path(config_path).parent)]
+        assert Path(mount["source"]) == EXAMPLE_CONFIG.parent and mount["read_only"]
+    assert example_config.minio.endpoint == "minio:9000" and not example_config.minio.secure
+    assert example_config.minio.access_key.reveal() == env_of(services["minio"])["MINIO_ROOT_USER"]
+    assert example_config.ovms.rest_url == "http://ovms:8000"
+
+
+def test_compose_models_volume_is_a_shared_directory(compose: dict[str, Any], example_config: Config) -> None:
+    models = str(example_config.sync.models_path)
+    services = compose["services"]
+    for name in ("webhook", "agent", "ovms"):
+        mount = service_mounts(services[name])[models]
+        assert mount["type"] == "volume" and mount["source"] == "models", (name, mount)
+        for target in service_mounts(services[name]):
+            assert not target.endswith(".json"), f"{name}: single-file mount {target} hides atomic renames"
+    assert service_mounts(services["ovms"])[models]["read_only"]
+    assert "models" in compose["volumes"]
+    assert example_config.ovms.config_path.parent == example_config.sync.models_path
+
+
+def test_compose_ovms_reads_the_agents_config_json(compose: dict[str, Any], example_config: Config) -> None:
+    ovms = compose["services"]["ovms"]
+    assert ovms["image"].startswith("openvino/model_server:")
+    args = ovms["command"]
+    flags = dict(zip(args[::2], args[1::2], strict=True))
+    assert flags == {
+        "--config_path": str(example_config.ovms.config_path),
+        "--file_system_poll_wait_seconds": "1",
+        "--rest_port": "8000",
+        "--port": "9000",
+    }
+    assert ovms["depends_on"]["agent"]["condition"] == "service_healthy"
+
+
+def test_compose_minio_notifies_the_webhook(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    minio, webhook = env_of(services["minio"]), env_of(services["webhook"])
+    port = webhook["MODELSYNC_WEBHOOK_BIND"].rsplit(":", 1)[1]
+    assert minio["MINIO_NOTIFY_WEBHOOK_ENABLE_MODELSYNC"] == "on"
+    assert minio["MINIO_NOTIFY_WEBHOOK_ENDPOINT_MODELSYNC"] == f"http://webhook:{port}/minio/events"
+    assert minio["MINIO_NOTIFY_WEBHOOK_AUTH_TOKEN_MODELSYNC"] == webhook["MODELSYNC_WEBHOOK_TOKEN"]
+    assert minio["MINIO_NOTIFY_WEBHOOK_QUEUE_DIR_MODELSYNC"].startswith("/data/")
+    assert int(minio["MINIO_NOTIFY_WEBHOOK_QUEUE_LIMIT_MODELSYNC"]) > 0
+    assert services["minio"]["depends_on"]["webhook"]["condition"] == "service_healthy"
+    check = " ".join(services["webhook"]["healthcheck"]["test"])
+    # /readyz waits for the agent, which waits for MinIO: it would deadlock the start order.
+    assert f"127.0.0.1:{port}/healthz" in check and "/readyz" not in check
+
+
+def test_compose_init_subscribes_the_bucket(compose: dict[str, Any], example_config: Config) -> None:
+    services = compose["services"]
+    init = services["minio-init"]
+    script = " ".join(init["command"])
+    bucket = example_config.minio.bucket
+    assert f"mc mb --ignore-existing local/{bucket}" in script
+    assert f"mc event add local/{bucket} arn:minio:sqs::MODELSYNC:webhook --event put,delete" in script
+    assert init["depends_on"]["minio"]["condition"] == "service_healthy"
+    assert services["agent"]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
+
+
+# -- build.sh ----------------------------------------------------------------------------------
+
+
+def test_build_sh_is_shellcheck_clean() -> None:
+    text = (ROOT / "build.sh").read_text()
+    assert "set -euo pipefail" in text
+    assert os.access(ROOT / "build.sh", os.X_OK)
+    result = run([tool("shellcheck"), str(ROOT / "build.sh")])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def run_build_sh(tmp_path: Path, **env: str) -> list[list[str]]:
+    """build.sh against a stand-in ``docker`` that records its arguments."""
+    bin_dir, log = tmp_path / "bin", tmp_path / "docker.log"
+    bin_dir.mkdir()
+    fake = bin_dir / "docker"
+    fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {shlex.quote(str(log))}\n')
+    fake.chmod(0o755)
+    environment = {"PATH": f"{bin_dir}:{os.environ['PATH']}", **env}
+    result = run(["bash", str(ROOT / "build.sh")], env=environment, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    return [line.split() for line in log.read_text().splitlines()]
+
+
+def test_build_sh_builds_and_pushes_both_images(tmp_path: Path) -> None:
+    calls = run_build_sh(tmp_path, REGISTRY="reg.example", IMAGE_NAME="ms", TAG="1.2.3", PUSH="true")
+    assert calls == [
+        ["build", "--file", "Dockerfile.webhook", "--tag", "reg.example/ms-webhook:1.2.3", "."],
+        ["build", "--file", "Dockerfile.agent", "--tag", "reg.example/ms-agent:1.2.3", "."],
+        ["push", "reg.example/ms-webhook:1.2.3"],
+        ["push", "reg.example/ms-agent:1.2.3"],
+    ]
+
+
+def test_build_sh_pushes_only_when_asked(tmp_path: Path) -> None:
+    calls = run_build_sh(tmp_path)
+    assert [call[0] for call in calls] == ["build", "build"]
+
+
+# -- Kubernetes --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def manifests() -> dict[tuple[str, str], dict[str, Any]]:
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
+    found = {}
+    for name in kustomization["resources"]:
+        for doc in yaml.safe_load_all((K8S / name).read_text()):
+            if doc:
+                found[(doc["kind"], doc["metadata"]["name"])] = doc
+    listed = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
+    assert listed == set(kustomization["resources"]), "every manifest is in kustomization.yaml"
+    return found
+
+
+def test_k8s_manifests_match_the_api_schemas(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
+    for key, doc in manifests.items():
+        try:
+            kubernetes_validate.validate(doc, K8S_MIN_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{key}: {exc}")
+
+
+def pod_spec(manifests: dict[tuple[str, str], dict[str, Any]]) -> dict[str, Any]:
+    return manifests[("Deployment", "modelsync")]["spec"]["template"]["spec"]
+
+
+def containers(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in spec.get("initContainers", []) + spec["containers"]}
+
+
+def test_k8s_pod_runs_ovms_with_agent_and_webhook_sidecars(
+    manifests: dict[tuple[str, str], dict[str, Any]],
+) -> None:
+    spec = pod_spec(manifests)
+    sidecars = {c["name"]: c for c in spec["initContainers"]}
+    assert list(sidecars) == ["agent", "webhook"], "the agent starts first: OVMS waits for config.json"
+    assert all(c["restartPolicy"] == "Always" for c in sidecars.values())
+    assert [c["name"] for c in spec["containers"]] == ["ovms"]
+    assert sidecars["agent"]["command"] == AGENT_COMMAND
+    assert sidecars["webhook"]["command"] == WEBHOOK_COMMAND
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["models"] == {"name": "models", "emptyDir": {}}
+    for name, container in containers(spec).items():
+        mounts = {m["name"]: m for m in container["volumeMounts"]}
+        assert mounts["models"]["mountPath"] == "/models" and "subPath" not in mounts["models"], name
+    ovms_args = containers(spec)["ovms"]["args"]
+    assert ovms_args[ovms_args.index("--config_path") + 1] == "/models/config.json"
+
+
+def test_k8s_probes_are_wired_to_the_health_checks(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
+    c = containers(pod_spec(manifests))
+    for probe in ("startupProbe", "livenessProbe"):
+        assert c["agent"][probe]["exec"]["command"] == AGENT_HEALTH
+    assert c["webhook"]["startupProbe"]["httpGet"] == {"path": "/readyz", "port": "webhook"}
+    assert c["webhook"]["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "webhook"}
+    # Sidecar readiness is Pod readiness: a MinIO outage must not take OVMS out of its Service.
+    assert "readinessProbe" not in c["agent"] and "readinessProbe" not in c["webhook"]
+    assert c["ovms"]["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    port = {p["name"]: p["containerPort"] for p in c["webhook"]["ports"]}["webhook"]
+    assert {"name": "MODELSYNC_WEBHOOK_BIND", "value": f"0.0.0.0:{port}"} in c["webhook"]["env"]
+
+
+def test_k8s_security_context(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
+    spec = pod_spec(manifests)
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    assert spec["securityContext"]["fsGroup"] == SYNC_UID
+    assert spec["enableServiceLinks"] is False
+    c = containers(spec)
+    for name in ("agent", "webhook"):
+        context = c[name]["securityContext"]
+        assert context["runAsNonRoot"] is True and context["runAsUser"] == SYNC_UID, name
+        assert context["readOnlyRootFilesystem"] is True and context["allowPrivilegeEscalation"] is False
+        tmp = {m["name"]: m["mountPath"] for m in c[name]["volumeMounts"]}["tmp"]
+        assert tmp == "/tmp", f"{name}: gunicorn and prometheus need a writable /tmp"
+    assert "emptyDir" in {v["name"]: v for v in spec["volumes"]}["tmp"]
+    assert c["ovms"]["volumeMounts"][0]["readOnly"] is True
+
+
+def test_k8s_config_and_secret_files_load(
+    manifests: dict[tuple[str, str], dict[str, Any]], tmp_path: Path
+) -> None:
+    spec = pod_spec(manifests)
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    secret = manifests[("Secret", "modelsync-credentials")]["stringData"]
+    config_map = manifests[("ConfigMap", volumes["config"]["configMap"]["name"])]
+    config_file = tmp_path / "sync-config.yaml"
+    config_file.write_text(config_map["data"]["sync-config.yaml"])
+    for name, container in containers(spec).items():
+        if name == "ovms":
+            continue
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        env = {e["name"]: e["value"] for e in container["env"]}
+        assert env["CONFIG_PATH"] == f"{mounts['config']}/sync-config.yaml"
+        # Follow each *_FILE into the Secret volume it points at, and stage that key locally.
+        local_env = {}
+        for var, path in env.items():
+            if var.endswith("_FILE"):
+                volume_name = next(v for v, m in mounts.items() if path.startswith(m + "/"))
+                key = next(
+                    i["key"] for i in volumes[volume_name]["secret"]["items"] if path.endswith(i["path"])
+                )
+                staged = tmp_path / f"{name}-{key}"
+                staged.write_text(secret[key])
+                local_env[var] = str(staged)
+        config = load_config(config_file, env=local_env)
+        assert str(config.sync.models_path) == mounts["models"] == "/models"
+        if name == "agent":
+            config.require_minio_credentials()
+        else:
+            assert config.webhook.auth_token
+        assert config.ovms.rest_url == "http://127.0.0.1:8000", "OVMS is in the same Pod"
+
+
+def test_k8s_webhook_service_reaches_the_webhook(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
+    service = manifests[("Service", "modelsync-webhook")]["spec"]
+    labels = manifests[("Deployment", "modelsync")]["spec"]["template"]["metadata"]["labels"]
+    assert service["selector"].items() <= labels.items()
+    assert service["ports"][0]["targetPort"] == "webhook"
+    assert service["publishNotReadyAddresses"] is True
+
+
+# -- Helm chart (values only: no helm binary is installable from the test extra) ----------------
+
+
+def test_helm_chart_values_match_the_manifests(tmp_path: Path) -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2" and chart["name"] == "modelsync"
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    config_file = tmp_path / "sync-config.yaml"
+    config_file.write_text(yaml.safe_dump(values["config"]))
+    config = load_config(config_file, env=SECRETS)
+    assert str(config.sync.models_path) == "/models"
+    assert config.ovms.config_path == Path("/models/config.json")
+    assert values["securityContext"]["runAsUser"] == SYNC_UID
+    assert values["securityContext"]["readOnlyRootFilesystem"] is True
+    assert values["podSecurityContext"]["runAsNonRoot"] is True
+    template = (CHART / "templates" / "deployment.yaml").read_text()
+    for needle in (json.dumps(WEBHOOK_COMMAND), json.dumps(AGENT_COMMAND), json.dumps(AGENT_HEALTH)):
+        assert needle in template
+    for path in ("/readyz", "/healthz", "restartPolicy: Always", "emptyDir"):
+        assert path in template

@@ -1,0 +1,75 @@
+"""Object keys: what is unsafe (422), what is outside the layout (ignored), what is a model file."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelsync.errors import UnsafeKeyError
+from modelsync.keys import ObjectRef, check_safe, parse_key, version_prefix
+
+UNSAFE = [
+    "",
+    "/etc/passwd",
+    "/model/1/x",
+    "model/1/../../../etc/passwd",
+    "../model/1/x",
+    "model/../1/x",
+    "model/1/./x",
+    "model\\1\\x",
+    "model/1/x\x00.bin",
+    "model/1/\x1bx",
+    ".modelsync/intents/x.json",
+    ".modelsync",
+]
+
+
+@pytest.mark.parametrize("key", UNSAFE)
+def test_unsafe_keys_raise(key: str) -> None:
+    with pytest.raises(UnsafeKeyError):
+        check_safe(key)
+    with pytest.raises(UnsafeKeyError):
+        parse_key(key)
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("resnet/1/model.xml", ObjectRef("resnet", 1, "model.xml")),
+        ("resnet/12/sub/dir/file.bin", ObjectRef("resnet", 12, "sub/dir/file.bin")),
+        ("my-model_v2.1/3/saved_model.pb", ObjectRef("my-model_v2.1", 3, "saved_model.pb")),
+        ("m/9223372036854775807/f", ObjectRef("m", 2**63 - 1, "f")),
+        ("m/1/%2e%2e", ObjectRef("m", 1, "%2e%2e")),  # a literal name once decoded: harmless
+    ],
+)
+def test_layout_keys(key: str, expected: ObjectRef) -> None:
+    assert parse_key(key) == expected
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "readme.txt",
+        "resnet/model.xml",
+        "resnet/1",
+        "resnet/1/",
+        "resnet/0/model.xml",
+        "resnet/01/model.xml",
+        "resnet/v1/model.xml",
+        "resnet/-1/model.xml",
+        "resnet/9223372036854775808/x",
+        "my model/1/model.onnx",
+        ".hidden/1/x",
+        "resnet/1//x",
+        "resnet/1/" + "a" * 256,
+    ],
+)
+def test_keys_outside_the_layout_are_ignored(key: str) -> None:
+    assert parse_key(key) is None
+
+
+def test_single_model_layout() -> None:
+    assert parse_key("3/model.xml", "face") == ObjectRef("face", 3, "model.xml")
+    assert parse_key("other/3/model.xml", "face") == ObjectRef("other", 3, "model.xml")
+    assert parse_key("3/model.xml") is None
+    assert version_prefix("face", 3, "face") == "3/"
+    assert version_prefix("other", 3, "face") == "other/3/"
