@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit clean bench
+.PHONY: run test lint typecheck unit clean bench bench-full soak
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,17 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest
+
+## bench: every benchmark at a quick size (under 10 minutes); bench-full: the sizes BENCHMARKS.md reports
+bench: $(STAMP)
+	$(BIN)/python -m bench.run_all --quick
+
+bench-full: $(STAMP)
+	$(BIN)/python -m bench.run_all
+
+## soak: the long fault-injection runs (kill -9 rounds, webhook kills, fuzzing)
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
