@@ -12,7 +12,7 @@ from types import FrameType
 
 from modelsync import logsetup
 from modelsync.config import Config, load_config
-from modelsync.errors import ConfigError, SchemaViolation
+from modelsync.errors import ConfigError, ModelsyncError, SchemaViolation
 from modelsync.intents import IntentWriter
 from modelsync.results import ResultBox
 
@@ -51,7 +51,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(config: Config, args: argparse.Namespace) -> int:
     from agent.service import Agent
 
-    agent = Agent(config)
+    try:
+        agent = Agent(config)
+    except ModelsyncError as exc:
+        log.critical("cannot start: %s", exc)
+        return 1
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)

@@ -46,16 +46,24 @@ def exchange(a: Path, b: Path) -> bool:
 
 def publish(staging: Path, target: Path) -> None:
     """Move a complete ``staging`` directory to ``target``; the old content is removed after."""
-    if not target.exists():
+    if not os.path.lexists(target):
         os.rename(staging, target)
         return
     if exchange(staging, target):
-        shutil.rmtree(staging, ignore_errors=True)  # now holds the old version
+        _remove(staging)  # now holds the old version
         return
     old = hidden_sibling(target.parent, TRASH_PREFIX, int(target.name))
     os.rename(target, old)
     os.rename(staging, target)
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)
+
+
+def _remove(path: Path) -> None:
+    """Delete a directory tree, or only the link when a symlink was planted there."""
+    if path.is_symlink():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def retire(target: Path) -> Path:
@@ -69,7 +77,7 @@ def remove_leftovers(model_dir: Path) -> list[Path]:
     """Staging and trash directories a crash may have left behind."""
     removed = []
     for entry in model_dir.iterdir():
-        if entry.name.startswith((STAGING_PREFIX, TRASH_PREFIX)) and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
+        if entry.name.startswith((STAGING_PREFIX, TRASH_PREFIX)):
+            _remove(entry)  # a symlink is unlinked, never followed
             removed.append(entry)
     return removed

@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from agent import metrics
 from modelsync import atomic, keys, schema
 from modelsync.config import Config
 from modelsync.errors import IntentError, SchemaViolation, UnsafeKeyError
@@ -97,4 +98,5 @@ class Inbox:
             {"id": intent_id, "error": reason, "failed_at": time.time(), "content": raw},
         )
         source.unlink(missing_ok=True)
+        metrics.FAILURES.labels(reason="intent").inc()
         log.error("intent %s moved to %s: %s", intent_id, self.failed_dir, reason)

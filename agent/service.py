@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import threading
 import time
 from typing import Any
 
-from agent import dirswap, ovmsconfig
+from agent import dirswap, metrics, ovmsconfig
 from agent.inbox import Inbox
 from agent.localstate import LocalState
 from agent.ovmsclient import OvmsClient
@@ -24,11 +25,23 @@ from agent.versionsync import Pending, VersionSync, group_listing, signature
 from agent.watcher import IntentWatcher
 from modelsync import keys
 from modelsync.config import Config
-from modelsync.errors import IntentError, ModelsyncError, OvmsConfigError, StorageError
+from modelsync.errors import IntentError, ModelsyncError, OvmsConfigError, PublishError, StorageError
 from modelsync.results import ResultBox
 
 log = logging.getLogger(__name__)
 DEBOUNCE_SECONDS = 0.02  # lets a burst of events for one version land before the listing
+
+
+def prepare_directories(config: Config) -> None:
+    """The agent's own directories; a clear error when the volume is not writable."""
+    for directory in (config.state_dir, config.intents_dir, config.failed_dir, config.results_dir):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PublishError(
+                f"cannot create {exc.filename or directory}: {exc.strerror} "
+                f"(the models directory {config.sync.models_path} must be writable by uid {os.getuid()})"
+            ) from None
 
 
 class Agent:
@@ -37,14 +50,18 @@ class Agent:
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.bucket = Bucket(config.minio, pool_size=config.sync.download_concurrency + 2)
-        config.state_dir.mkdir(parents=True, exist_ok=True)
-        for directory in (config.intents_dir, config.failed_dir, config.results_dir):
-            directory.mkdir(exist_ok=True)
+        prepare_directories(config)
         self.state = LocalState.load(config.state_dir / "state.json")
         self.status = StatusReporter(config.status_path, config.sync.heartbeat_seconds)
         self.inbox = Inbox(config)
         self.results = ResultBox(config.results_dir)
-        stager = Stager(self.bucket, config.sync.models_path, config.sync.download_concurrency, self.stop)
+        stager = Stager(
+            self.bucket,
+            config.sync.models_path,
+            config.sync.download_concurrency,
+            self.stop,
+            config.sync.progress_seconds,
+        )
         self.versions = VersionSync(
             self.bucket,
             self.state,
@@ -64,11 +81,13 @@ class Agent:
         self.storage_backoff = Backoff()
         self.storage_retry_at = 0.0
         self.next_reconcile = 0.0
+        self.bucket_was_empty = False
 
     # -- life cycle -----------------------------------------------------------------------
     def run(self) -> int:
         self._clean_leftovers()
         self.status.start()
+        metrics.serve(self.config.sync.metrics_port)
         watcher = IntentWatcher(self.config.intents_dir, self.wake)
         watcher.start()
         log.info(
@@ -99,6 +118,7 @@ class Agent:
             self.reconcile()
         self._process_due()
         self.status.update(pending_intents=len(self.seen))
+        metrics.INTENTS_PENDING.set(len(self.seen))
 
     def _sleep_seconds(self) -> float:
         due = min([p.due for p in self.pending.values()] + [self.next_reconcile])
@@ -193,6 +213,8 @@ class Agent:
             return set()
         self._storage_up()
         remote = group_listing(objects, single)
+        if model is None:
+            self._report_empty_bucket(not remote)
         if model is not None:
             remote = {k: v for k, v in remote.items() if k[0] == model and version in (None, k[1])}
         local = {
@@ -217,6 +239,8 @@ class Agent:
             queued.add(key)
         if model is None:
             self.next_reconcile = time.monotonic() + self.config.sync.interval
+            metrics.LAST_RECONCILE.set_to_current_time()
+            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
             self.status.update(
                 last_reconcile={
                     "at": time.time(),
@@ -229,10 +253,22 @@ class Agent:
         log.debug("reconcile of %r: %d objects, %d version(s) queued", prefix, len(objects), len(queued))
         return in_scope
 
+    def _report_empty_bucket(self, empty: bool) -> None:
+        if empty and not self.bucket_was_empty:
+            single = self.config.ovms.model_name
+            layout = f"<version>/<file> for model {single}, or " if single else ""
+            log.warning(
+                "No models found in bucket %s: expected keys like %s<model>/<version>/<file>",
+                self.config.minio.bucket,
+                layout,
+            )
+        self.bucket_was_empty = empty
+
     def _storage_down(self, exc: StorageError) -> None:
         delay = self.storage_backoff.next_delay()
         self.storage_retry_at = time.monotonic() + delay
         self.status.storage(False, str(exc))
+        metrics.FAILURES.labels(reason="storage").inc()
         self.status.error(str(exc))
         log.error("%s; retrying in %.1fs", exc, delay)
 
@@ -270,7 +306,12 @@ class Agent:
             self.pending.pop(pending.key, None)
             self._commit(pending.intents)
             if outcomes[f"{pending.model}:{pending.version}"] == "published":
-                log.info("Successfully synced model %s:%s", pending.model, pending.version)
+                log.info(
+                    "Successfully synced model %s:%s",
+                    pending.model,
+                    pending.version,
+                    extra={"model": pending.model, "version": pending.version, "event": "synced"},
+                )
         return outcomes
 
     def _run_one(self, pending: Pending) -> str | None:
@@ -288,6 +329,7 @@ class Agent:
 
     def _failed(self, pending: Pending, message: str) -> str:
         pending.attempts += 1
+        metrics.FAILURES.labels(reason="publish").inc()
         self.status.error(message, pending.model, pending.version)
         self.status.version(pending.model, pending.version, "failed", error=message)
         if pending.attempts >= self.config.sync.max_attempts:
@@ -302,6 +344,7 @@ class Agent:
                 self.inbox.fail(intent_id, message)
                 self.seen.discard(intent_id)
             pending.intents.clear()
+            metrics.SYNCS.labels(outcome="failed").inc()
             return "failed"
         delay = Backoff(failures=pending.attempts - 1).next_delay()
         pending.due = time.monotonic() + delay
@@ -327,9 +370,12 @@ class Agent:
         except OvmsConfigError as exc:
             log.error("%s", exc)
             self.status.config_result(False, str(exc))
+            metrics.FAILURES.labels(reason="config").inc()
             self.status.error(str(exc))
             return
         self.status.config_result(swapped)
+        if swapped:
+            metrics.CONFIG_SWAPS.inc()
         if swapped:
             log.info(
                 "config.json updated: %d model(s) served from %s",
@@ -347,6 +393,7 @@ class Agent:
         except RuntimeError as exc:
             log.warning("%s (config.json was swapped; OVMS will pick it up when it polls)", exc)
             self.status.update(ovms={"reload": "failed", "error": str(exc), "at": time.time()})
+            metrics.FAILURES.labels(reason="ovms_reload").inc()
             return
         states = self.ovms.version_states()
         self.status.update(ovms={"reload": outcome, "error": None, "at": time.time()})

@@ -20,6 +20,7 @@ from pathlib import Path
 from agent.dirswap import STAGING_PREFIX, hidden_sibling
 from agent.localstate import FileState, VersionState
 from agent.manifest import Expected
+from agent.progress import Progress
 from agent.storage import Bucket, Cancelled, RemoteObject
 from modelsync.atomic import fsync_dir
 from modelsync.errors import PublishError
@@ -56,11 +57,19 @@ def model_dir_for(models_path: Path, model: str) -> Path:
 
 
 class Stager:
-    def __init__(self, bucket: Bucket, models_path: Path, concurrency: int, stop: threading.Event):
+    def __init__(
+        self,
+        bucket: Bucket,
+        models_path: Path,
+        concurrency: int,
+        stop: threading.Event,
+        progress_seconds: float = 10.0,
+    ) -> None:
         self.bucket = bucket
         self.models_path = models_path
         self.concurrency = concurrency
         self.stop = stop
+        self.progress_seconds = progress_seconds
 
     def build(
         self,
@@ -78,13 +87,15 @@ class Stager:
         except OSError as exc:
             raise PublishError(f"cannot create {exc.filename or model_dir}: {exc.strerror}") from None
         try:
-            return self._fill(staging, model_dir / str(version), remote, current, expected or {})
+            label = f"{model}:{version}"
+            return self._fill(label, staging, model_dir / str(version), remote, current, expected or {})
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
 
     def _fill(
         self,
+        label: str,
         staging: Path,
         current_dir: Path,
         remote: dict[str, RemoteObject],
@@ -103,7 +114,7 @@ class Stager:
                 reused += 1
             else:
                 to_download.append((obj, dest))
-        self._download_all(to_download)
+        self._download_all(to_download, label)
         for path, spec in expected.items():
             if spec.sha256 and file_digest(staging / path, "sha256") != spec.sha256:
                 raise PublishError(f"{path}: sha256 does not match metadata.json")
@@ -120,6 +131,15 @@ class Stager:
             info = os.lstat(source)
         except OSError:
             return False
+        # No symlink anywhere below the model directory (the version directory itself or a
+        # subdirectory): lstat only looks at the last component, and a planted link would
+        # have outside files hashed and hard-linked into the published version.
+        version_dir = os.fspath(source)[: -(len(path) + 1)]
+        inside = os.path.join(
+            os.path.realpath(os.path.dirname(version_dir)), os.path.basename(version_dir), path
+        )
+        if os.path.realpath(source) != inside:
+            return False
         # Only regular files: a planted symlink must never be followed or copied.
         if not stat.S_ISREG(info.st_mode) or info.st_size != obj.size:
             return False
@@ -133,16 +153,17 @@ class Stager:
             shutil.copyfile(source, dest, follow_symlinks=False)
         return True
 
-    def _download_all(self, jobs: list[tuple[RemoteObject, Path]]) -> None:
+    def _download_all(self, jobs: list[tuple[RemoteObject, Path]], label: str) -> None:
         if not jobs:
             return
+        progress = Progress(label, sum(obj.size for obj, _ in jobs), self.progress_seconds)
         if len(jobs) == 1 or self.concurrency == 1:
             for obj, dest in jobs:
-                self.bucket.download(obj, dest, self.stop)
+                self.bucket.download(obj, dest, self.stop, progress.add)
             return
         failed = threading.Event()
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(jobs))) as pool:
-            futures = [pool.submit(self._one, obj, dest, failed) for obj, dest in jobs]
+            futures = [pool.submit(self._one, obj, dest, failed, progress) for obj, dest in jobs]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for future in done:
                 if future.exception() is not None:
@@ -151,10 +172,10 @@ class Stager:
                         other.cancel()
                     raise future.exception()  # type: ignore[misc]
 
-    def _one(self, obj: RemoteObject, dest: Path, failed: threading.Event) -> None:
+    def _one(self, obj: RemoteObject, dest: Path, failed: threading.Event, progress: Progress) -> None:
         if failed.is_set() or self.stop.is_set():
             raise Cancelled(obj.key)
-        self.bucket.download(obj, dest, self.stop)
+        self.bucket.download(obj, dest, self.stop, progress.add)
 
 
 def _mkdirs(directory: Path) -> None:

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -97,7 +97,13 @@ class Bucket:
             raise PublishError(f"s3://{self.name}/{key} is larger than {limit} bytes")
         return data
 
-    def download(self, obj: RemoteObject, dest: Path, stop: threading.Event) -> None:
+    def download(
+        self,
+        obj: RemoteObject,
+        dest: Path,
+        stop: threading.Event,
+        on_bytes: Callable[[int], None] | None = None,
+    ) -> None:
         """Stream one object into ``dest``, verify size (and MD5), fsync. Raises on mismatch."""
         digest = hashlib.md5(usedforsecurity=False) if obj.md5 else None
         response = None
@@ -106,7 +112,7 @@ class Bucket:
             response = self.client.get_object(
                 self.name, obj.key, request_headers={"If-Match": f'"{obj.etag}"'}
             )
-            written = _stream_to_file(response.stream(CHUNK_BYTES), dest, digest, stop)
+            written = _stream_to_file(response.stream(CHUNK_BYTES), dest, digest, stop, on_bytes)
         except S3Error as exc:
             if exc.code == "PreconditionFailed":
                 raise StorageError(f"s3://{self.name}/{obj.key} changed during download") from None
@@ -130,7 +136,11 @@ class Bucket:
 
 
 def _stream_to_file(
-    chunks: Iterator[bytes], dest: Path, digest: hashlib._Hash | None, stop: threading.Event
+    chunks: Iterator[bytes],
+    dest: Path,
+    digest: hashlib._Hash | None,
+    stop: threading.Event,
+    on_bytes: Callable[[int], None] | None = None,
 ) -> int:
     """Write the chunks to ``dest``; a local write failure is a PublishError naming the path."""
     written = 0
@@ -141,6 +151,8 @@ def _stream_to_file(
                     raise Cancelled(str(dest))
                 handle.write(chunk)
                 written += len(chunk)
+                if on_bytes is not None:
+                    on_bytes(len(chunk))
                 if digest is not None:
                     digest.update(chunk)
             handle.flush()

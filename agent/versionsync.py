@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from agent import dirswap, manifest
+from agent import dirswap, manifest, metrics
 from agent.localstate import LocalState
 from agent.stager import Stager, model_dir_for
 from agent.status import StatusReporter
@@ -181,6 +181,11 @@ class VersionSync:
             if existed:
                 self.replaced.append((model, version))
         self.state.set_version(model, version, staged.files)
+        metrics.DOWNLOAD_SECONDS.observe(time.monotonic() - started)
+        metrics.DOWNLOADED_FILES.inc(staged.downloaded)
+        metrics.DOWNLOADED_BYTES.inc(staged.downloaded_bytes)
+        metrics.REUSED_FILES.inc(staged.reused)
+        metrics.SYNCS.labels(outcome="published").inc()
         self.status.count("downloaded_files", staged.downloaded)
         self.status.count("downloaded_bytes", staged.downloaded_bytes)
         self.status.count("reused_files", staged.reused)
@@ -200,6 +205,7 @@ class VersionSync:
             staged.downloaded_bytes,
             staged.reused,
             time.monotonic() - started,
+            extra={"model": model, "version": version, "event": "staged"},
         )
         return "published"
 
@@ -209,7 +215,13 @@ class VersionSync:
             self.retired.append(dirswap.retire(target))
         self.state.drop_version(model, version)
         self.status.forget_version(model, version)
-        log.info("model %s:%s removed: its objects are gone from the bucket", model, version)
+        log.info(
+            "model %s:%s removed: its objects are gone from the bucket",
+            model,
+            version,
+            extra={"model": model, "version": version, "event": "removed"},
+        )
+        metrics.SYNCS.labels(outcome="removed").inc()
         return "removed"
 
     def clean_retired(self) -> None:

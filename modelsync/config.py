@@ -57,6 +57,8 @@ class SyncConfig:
     download_concurrency: int = 4
     max_attempts: int = 5
     heartbeat_seconds: float = 2.0
+    metrics_port: int | None = None
+    progress_seconds: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,8 @@ def test_new_model_reaches_config_json(volume: Volume, bucket: Bucket, start_age
     assert entry["base_path"] == str(volume.models / "resnet")
     for path, data in files.items():
         assert (volume.models / "resnet" / "1" / path).read_bytes() == data
-    assert not list(volume.intents.glob("*.json")), "intents are removed once applied"
+    # Intents go only after config.json moved on (at-least-once), so wait for that too.
+    wait_for(lambda: not list(volume.intents.glob("*.json")), what="intents removed once applied")
     assert "Successfully synced model resnet:1" in agent.log
 
 

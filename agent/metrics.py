@@ -1,0 +1,43 @@
+"""Prometheus metrics of the agent, served on ``sync.metrics_port`` (off when unset)."""
+
+from __future__ import annotations
+
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+SYNCS = Counter("modelsync_agent_syncs_total", "Model versions synced, by outcome", ["outcome"])
+DOWNLOADED_BYTES = Counter("modelsync_agent_downloaded_bytes_total", "Bytes downloaded from the bucket")
+DOWNLOADED_FILES = Counter("modelsync_agent_downloaded_files_total", "Files downloaded from the bucket")
+REUSED_FILES = Counter("modelsync_agent_reused_files_total", "Unchanged files linked, not downloaded")
+DOWNLOAD_SECONDS = Histogram(
+    "modelsync_agent_version_download_seconds",
+    "Time to stage one version (downloads and checks)",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
+)
+FAILURES = Counter("modelsync_agent_failures_total", "Failures, by reason", ["reason"])
+INTENTS_PENDING = Gauge("modelsync_agent_intents_pending", "Intent files read but not yet applied")
+LAST_RECONCILE = Gauge(
+    "modelsync_agent_last_reconcile_success_timestamp_seconds", "When the last full reconcile succeeded"
+)
+RECONCILE_SECONDS = Histogram(
+    "modelsync_agent_reconcile_seconds",
+    "Duration of a full reconcile (listing and comparison)",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+)
+CONFIG_SWAPS = Counter("modelsync_agent_config_swaps_total", "config.json replacements")
+
+# Every reason label exists from the start, so dashboards show zeros instead of gaps.
+for _reason in ("storage", "publish", "config", "ovms_reload", "intent"):
+    FAILURES.labels(reason=_reason)
+for _outcome in ("published", "removed", "failed"):
+    SYNCS.labels(outcome=_outcome)
+
+
+def serve(port: int | None, address: str = "0.0.0.0") -> None:  # noqa: S104 - a container port
+    if not port:
+        return
+    start_http_server(port, addr=address)
+    log.info("agent metrics on http://%s:%d/metrics", address, port)

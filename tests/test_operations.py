@@ -1,0 +1,144 @@
+"""What operators see: agent metrics, progress lines, JSON logs, and the exact lines the
+README's troubleshooting table promises."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import ROOT, Bucket, Volume, child_env
+from tests.helpers import free_port, http_ok, served_models, wait_for
+
+
+def metric(url: str, name: str, labels: dict[str, str] | None = None) -> float | None:
+    for family in text_string_to_metric_families(requests.get(url, timeout=5).text):
+        for sample in family.samples:
+            if sample.name == name and (labels is None or sample.labels == labels):
+                return sample.value
+    return None
+
+
+def test_agent_metrics_port(volume: Volume, bucket: Bucket, start_agent) -> None:
+    port = free_port()
+    volume.settings["sync"]["metrics_port"] = port
+    volume.write()
+    bucket.put("m/1/a.bin", b"a" * 1000)
+    bucket.put("m/1/b.bin", b"b" * 500)
+    start_agent()
+    url = f"http://127.0.0.1:{port}/metrics"
+    wait_for(lambda: http_ok(url), what="metrics endpoint")
+    wait_for(
+        lambda: metric(url, "modelsync_agent_syncs_total", {"outcome": "published"}) == 1.0,
+        what="one sync counted",
+    )
+    assert metric(url, "modelsync_agent_downloaded_bytes_total") == 1500.0
+    assert metric(url, "modelsync_agent_downloaded_files_total") == 2.0
+    assert metric(url, "modelsync_agent_config_swaps_total") == 2.0  # the empty start, then m
+    assert metric(url, "modelsync_agent_failures_total", {"reason": "storage"}) == 0.0
+    assert (metric(url, "modelsync_agent_last_reconcile_success_timestamp_seconds") or 0) > 0
+    assert metric(url, "modelsync_agent_intents_pending") == 0.0
+
+
+def test_metrics_are_off_by_default(volume: Volume, bucket: Bucket, start_agent) -> None:
+    agent = start_agent()
+    wait_for(lambda: volume.status.exists(), what="status")
+    assert "agent metrics on" not in agent.log
+
+
+def test_progress_lines_at_a_steady_cadence(volume: Volume, bucket: Bucket, start_agent) -> None:
+    volume.settings["sync"].update(progress_seconds=0.01, download_concurrency=1)
+    volume.write()
+    bucket.put("big/1/weights.bin", os.urandom(40 * 1024 * 1024))
+    agent = start_agent()
+    wait_for(lambda: "big" in served_models(volume.ovms_config), 60, what="big synced")
+    lines = [line for line in agent.log.splitlines() if "model big:1 downloading:" in line]
+    assert lines, agent.log
+    assert "MB/s" in lines[0] and "ETA" in lines[0] and "%" in lines[0]
+    assert len(lines) < 40, "one line per cadence tick, not one per 1 MiB chunk"
+
+
+def test_json_logs_carry_model_and_version(volume: Volume, bucket: Bucket, start_agent) -> None:
+    volume.settings["sync"]["log_format"] = "json"
+    volume.write()
+    bucket.put("j/2/model.onnx", b"x")
+    agent = start_agent()
+    wait_for(lambda: "Successfully synced model j:2" in agent.log, what="synced")
+    records = [json.loads(line) for line in agent.log.splitlines() if line.startswith("{")]
+    assert records and len(records) == len([ln for ln in agent.log.splitlines() if ln.strip()])
+    synced = next(r for r in records if r["message"] == "Successfully synced model j:2")
+    assert (synced["model"], synced["version"], synced["event"], synced["level"]) == (
+        "j",
+        2,
+        "synced",
+        "INFO",
+    )
+
+
+def test_original_text_log_format(volume: Volume, bucket: Bucket, start_agent) -> None:
+    bucket.put("t/1/model.onnx", b"x")
+    agent = start_agent()
+    wait_for(lambda: "Successfully synced model t:1" in agent.log, what="synced")
+    line = next(ln for ln in agent.log.splitlines() if "Successfully synced model t:1" in ln)
+    date, rest = line[:19], line[19:]
+    assert rest == " - model_sync - INFO - Successfully synced model t:1"
+    assert date[4] == "-" and date[10] == " " and date[13] == ":"
+
+
+# -- the README's troubleshooting table ---------------------------------------------------
+
+
+def test_cannot_connect_to_minio(volume: Volume, start_agent) -> None:
+    volume.settings["minio"]["endpoint"] = f"http://127.0.0.1:{free_port()}"
+    volume.write()
+    agent = start_agent()
+    wait_for(lambda: "endpoint unreachable; retrying in" in agent.log, what="connection error logged")
+    line = next(ln for ln in agent.log.splitlines() if "endpoint unreachable" in ln)
+    assert f"cannot list s3://{volume.settings['minio']['bucket_name']}/: NewConnectionError" in line
+    wait_for(
+        lambda: json.loads(volume.status.read_text())["storage"]["reachable"] is False,
+        what="status reports the bucket unreachable",
+    )
+
+
+def test_no_models_found(volume: Volume, bucket: Bucket, start_agent) -> None:
+    bucket.put("README.md", b"not a model")
+    agent = start_agent()
+    wait_for(lambda: "No models found in bucket" in agent.log, what="warning")
+    assert (
+        f"No models found in bucket {bucket.name}: expected keys like <model>/<version>/<file>" in agent.log
+    )
+
+
+def without_root_powers(args: list[str]) -> list[str]:
+    """Run as root without the capabilities that ignore file permissions, as a user would."""
+    if os.getuid() != 0:
+        return args
+    return ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--", *args]
+
+
+def test_permission_denied_on_the_models_directory(volume: Volume, bucket: Bucket) -> None:
+    volume.models.chmod(0o555)
+    env = child_env(volume)
+    run = [sys.executable, "-m", "agent", "run"]
+    result = subprocess.run(
+        without_root_powers(run), env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 1
+    assert f"cannot create {volume.models}/.modelsync: Permission denied" in result.stderr
+    assert f"the models directory {volume.models} must be writable by uid" in result.stderr
+    assert "Traceback" not in result.stderr
+    health = subprocess.run(
+        without_root_powers([sys.executable, "-m", "agent", "health"]),
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert health.returncode == 1
+    assert f"Permission denied: models directory {volume.models} is not writable" in health.stderr
