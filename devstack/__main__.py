@@ -18,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from devstack import sample
+from webhook import gunicorn_command
 
 BUCKET = "models"
 TOKEN = "devstack-token"  # noqa: S105 - a local demo, printed on purpose
@@ -117,14 +118,7 @@ def main() -> int:
     children = [
         subprocess.Popen([sys.executable, "-m", "agent", "run"], env=env),
         subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-c",
-                "python:webhook.gunicorn_conf",
-                "webhook.app:create_app()",
-            ],
+            gunicorn_command(),
             env=env,
         ),
     ]

@@ -24,6 +24,7 @@ from minio import Minio
 from moto.server import ThreadedMotoServer
 
 from tests.helpers import free_port, wait_for
+from webhook import gunicorn_command
 
 ROOT = Path(__file__).resolve().parent.parent
 ACCESS_KEY = "test-access-AKIA7SECRET"
@@ -214,16 +215,8 @@ def start_webhook(volume: Volume) -> Iterator[Callable[..., Webhook]]:
     def start(**env: str) -> Webhook:
         port = free_port()
         log_path = volume.root / f"webhook-{len(started)}.log"
-        args = [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-c",
-            "python:webhook.gunicorn_conf",
-            "webhook.app:create_app()",
-        ]
         environment = child_env(volume, MODELSYNC_WEBHOOK_BIND=f"127.0.0.1:{port}", **env)
-        proc = Process(args, environment, log_path)
+        proc = Process(gunicorn_command(), environment, log_path)
         started.append(proc)
         url = f"http://127.0.0.1:{port}"
 

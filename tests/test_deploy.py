@@ -26,6 +26,7 @@ import pytest
 import yaml
 
 from modelsync.config import Config, load_config
+from webhook import GUNICORN_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILES = {"webhook": ROOT / "Dockerfile.webhook", "agent": ROOT / "Dockerfile.agent"}
@@ -34,7 +35,7 @@ EXAMPLE_CONFIG = ROOT / "deploy" / "config" / "sync-config.yaml"
 K8S = ROOT / "deploy" / "kubernetes"
 CHART = ROOT / "deploy" / "helm" / "modelsync"
 
-WEBHOOK_COMMAND = ["gunicorn", "-c", "python:webhook.gunicorn_conf", "webhook.app:create_app()"]
+WEBHOOK_COMMAND = ["gunicorn", *GUNICORN_ARGS]  # what the tests and make run start
 AGENT_COMMAND = ["python", "-m", "agent", "run"]
 AGENT_HEALTH = ["python", "-m", "agent", "health"]
 SYNC_UID = 10001

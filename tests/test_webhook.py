@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from modelsync import schema
 from tests.conftest import ROOT, TOKEN, Bucket, Volume, child_env
 from tests.helpers import minio_event, minio_record
+from webhook import gunicorn_command
 from webhook.app import create_app
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -263,14 +263,7 @@ def test_readyz_reports_the_reasons(client: FlaskClient, volume: Volume) -> None
 
 
 def run_gunicorn_expecting_exit(volume: Volume, **env: str) -> subprocess.CompletedProcess[str]:
-    args = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "-c",
-        "python:webhook.gunicorn_conf",
-        "webhook.app:create_app()",
-    ]
+    args = gunicorn_command()
     environment = child_env(volume, MODELSYNC_WEBHOOK_BIND="127.0.0.1:0", **env)
     return subprocess.run(args, env=environment, cwd=ROOT, capture_output=True, text=True, timeout=60)
 
