@@ -142,3 +142,23 @@ def test_permission_denied_on_the_models_directory(volume: Volume, bucket: Bucke
     )
     assert health.returncode == 1
     assert f"Permission denied: models directory {volume.models} is not writable" in health.stderr
+
+
+def test_grafana_dashboard_queries_only_metrics_that_exist() -> None:
+    import re
+
+    from prometheus_client import REGISTRY
+
+    import agent.metrics
+    import webhook.metrics  # noqa: F401 - registers the webhook's metrics
+
+    assert agent.metrics.SYNCS is not None
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "modelsync-dashboard.json").read_text())
+    exported = set()
+    for family in REGISTRY.collect():
+        suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}.get(family.type, [""])
+        exported.update(family.name + suffix for suffix in suffixes)
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    used = {name for expr in exprs for name in re.findall(r"modelsync_[a-z_]+", expr)}
+    assert len(used) >= 10, used
+    assert used <= exported, used - exported
