@@ -1,0 +1,147 @@
+"""What OVMS sees: forced reloads over its REST API, and a config.json the agent refuses to break.
+
+OVMS itself does not install here; a small HTTP server answers its two config routes with the
+shapes its documentation gives (201 reloaded / 200 unchanged; GET /v1/config model status).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from tests.conftest import Bucket, Volume
+from tests.helpers import served_models, wait_for
+
+
+class FakeOvms:
+    def __init__(self) -> None:
+        self.reloads = 0
+        self.fail_reload = False
+        self.models: dict[str, list[int]] = {}
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_POST(self) -> None:
+                if self.path != "/v1/config/reload":
+                    return self._send(404, {"error": "not found"})
+                owner.reloads += 1
+                if owner.fail_reload:
+                    return self._send(412, {"error": "Config file not valid"})
+                return self._send(201, {})
+
+            def do_GET(self) -> None:
+                status = {
+                    name: {
+                        "model_version_status": [
+                            {
+                                "version": v,
+                                "state": "AVAILABLE",
+                                "status": {"error_code": "OK", "error_message": "OK"},
+                            }
+                            for v in versions
+                        ]
+                    }
+                    for name, versions in owner.models.items()
+                }
+                self._send(200, status)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def ovms() -> Iterator[FakeOvms]:
+    server = FakeOvms()
+    yield server
+    server.close()
+
+
+def status(volume: Volume) -> dict[str, Any]:
+    try:
+        return json.loads(volume.status.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def test_reload_after_swap_and_available_recorded(
+    volume: Volume, bucket: Bucket, ovms: FakeOvms, start_agent
+) -> None:
+    volume.settings["ovms"]["rest_url"] = ovms.url
+    volume.write()
+    ovms.models["det"] = [1]
+    bucket.put("det/1/model.onnx", b"x")
+    start_agent()
+    wait_for(lambda: "det" in served_models(volume.ovms_config), what="det served")
+    wait_for(lambda: ovms.reloads >= 2, what="reload after each swap (empty start, then det)")
+    wait_for(
+        lambda: (
+            status(volume).get("models", {}).get("det", {}).get("versions", {}).get("1", {}).get("ovms_state")
+            == "AVAILABLE"
+        ),
+        what="AVAILABLE recorded",
+    )
+
+
+def test_reload_down_still_swaps_and_reports(
+    volume: Volume, bucket: Bucket, ovms: FakeOvms, start_agent
+) -> None:
+    volume.settings["ovms"]["rest_url"] = ovms.url
+    volume.write()
+    ovms.fail_reload = True
+    bucket.put("seg/1/model.onnx", b"x")
+    agent = start_agent()
+    wait_for(lambda: "seg" in served_models(volume.ovms_config), what="swap happened anyway")
+    wait_for(
+        lambda: "OVMS reload answered 412" in ((status(volume).get("ovms") or {}).get("error") or ""),
+        what="failure in status",
+    )
+    assert "OVMS reload answered 412" in agent.log
+
+
+def test_broken_config_json_is_never_overwritten(volume: Volume, bucket: Bucket, start_agent) -> None:
+    broken = b'{"model_config_list": [ {"config": {"name": "hand"'  # someone's half-saved edit
+    volume.ovms_config.write_bytes(broken)
+    bucket.put("new/1/model.onnx", b"x")
+    agent = start_agent(wait_ready=False)
+    wait_for(lambda: (volume.models / "new" / "1" / "model.onnx").exists(), what="files still synced")
+    wait_for(lambda: status(volume).get("config", {}).get("valid") is False, what="config error in status")
+    assert volume.ovms_config.read_bytes() == broken
+    assert "is not valid JSON" in agent.log and "leaving it untouched" in agent.log
+
+
+def test_result_failing_the_ovms_schema_is_not_written(volume: Volume, bucket: Bucket, start_agent) -> None:
+    # A hand-written entry OVMS 2026 rejects: merging around it would still be rejected.
+    hand = {"model_config_list": [{"config": {"name": "old", "base_path": "/x", "stateful": True}}]}
+    volume.ovms_config.write_text(json.dumps(hand))
+    before = volume.ovms_config.read_bytes()
+    bucket.put("fresh/1/model.onnx", b"x")
+    agent = start_agent(wait_ready=False)
+    wait_for(lambda: (volume.models / "fresh" / "1").is_dir(), what="files synced")
+    wait_for(lambda: "OVMS would reject it" in agent.log, what="refusal logged")
+    assert volume.ovms_config.read_bytes() == before
+    wait_for(
+        lambda: "stateful" in (status(volume).get("config", {}).get("error") or ""), what="error in status"
+    )
