@@ -23,6 +23,10 @@ def notify(webhook, bucket: Bucket, keys: list[str], event: str = "s3:ObjectCrea
 def test_new_model_reaches_config_json(volume: Volume, bucket: Bucket, start_agent, start_webhook) -> None:
     agent = start_agent()
     webhook = start_webhook()
+    ready = wait_for(
+        lambda: requests.get(f"{webhook.url}/readyz", timeout=5).status_code == 200, what="ready"
+    )
+    assert ready
     files = {"model.xml": b"<xml/>", "model.bin": b"\x00" * 4096}
     upload_version(bucket, "resnet", 1, files)
     notify(webhook, bucket, [f"resnet/1/{p}" for p in files])
@@ -174,3 +178,19 @@ def test_single_model_bucket_and_per_model_settings(volume: Volume, bucket: Buck
         "nireq": 4,
     }
     assert (volume.models / "face-detect" / "1" / "model.xml").read_bytes() == b"<v1/>"
+
+
+def test_readyz_follows_the_agent_heartbeat(
+    volume: Volume, bucket: Bucket, start_agent, start_webhook
+) -> None:
+    volume.settings["webhook"]["agent_stale_seconds"] = 1.5
+    volume.write()
+    agent = start_agent()
+    webhook = start_webhook()
+    wait_for(lambda: requests.get(f"{webhook.url}/readyz", timeout=5).status_code == 200, what="ready")
+    assert agent.stop() == 0
+    response = wait_for(
+        lambda: (r := requests.get(f"{webhook.url}/readyz", timeout=5)).status_code == 503 and r,
+        what="not ready once the heartbeat is stale",
+    )
+    assert "agent heartbeat is" in response.json()["reasons"][0]
