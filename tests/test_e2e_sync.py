@@ -189,8 +189,8 @@ def test_readyz_follows_the_agent_heartbeat(
     webhook = start_webhook()
     wait_for(lambda: requests.get(f"{webhook.url}/readyz", timeout=5).status_code == 200, what="ready")
     assert agent.stop() == 0
-    response = wait_for(
-        lambda: (r := requests.get(f"{webhook.url}/readyz", timeout=5)).status_code == 503 and r,
+    body = wait_for(
+        lambda: (r := requests.get(f"{webhook.url}/readyz", timeout=5)).status_code == 503 and r.json(),
         what="not ready once the heartbeat is stale",
     )
-    assert "agent heartbeat is" in response.json()["reasons"][0]
+    assert "agent heartbeat is" in body["reasons"][0]
