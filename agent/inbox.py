@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import stat
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from agent import metrics
@@ -83,20 +85,35 @@ class Inbox:
 
     def fail(self, intent_id: str, reason: str) -> None:
         source = self.directory / f"{intent_id}.json"
-        try:
-            raw = (
-                source.read_bytes()[:MAX_INTENT_BYTES].decode("utf-8", "replace")
-                if not source.is_symlink()
-                else ""
-            )
-        except OSError:
-            raw = ""
+        raw = _read_regular(source)
         self.failed_dir.mkdir(parents=True, exist_ok=True)
         safe_name = intent_id if len(intent_id) < 200 else intent_id[:200]
         atomic.write_json(
             self.failed_dir / f"{safe_name}.json",
             {"id": intent_id, "error": reason, "failed_at": time.time(), "content": raw},
         )
-        source.unlink(missing_ok=True)
+        try:
+            source.unlink(missing_ok=True)
+        except IsADirectoryError:
+            shutil.rmtree(source, ignore_errors=True)  # never follows links inside it
         metrics.FAILURES.labels(reason="intent").inc()
         log.error("intent %s moved to %s: %s", intent_id, self.failed_dir, reason)
+
+
+def _read_regular(path: Path) -> str:
+    """At most MAX_INTENT_BYTES of a regular file; "" for a link, pipe, device or directory.
+
+    Opened non-blocking and without following links: a planted FIFO must not hang the agent.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, MAX_INTENT_BYTES).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    finally:
+        os.close(fd)

@@ -149,7 +149,8 @@ class VersionSync:
         if pending.signature is not None and sig != pending.signature:
             pending.last_change = now
         else:
-            newest = max(o.last_modified for o in listing.values())
+            # +1 s: listings may truncate timestamps to whole seconds (moto does).
+            newest = max(o.last_modified for o in listing.values()) + 1.0
             # The bucket's own clock says when the last object landed; an event may be a
             # late re-send of something long finished.
             pending.last_change = min(now, max(pending.last_change, now - (time.time() - newest)))
