@@ -17,11 +17,12 @@ from agent import dirswap, metrics, ovmsconfig
 from agent.inbox import Inbox
 from agent.localstate import LocalState
 from agent.ovmsclient import OvmsClient
+from agent.pending import Pending, signature
 from agent.retry import Backoff
 from agent.stager import Stager
 from agent.status import StatusReporter
 from agent.storage import Bucket, Cancelled
-from agent.versionsync import Pending, VersionSync, group_listing, signature
+from agent.versionsync import VersionSync, group_listing
 from agent.watcher import IntentWatcher
 from modelsync import keys
 from modelsync.config import Config

@@ -8,11 +8,11 @@ import math
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from agent import dirswap, manifest, metrics
 from agent.localstate import LocalState
+from agent.pending import Listing, Pending, settled, signature
 from agent.stager import Stager, model_dir_for
 from agent.status import StatusReporter
 from agent.storage import Bucket, RemoteObject
@@ -20,32 +20,6 @@ from modelsync import keys
 from modelsync.errors import UnsafeKeyError
 
 log = logging.getLogger(__name__)
-
-Listing = dict[str, RemoteObject]  # path inside the version -> object
-
-
-@dataclass
-class Pending:
-    """A version that may differ from the bucket, with what is known of its upload."""
-
-    model: str
-    version: int
-    last_change: float  # monotonic time of the last sign of upload activity
-    due: float = math.inf
-    forced: bool = False  # a resync: no settle wait
-    intents: set[str] = field(default_factory=set)
-    signature: frozenset[tuple[str, str, int]] | None = None
-    attempts: int = 0
-    listing: Listing | None = None  # from a reconcile, used once instead of re-listing
-    waiting_for: list[str] = field(default_factory=list)
-
-    @property
-    def key(self) -> tuple[str, int]:
-        return (self.model, self.version)
-
-
-def signature(listing: Listing) -> frozenset[tuple[str, str, int]]:
-    return frozenset((p, o.etag, o.size) for p, o in listing.items())
 
 
 def group_listing(objects: list[RemoteObject], single_model: str | None) -> dict[tuple[str, int], Listing]:
@@ -145,21 +119,7 @@ class VersionSync:
             return not pending.waiting_for
         if pending.forced:
             return True
-        sig = signature(listing)
-        if pending.signature is not None and sig != pending.signature:
-            pending.last_change = now
-        else:
-            # +1 s: listings may truncate timestamps to whole seconds (moto does).
-            newest = max(o.last_modified for o in listing.values()) + 1.0
-            # The bucket's own clock says when the last object landed; an event may be a
-            # late re-send of something long finished.
-            pending.last_change = min(now, max(pending.last_change, now - (time.time() - newest)))
-        pending.signature = sig
-        quiet_until = pending.last_change + self.settle
-        if now >= quiet_until:
-            return True
-        pending.due = quiet_until
-        return False
+        return settled(pending, listing, self.settle, now, time.time())
 
     def _publish(
         self,
