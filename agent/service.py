@@ -14,9 +14,9 @@ import time
 from typing import Any
 
 from agent import dirswap, metrics, ovmsconfig
+from agent.configsync import ConfigSync
 from agent.inbox import Inbox
 from agent.localstate import LocalState
-from agent.ovmsclient import OvmsClient
 from agent.pending import Pending, signature
 from agent.retry import Backoff
 from agent.stager import Stager
@@ -26,7 +26,7 @@ from agent.versionsync import VersionSync, group_listing
 from agent.watcher import IntentWatcher
 from modelsync import keys
 from modelsync.config import Config
-from modelsync.errors import IntentError, ModelsyncError, OvmsConfigError, PublishError, StorageError
+from modelsync.errors import IntentError, ModelsyncError, PublishError, StorageError
 from modelsync.results import ResultBox
 
 log = logging.getLogger(__name__)
@@ -72,11 +72,7 @@ class Agent:
             config.ovms.model_name,
             config.sync.settle_seconds,
         )
-        self.ovms = (
-            OvmsClient(config.ovms.rest_url, config.ovms.reload_timeout_seconds)
-            if config.ovms.rest_url
-            else None
-        )
+        self.ovms_config = ConfigSync(config, self.state, self.status)
         self.pending: dict[tuple[str, int], Pending] = {}
         self.seen: set[str] = set()
         self.storage_backoff = Backoff()
@@ -98,7 +94,7 @@ class Agent:
             self.config.ovms.config_path,
         )
         try:
-            self._apply_config(force_reload=False)
+            self.ovms_config.apply(force_reload=False)
             while not self.stop.is_set():
                 self.step()
                 self.wake.wait(self._sleep_seconds())
@@ -301,7 +297,8 @@ class Agent:
                 done.append(pending)
         if any(outcomes.get(f"{p.model}:{p.version}") in ("published", "removed") for p in done):
             self.state.save()
-            self._apply_config(force_reload=bool(self.versions.replaced))
+            self.ovms_config.apply(force_reload=bool(self.versions.replaced))
+            self.versions.replaced.clear()
             self.versions.clean_retired()
         for pending in done:
             self.pending.pop(pending.key, None)
@@ -358,48 +355,3 @@ class Agent:
             message,
         )
         return "waiting"
-
-    def _apply_config(self, force_reload: bool) -> None:
-        path = self.config.ovms.config_path
-        try:
-            current = ovmsconfig.read_current(path)
-            stale = ovmsconfig.stale_entries(current, self.config.ovms, self.config.sync.models_path)
-            document = ovmsconfig.merge(
-                current, self.config.ovms, self.state.published(), set(self.state.models) | stale
-            )
-            swapped = ovmsconfig.swap_if_changed(path, document)
-        except OvmsConfigError as exc:
-            log.error("%s", exc)
-            self.status.config_result(False, str(exc))
-            metrics.FAILURES.labels(reason="config").inc()
-            self.status.error(str(exc))
-            return
-        self.status.config_result(swapped)
-        if swapped:
-            metrics.CONFIG_SWAPS.inc()
-        if swapped:
-            log.info(
-                "config.json updated: %d model(s) served from %s",
-                len(self.state.published()),
-                self.config.sync.models_path,
-            )
-        if self.ovms is not None and (swapped or force_reload):
-            self._reload_ovms()
-        self.versions.replaced.clear()
-
-    def _reload_ovms(self) -> None:
-        assert self.ovms is not None
-        try:
-            outcome = self.ovms.reload()
-        except RuntimeError as exc:
-            log.warning("%s (config.json was swapped; OVMS will pick it up when it polls)", exc)
-            self.status.update(ovms={"reload": "failed", "error": str(exc), "at": time.time()})
-            metrics.FAILURES.labels(reason="ovms_reload").inc()
-            return
-        states = self.ovms.version_states()
-        self.status.update(ovms={"reload": outcome, "error": None, "at": time.time()})
-        for model, versions in states.items():
-            if model in self.state.models:
-                for version, state in versions.items():
-                    if version in self.state.models[model]:
-                        self.status.version(model, version, "published", ovms_state=state)
