@@ -32,10 +32,16 @@ unit: $(STAMP)
 	$(BIN)/pytest
 
 ## bench: every benchmark at a quick size (under 10 minutes); bench-full: the sizes BENCHMARKS.md reports
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run_all --quick
 
-bench-full: $(STAMP)
+bench-full: $(BENCH_STAMP)
 	$(BIN)/python -m bench.run_all
 
 ## soak: the long fault-injection runs (kill -9 rounds, webhook kills, fuzzing)

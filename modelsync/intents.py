@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from modelsync import atomic, schema
+from modelsync import atomic, fastschema, schema
 
 INTENT_VERSION = 1
 
@@ -30,10 +31,71 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def write_synced(target: Path, data: bytes) -> None:
+    """Temp file, write, fsync, rename: the file is complete on disk before its name appears.
+
+    Never reopened by name after the rename: the agent may have read and deleted it by then
+    (a duplicate event is committed at once), and that must not fail the request.
+    """
+    tmp = atomic.temp_name(target)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class GroupSync:
+    """One directory fsync shared by every thread that asked for it meanwhile (group commit).
+
+    A caller that renamed its file into the directory calls :meth:`sync`; it returns once an
+    fsync of the directory that *started after* the call has finished. While one fsync runs,
+    later callers queue up and the next fsync covers them all, so N concurrent requests cost
+    about two directory fsyncs instead of N, and nobody returns before their rename is durable.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._cond = threading.Condition()
+        self._requested = 0  # tickets handed out
+        self._synced = 0  # every ticket up to this one is durable
+        self._running = False
+        self.fsyncs = 0
+
+    def sync(self) -> None:
+        with self._cond:
+            self._requested += 1
+            ticket = self._requested
+            while self._synced < ticket:
+                if self._running:
+                    self._cond.wait()
+                    continue
+                self._running = True
+                covers = self._requested  # every rename before this point is in this fsync
+                self._cond.release()
+                try:
+                    atomic.fsync_dir(self.directory)
+                finally:
+                    self._cond.acquire()
+                    self._running = False
+                    self._cond.notify_all()
+                self._synced = max(self._synced, covers)
+                self.fsyncs += 1
+
+
 class IntentWriter:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
+        self.group = GroupSync(directory)
 
     def new(self, kind: str, **fields: Any) -> dict[str, Any]:
         intent = {
@@ -44,29 +106,20 @@ class IntentWriter:
             **fields,
         }
         # The schema is the contract with the agent: never hand it something it would refuse.
-        schema.check(schema.INTENT, intent)
+        fastschema.check(schema.INTENT, intent)
         return intent
 
     def write_all(self, intents: Iterable[dict[str, Any]]) -> list[str]:
         ids = []
         for intent in intents:
-            target = self.directory / f"{intent['id']}.json"
             data = json.dumps(intent, separators=(",", ":")).encode()
-            # One directory fsync for the whole request instead of one per file.
-            atomic.write_bytes(target, data, durable=False)
-            self._fsync_file(target)
+            write_synced(self.directory / f"{intent['id']}.json", data)
             ids.append(intent["id"])
         if ids:
-            atomic.fsync_dir(self.directory)
+            # One directory fsync for the whole request instead of one per file, shared with
+            # the requests of other threads that are waiting for one at the same time.
+            self.group.sync()
         return ids
-
-    @staticmethod
-    def _fsync_file(path: Path) -> None:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     def writable(self) -> bool:
         return self.directory.is_dir() and os.access(self.directory, os.W_OK | os.X_OK)

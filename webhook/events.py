@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from modelsync import schema
+from modelsync import fastschema, schema
 from modelsync.config import Config
 from modelsync.errors import SchemaViolation, UnsafeKeyError
 from modelsync.intents import IntentWriter
@@ -59,7 +59,7 @@ def receive() -> tuple[Response, int]:
     settings: Config = current_app.config["MODELSYNC"]
     try:
         body = parse_json_body()
-        schema.check(schema.MINIO_EVENT, body)
+        fastschema.check(schema.MINIO_EVENT, body)
     except ValueError as exc:
         metrics.REJECTED.labels(reason="bad_json").inc()
         return error_response(400, str(exc))

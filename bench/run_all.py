@@ -1,0 +1,38 @@
+"""Every benchmark, one after the other (never in parallel: they would measure each other).
+
+``python -m bench.run_all [--quick] [--only latency,burst]``; each writes its JSON under
+``bench/results/``. ``make bench`` is the quick pass (under 10 minutes), ``make bench-full``
+the sizes BENCHMARKS.md reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+ORDER = ["latency", "webhook_throughput", "burst", "download", "memory", "reconcile", "big_config"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--only", default="", help="comma-separated benchmark names")
+    args = parser.parse_args()
+    names = [n for n in ORDER if not args.only or n in args.only.split(",")]
+    failed = []
+    for name in names:
+        started = time.monotonic()
+        print(f"=== bench.{name} {'--quick' if args.quick else ''}", flush=True)
+        code = subprocess.call([sys.executable, "-m", f"bench.{name}", *(["--quick"] if args.quick else [])])
+        print(f"=== bench.{name}: exit {code} in {time.monotonic() - started:.0f}s", flush=True)
+        if code:
+            failed.append(name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
