@@ -27,11 +27,13 @@ class ConfigSync:
         """Swap config.json if its content changes; reload OVMS if it did or ``force_reload``."""
         path = self.config.ovms.config_path
         try:
-            current = ovmsconfig.read_current(path)
-            stale = ovmsconfig.stale_entries(current, self.config.ovms, self.config.sync.models_path)
+            current, on_disk = ovmsconfig.read_current(path)
+            published = self.state.published()
+            models_path = self.config.sync.models_path
+            stale = ovmsconfig.stale_entries(current, self.config.ovms, models_path, published)
             managed = set(self.state.models) | stale
-            document = ovmsconfig.merge(current, self.config.ovms, self.state.published(), managed)
-            swapped = ovmsconfig.swap_if_changed(path, document)
+            document = ovmsconfig.merge(current, self.config.ovms, published, managed)
+            swapped = ovmsconfig.swap_if_changed(path, document, on_disk)
         except OvmsConfigError as exc:
             log.error("%s", exc)
             self.status.config_result(False, str(exc))
@@ -43,7 +45,7 @@ class ConfigSync:
             metrics.CONFIG_SWAPS.inc()
             log.info(
                 "config.json updated: %d model(s) served from %s",
-                len(self.state.published()),
+                len(published),
                 self.config.sync.models_path,
             )
         if self.ovms is not None and (swapped or force_reload):

@@ -24,7 +24,7 @@ def problems(config: Config) -> list[str]:
     elif not os.access(models, os.W_OK | os.X_OK):
         found.append(f"Permission denied: models directory {models} is not writable")
     try:
-        document = ovmsconfig.read_current(config.ovms.config_path)
+        document, _ = ovmsconfig.read_current(config.ovms.config_path)
         if document is None:
             found.append(f"{config.ovms.config_path} does not exist yet")
         elif not schema.is_valid(schema.OVMS_CONFIG, document):

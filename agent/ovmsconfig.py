@@ -10,23 +10,26 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
-from modelsync import atomic, schema
+from modelsync import atomic, fastschema, schema
 from modelsync.config import OvmsConfig, thaw
 from modelsync.errors import OvmsConfigError, SchemaViolation
 
 log = logging.getLogger(__name__)
 
 
-def read_current(path: Path) -> dict[str, Any] | None:
-    """The config on disk; None when there is none; OvmsConfigError when it is broken."""
+def read_current(path: Path) -> tuple[dict[str, Any] | None, bytes | None]:
+    """The config on disk and its bytes; (None, None) when there is none.
+
+    Raises OvmsConfigError when it is broken: the agent never overwrites what it cannot parse.
+    """
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        return None
+        return None, None
     except OSError as exc:
         raise OvmsConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
@@ -35,7 +38,7 @@ def read_current(path: Path) -> dict[str, Any] | None:
         raise OvmsConfigError(f"{path} is not valid JSON ({exc}); leaving it untouched") from None
     if not isinstance(document, dict):
         raise OvmsConfigError(f"{path}: top level is not an object; leaving it untouched")
-    return document
+    return document, data
 
 
 def entry_for(ovms: OvmsConfig, model: str) -> dict[str, Any]:
@@ -67,10 +70,13 @@ def merge(
     return document
 
 
-def stale_entries(current: dict[str, Any] | None, ovms: OvmsConfig, models_path: Path) -> set[str]:
+def stale_entries(
+    current: dict[str, Any] | None, ovms: OvmsConfig, models_path: Path, published: Collection[str]
+) -> set[str]:
     """Entries pointing at a model directory of ours that holds no version any more.
 
-    Covers a model whose last version was just removed and one a crash left behind.
+    Covers a model whose last version was just removed and one a crash left behind. Models
+    in ``published`` have versions by definition, so only the others cost a directory look.
     """
     stale = set()
     for item in (current or {}).get("model_config_list") or []:
@@ -78,7 +84,9 @@ def stale_entries(current: dict[str, Any] | None, ovms: OvmsConfig, models_path:
         if not isinstance(config, dict) or not isinstance(config.get("name"), str):
             continue
         name = config["name"]
-        if config.get("base_path") == str(ovms.base_path / name) and not _has_versions(models_path / name):
+        if name in published or config.get("base_path") != str(ovms.base_path / name):
+            continue
+        if not _has_versions(models_path / name):
             stale.add(name)
     return stale
 
@@ -94,20 +102,19 @@ def render(document: dict[str, Any]) -> bytes:
     return (json.dumps(document, indent=2) + "\n").encode()
 
 
-def swap_if_changed(path: Path, document: dict[str, Any]) -> bool:
-    """Validate and atomically replace ``path``; False when the content would not change."""
+def swap_if_changed(path: Path, document: dict[str, Any], on_disk: bytes | None) -> bool:
+    """Validate and atomically replace ``path``; False when the content would not change.
+
+    ``on_disk`` is what :func:`read_current` read, so an unchanged result costs no schema
+    check (with a thousand models, the check is most of the cost of a swap).
+    """
+    data = render(document)
+    if data == on_disk:
+        return False
     try:
-        schema.check(schema.OVMS_CONFIG, document)
+        fastschema.check(schema.OVMS_CONFIG, document)
     except SchemaViolation as exc:
         raise OvmsConfigError(f"refusing to write {path}: OVMS would reject it: {exc}") from None
-    data = render(document)
-    try:
-        if path.read_bytes() == data:
-            return False
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        raise OvmsConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic.write_bytes(path, data)

@@ -19,6 +19,7 @@ import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
 
+from agent.writeback import Writeback
 from modelsync.config import MinioConfig
 from modelsync.errors import PublishError, StorageError
 
@@ -146,11 +147,15 @@ def _stream_to_file(
     written = 0
     try:
         with open(dest, "wb") as handle:
+            writeback = Writeback(handle.fileno())
             for chunk in chunks:
                 if stop.is_set():
                     raise Cancelled(str(dest))
                 handle.write(chunk)
                 written += len(chunk)
+                if writeback.due(written):
+                    handle.flush()  # the window must be in the kernel before its writeback
+                    writeback.flush_behind(written)
                 if on_bytes is not None:
                     on_bytes(len(chunk))
                 if digest is not None:

@@ -1,11 +1,10 @@
-"""Compiled schema checks for the webhook's hot path (each event and each intent it writes).
+"""Compiled schema checks for hot paths (each webhook event, each intent, each config swap).
 
 ``fastjsonschema`` turns a schema into Python code once per process; deciding "valid" that way
 costs a few tens of microseconds where jsonschema's interpreter takes several hundred, which
 was most of the webhook's CPU per request. It only ever says "valid": whatever it rejects is
 checked again by :func:`modelsync.schema.check`, so jsonschema stays the authority on what is
-rejected and every error message (naming the field) is exactly what it was. Without
-``fastjsonschema`` installed, this is :func:`modelsync.schema.check`.
+rejected and every error message (naming the field) is exactly what it was.
 """
 
 from __future__ import annotations
@@ -14,19 +13,13 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from modelsync import schema
+import fastjsonschema
 
-fastjsonschema: Any
-try:
-    import fastjsonschema
-except ImportError:  # pragma: no cover - the slow path is the same check
-    fastjsonschema = None
+from modelsync import schema
 
 
 @functools.cache
-def compiled(name: str) -> Callable[[Any], Any] | None:
-    if fastjsonschema is None:
-        return None
+def compiled(name: str) -> Callable[[Any], Any]:
     # use_default=False: a check must never change the document it checks.
     validate: Callable[[Any], Any] = fastjsonschema.compile(schema.load_schema(name), use_default=False)
     return validate
@@ -34,11 +27,7 @@ def compiled(name: str) -> Callable[[Any], Any] | None:
 
 def check(name: str, instance: Any) -> None:
     """Same contract as :func:`modelsync.schema.check`: raises SchemaViolation naming the field."""
-    validate = compiled(name)
-    if validate is None:
-        schema.check(name, instance)
-        return
     try:
-        validate(instance)
+        compiled(name)(instance)
     except Exception:  # rejected (or anything unexpected): jsonschema decides, and says why
         schema.check(name, instance)

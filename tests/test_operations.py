@@ -53,9 +53,11 @@ def test_metrics_are_off_by_default(volume: Volume, bucket: Bucket, start_agent)
 def test_progress_lines_at_a_steady_cadence(volume: Volume, bucket: Bucket, start_agent) -> None:
     volume.settings["sync"].update(progress_seconds=0.01, download_concurrency=1)
     volume.write()
-    bucket.put("big/1/weights.bin", os.urandom(40 * 1024 * 1024))
+    weights = os.urandom(40 * 1024 * 1024)  # several write-behind windows (agent/writeback.py)
+    bucket.put("big/1/weights.bin", weights)
     agent = start_agent()
     wait_for(lambda: "big" in served_models(volume.ovms_config), 60, what="big synced")
+    assert (volume.models / "big" / "1" / "weights.bin").read_bytes() == weights
     lines = [line for line in agent.log.splitlines() if "model big:1 downloading:" in line]
     assert lines, agent.log
     assert "MB/s" in lines[0] and "ETA" in lines[0] and "%" in lines[0]
