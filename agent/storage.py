@@ -6,6 +6,7 @@ Downloads stream to disk in fixed chunks, so memory does not grow with model siz
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 import urllib3
 from minio import Minio
 from minio.error import MinioException, S3Error
+from urllib3 import BaseHTTPResponse
 
 from agent.writeback import Writeback
 from modelsync.config import MinioConfig
@@ -25,6 +27,7 @@ from modelsync.errors import PublishError, StorageError
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 1024 * 1024
+Headers = dict[str, str | list[str] | tuple[str]]  # what minio's request_headers takes
 
 
 @dataclass(frozen=True)
@@ -83,20 +86,30 @@ class Bucket:
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise StorageError(f"cannot list s3://{self.name}/{prefix}: {_describe(exc)}") from None
 
-    def read_small(self, key: str, limit: int = 1024 * 1024) -> bytes:
+    @contextlib.contextmanager
+    def _get(self, key: str, headers: Headers | None = None) -> Iterator[BaseHTTPResponse]:
+        """One GET, its connection always returned to the pool, every failure a StorageError."""
         response = None
         try:
-            response = self.client.get_object(self.name, key)
-            data = response.read(limit + 1)
+            response = self.client.get_object(self.name, key, request_headers=headers)
+            yield response
+        except S3Error as exc:
+            if exc.code == "PreconditionFailed":
+                raise StorageError(f"s3://{self.name}/{key} changed during download") from None
+            raise StorageError(f"cannot get s3://{self.name}/{key}: {_describe(exc)}") from None
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StorageError(f"cannot read s3://{self.name}/{key}: {_describe(exc)}") from None
+            raise StorageError(f"cannot get s3://{self.name}/{key}: {_describe(exc)}") from None
         finally:
             if response is not None:
                 response.close()
                 response.release_conn()
+
+    def read_small(self, key: str, limit: int = 1024 * 1024) -> bytes:
+        with self._get(key) as response:
+            data = response.read(limit + 1)
         if len(data) > limit:
             raise PublishError(f"s3://{self.name}/{key} is larger than {limit} bytes")
-        return data
+        return bytes(data)
 
     def download(
         self,
@@ -107,23 +120,9 @@ class Bucket:
     ) -> None:
         """Stream one object into ``dest``, verify size (and MD5), fsync. Raises on mismatch."""
         digest = hashlib.md5(usedforsecurity=False) if obj.md5 else None
-        response = None
-        try:
-            # If-Match: the object we listed, or a clean failure if it changed meanwhile.
-            response = self.client.get_object(
-                self.name, obj.key, request_headers={"If-Match": f'"{obj.etag}"'}
-            )
+        # If-Match: the object we listed, or a clean failure if it changed meanwhile.
+        with self._get(obj.key, {"If-Match": f'"{obj.etag}"'}) as response:
             written = _stream_to_file(response.stream(CHUNK_BYTES), dest, digest, stop, on_bytes)
-        except S3Error as exc:
-            if exc.code == "PreconditionFailed":
-                raise StorageError(f"s3://{self.name}/{obj.key} changed during download") from None
-            raise StorageError(f"cannot get s3://{self.name}/{obj.key}: {_describe(exc)}") from None
-        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StorageError(f"cannot get s3://{self.name}/{obj.key}: {_describe(exc)}") from None
-        finally:
-            if response is not None:
-                response.close()
-                response.release_conn()
         if written != obj.size:
             raise StorageError(f"s3://{self.name}/{obj.key}: got {written} bytes, expected {obj.size}")
         if digest is not None and digest.hexdigest() != obj.md5:

@@ -26,7 +26,12 @@ def temp_name(target: Path) -> Path:
     return target.with_name(f".{target.name}.tmp-{secrets.token_hex(6)}")
 
 
-def write_bytes(target: Path, data: bytes, *, mode: int = 0o644, durable: bool = True) -> None:
+def write_bytes(
+    target: Path, data: bytes, *, mode: int = 0o644, durable: bool = True, sync_dir: bool = True
+) -> None:
+    """``durable``: the file is fsynced before its name appears (it is never reopened by name
+    after the rename); ``sync_dir``: the rename itself is fsynced too, unless the caller
+    batches that (see ``modelsync.intents.GroupSync``)."""
     tmp = temp_name(target)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
@@ -42,7 +47,7 @@ def write_bytes(target: Path, data: bytes, *, mode: int = 0o644, durable: bool =
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    if durable:
+    if durable and sync_dir:
         fsync_dir(target.parent)
 
 

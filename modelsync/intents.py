@@ -32,25 +32,12 @@ def now_iso() -> str:
 
 
 def write_synced(target: Path, data: bytes) -> None:
-    """Temp file, write, fsync, rename: the file is complete on disk before its name appears.
+    """The file is complete on disk before its name appears; the directory fsync is grouped.
 
     Never reopened by name after the rename: the agent may have read and deleted it by then
     (a duplicate event is committed at once), and that must not fail the request.
     """
-    tmp = atomic.temp_name(target)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic.write_bytes(target, data, sync_dir=False)
 
 
 class GroupSync:
