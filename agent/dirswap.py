@@ -13,6 +13,7 @@ import logging
 import os
 import secrets
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -73,11 +74,23 @@ def retire(target: Path) -> Path:
     return trash
 
 
-def remove_leftovers(model_dir: Path) -> list[Path]:
-    """Staging and trash directories a crash may have left behind."""
+def remove_leftovers(model_dir: Path, published: Callable[[int], bool]) -> list[Path]:
+    """Staging and trash directories a crash may have left behind.
+
+    Without ``renameat2`` a replacement is two renames; a crash between them leaves the old
+    version under a trash name and none under its number. If the state still says that
+    version is published, it is renamed back instead of deleted.
+    """
     removed = []
     for entry in model_dir.iterdir():
-        if entry.name.startswith((STAGING_PREFIX, TRASH_PREFIX)):
-            _remove(entry)  # a symlink is unlinked, never followed
-            removed.append(entry)
+        if not entry.name.startswith((STAGING_PREFIX, TRASH_PREFIX)):
+            continue
+        version = entry.name.removeprefix(TRASH_PREFIX).split("-", 1)[0]
+        restorable = entry.name.startswith(TRASH_PREFIX) and version.isdigit() and not entry.is_symlink()
+        target = model_dir / version
+        if restorable and published(int(version)) and not os.path.lexists(target):
+            os.rename(entry, target)
+            continue
+        _remove(entry)  # a symlink is unlinked, never followed
+        removed.append(entry)
     return removed

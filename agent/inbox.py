@@ -39,9 +39,6 @@ class Inbox:
             found = [e.name[:-5] for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
         return iter(sorted(found))
 
-    def pending_count(self) -> int:
-        return sum(1 for _ in self.names())
-
     def read(self, intent_id: str) -> dict[str, Any]:
         path = self.directory / f"{intent_id}.json"
         try:
@@ -59,6 +56,10 @@ class Inbox:
             schema.check(schema.INTENT, intent)
         except SchemaViolation as exc:
             raise IntentError(f"invalid intent: {exc}") from None
+        # JSON Schema draft 7 counts 1.0 as an integer; a path or prefix built from it would not.
+        for field in ("intent_version", "version"):
+            if field in intent and type(intent[field]) is not int:
+                raise IntentError(f"invalid intent: {field}: expected an integer, got {intent[field]!r}")
         if intent["id"] != intent_id:
             raise IntentError(f"id {intent['id']!r} does not match the file name")
         if intent["kind"] == "object":

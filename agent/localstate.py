@@ -50,20 +50,13 @@ class LocalState:
         state = cls(path)
         try:
             raw: dict[str, Any] = json.loads(path.read_bytes())
+            state.models = _parse_models(raw["models"])
         except FileNotFoundError:
             return state
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             # Not fatal: the reconcile rebuilds it, reusing files on disk by checksum.
-            log.warning("ignoring unreadable state file %s: %s", path, exc)
-            return state
-        for model, versions in (raw.get("models") or {}).items():
-            state.models[model] = {
-                int(v): VersionState(
-                    files={p: FileState(f["etag"], int(f["size"])) for p, f in vs["files"].items()},
-                    published_at=float(vs.get("published_at", 0)),
-                )
-                for v, vs in versions.items()
-            }
+            log.warning("ignoring unreadable state file %s: %s", path, type(exc).__name__)
+            state.models = {}
         return state
 
     def save(self) -> None:
@@ -104,3 +97,16 @@ class LocalState:
     def published(self) -> dict[str, list[int]]:
         """Models with at least one version on disk, and their versions."""
         return {m: sorted(vs) for m, vs in sorted(self.models.items()) if vs}
+
+
+def _parse_models(raw: dict[str, Any]) -> dict[str, dict[int, VersionState]]:
+    return {
+        str(model): {
+            int(v): VersionState(
+                files={str(p): FileState(str(f["etag"]), int(f["size"])) for p, f in vs["files"].items()},
+                published_at=float(vs.get("published_at", 0)),
+            )
+            for v, vs in versions.items()
+        }
+        for model, versions in raw.items()
+    }

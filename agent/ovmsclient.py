@@ -40,8 +40,14 @@ class OvmsClient:
         except (urllib3.exceptions.HTTPError, ValueError) as exc:
             log.warning("cannot read OVMS model status from %s: %s", self.base, type(exc).__name__)
             return {}
-        states: dict[str, dict[int, str]] = {}
-        for model, info in document.items():
-            for entry in (info or {}).get("model_version_status", []):
-                states.setdefault(model, {})[int(entry.get("version", 0))] = str(entry.get("state"))
-        return states
+        try:
+            return {
+                str(model): {
+                    int(entry["version"]): str(entry.get("state"))
+                    for entry in info.get("model_version_status", [])
+                }
+                for model, info in document.items()
+            }
+        except (AttributeError, KeyError, TypeError, ValueError):
+            log.warning("OVMS at %s answered GET /v1/config in an unknown shape", self.base)
+            return {}

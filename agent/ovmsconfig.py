@@ -36,9 +36,24 @@ def read_current(path: Path) -> tuple[dict[str, Any] | None, bytes | None]:
         document = json.loads(data)
     except ValueError as exc:
         raise OvmsConfigError(f"{path} is not valid JSON ({exc}); leaving it untouched") from None
-    if not isinstance(document, dict):
-        raise OvmsConfigError(f"{path}: top level is not an object; leaving it untouched")
+    problem = _shape_problem(document)
+    if problem:
+        raise OvmsConfigError(f"{path}: {problem}; leaving it untouched")
     return document, data
+
+
+def _shape_problem(document: Any) -> str | None:
+    """What keeps the merge from reading this document (the rest is the schema's business)."""
+    if not isinstance(document, dict):
+        return "top level is not an object"
+    entries = document.get("model_config_list", [])
+    if not isinstance(entries, list):
+        return "model_config_list is not a list"
+    for index, item in enumerate(entries):
+        config = item.get("config") if isinstance(item, dict) else None
+        if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+            return f'model_config_list[{index}] is not {{"config": {{"name": ...}}}}'
+    return None
 
 
 def entry_for(ovms: OvmsConfig, model: str) -> dict[str, Any]:

@@ -6,11 +6,13 @@ downloads run in a bounded pool, and the status heartbeat has a thread of its ow
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from agent import dirswap, metrics, ovmsconfig
@@ -76,6 +78,7 @@ class Agent:
         self.pending: dict[tuple[str, int], Pending] = {}
         self.seen: set[str] = set()
         self.storage_backoff = Backoff()
+        self.loop_backoff = Backoff()
         self.storage_retry_at = 0.0
         self.next_reconcile = 0.0
         self.bucket_was_empty = False
@@ -94,9 +97,10 @@ class Agent:
             self.config.ovms.config_path,
         )
         try:
-            self.ovms_config.apply(force_reload=False)
+            # Forced: a version swapped in place just before a crash still needs OVMS to reload.
+            self.ovms_config.apply(force_reload=True)
             while not self.stop.is_set():
-                self.step()
+                self._guarded_step()
                 self.wake.wait(self._sleep_seconds())
                 self.wake.clear()
         finally:
@@ -109,8 +113,24 @@ class Agent:
         self.stop.set()
         self.wake.set()
 
+    def _guarded_step(self) -> None:
+        """One step; whatever it raises, the loop goes on after a backoff (never a crash loop)."""
+        try:
+            self.step()
+        except Exception as exc:  # last resort: each known failure is handled where it happens
+            delay = self.loop_backoff.next_delay()
+            message = f"sync step failed: {type(exc).__name__}: {exc}"
+            log.error("%s; retrying in %.1fs", message, delay)
+            log.debug("traceback of the failed step", exc_info=True)
+            self.status.error(message)
+            self.stop.wait(delay)
+        else:
+            self.loop_backoff.reset()
+
     def step(self) -> None:
         self._ingest()
+        if self.ovms_config.owed:
+            self.ovms_config.apply(force_reload=False)
         if time.monotonic() >= self.next_reconcile:
             self.reconcile()
         self._process_due()
@@ -124,12 +144,31 @@ class Agent:
         return max(0.0, min(due - time.monotonic(), self.config.sync.heartbeat_seconds))
 
     def _clean_leftovers(self) -> None:
+        """What a crash left: staging and trash directories (hidden names only the agent
+        makes, so every model directory is looked at, also one whose last version the state
+        already dropped), config temp files, and model directories left empty."""
         ovmsconfig.remove_temp_files(self.config.ovms.config_path)
-        for model in list(self.state.models):
-            model_dir = self.config.sync.models_path / model
-            if model_dir.is_dir() and not model_dir.is_symlink():
-                for path in dirswap.remove_leftovers(model_dir):
-                    log.info("removed leftover %s of an interrupted sync", path)
+        for model_dir in self.config.sync.models_path.iterdir():
+            if not keys.is_model_name(model_dir.name) or model_dir.is_symlink() or not model_dir.is_dir():
+                continue
+            published = self._published_check(model_dir.name)
+            for path in dirswap.remove_leftovers(model_dir, published):
+                log.info("removed leftover %s of an interrupted sync", path)
+            if model_dir.name not in self.state.models:
+                with contextlib.suppress(OSError):
+                    model_dir.rmdir()  # only when empty: never anything else's
+
+    def _published_check(self, model: str) -> Callable[[int], bool]:
+        return lambda version: self.state.version(model, version) is not None
+
+    def _versions_on_disk(self, model: str) -> set[tuple[str, int]]:
+        """Numbered directories of a model the agent manages, whether the state knows them or
+        not (a crash between a rename and the state write leaves one it does not)."""
+        model_dir = self.config.sync.models_path / model
+        try:
+            return {(model, int(e.name)) for e in model_dir.iterdir() if keys.is_version(e.name)}
+        except OSError:
+            return set()
 
     # -- intents --------------------------------------------------------------------------
     def _ingest(self) -> None:
@@ -151,6 +190,7 @@ class Agent:
                 self._commit([intent_id])
                 continue
             pending = self.pending.setdefault(key, Pending(*key, last_change=now))
+            pending.listing = None  # a reconcile's listing predates this event
             pending.intents.add(intent_id)
             pending.last_change = max(pending.last_change, now)
             pending.due = min(pending.due, now + DEBOUNCE_SECONDS)
@@ -176,10 +216,16 @@ class Agent:
         outcome: dict[str, Any] = {"id": intent["id"], "model": model, "version": version}
         try:
             in_scope = self.reconcile(model=model, version=version, forced=True)
-            results = self._process_due(only={k for k in in_scope if k in self.pending})
+            queued = {k for k in in_scope if k in self.pending}
+            results = self._process_due(only=queued)
             versions = {f"{m}:{v}": "in_sync" for m, v in in_scope}
+            # Queued but not reached: the bucket went away, or the agent is stopping.
+            versions.update({f"{m}:{v}": "not_synced" for m, v in queued})
             versions.update(results)
-            outcome.update(status="applied", versions=versions)
+            failed = sorted(k for k, v in versions.items() if v in ("not_synced", "failed", "retrying"))
+            outcome.update(status="failed" if failed else "applied", versions=versions)
+            if failed:
+                outcome["error"] = f"not synced: {', '.join(failed)}"
         except ModelsyncError as exc:
             outcome.update(status="failed", error=str(exc))
         self.results.write(intent["id"], outcome)
@@ -220,6 +266,9 @@ class Agent:
             for v in vs
             if (model is None or m == model) and version in (None, v)
         }
+        managed = list(self.state.models) if model is None else [m for m in [model] if m in self.state.models]
+        for name in managed:
+            local |= {k for k in self._versions_on_disk(name) if version in (None, k[1])}
         if model is not None and version is not None:
             local.add((model, version))
         queued = set()
@@ -293,10 +342,9 @@ class Agent:
             if outcome is None:
                 break  # storage is down: everything else waits too
             outcomes[f"{pending.model}:{pending.version}"] = outcome
-            if outcome != "waiting":
+            if outcome not in ("waiting", "retrying"):
                 done.append(pending)
         if any(outcomes.get(f"{p.model}:{p.version}") in ("published", "removed") for p in done):
-            self.state.save()
             self.ovms_config.apply(force_reload=bool(self.versions.replaced))
             self.versions.replaced.clear()
             self.versions.clean_retired()
@@ -354,4 +402,4 @@ class Agent:
             delay,
             message,
         )
-        return "waiting"
+        return "retrying"

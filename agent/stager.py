@@ -161,21 +161,37 @@ class Stager:
             for obj, dest in jobs:
                 self.bucket.download(obj, dest, self.stop, progress.add)
             return
-        failed = threading.Event()
+        # One failed file dooms the version: the others stop at their next chunk, not at
+        # their end (they may be gigabytes).
+        abandon = EitherEvent(self.stop)
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(jobs))) as pool:
-            futures = [pool.submit(self._one, obj, dest, failed, progress) for obj, dest in jobs]
+            futures = [pool.submit(self._one, obj, dest, abandon, progress) for obj, dest in jobs]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for future in done:
                 if future.exception() is not None:
-                    failed.set()
+                    abandon.set()
                     for other in futures:
                         other.cancel()
                     raise future.exception()  # type: ignore[misc]
 
-    def _one(self, obj: RemoteObject, dest: Path, failed: threading.Event, progress: Progress) -> None:
-        if failed.is_set() or self.stop.is_set():
+    def _one(self, obj: RemoteObject, dest: Path, abandon: EitherEvent, progress: Progress) -> None:
+        if abandon.is_set():
             raise Cancelled(obj.key)
-        self.bucket.download(obj, dest, self.stop, progress.add)
+        self.bucket.download(obj, dest, abandon, progress.add)
+
+
+class EitherEvent:
+    """Set when the agent stops or when this batch of downloads gives up."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.own = threading.Event()
+
+    def set(self) -> None:
+        self.own.set()
+
+    def is_set(self) -> bool:
+        return self.own.is_set() or self.stop.is_set()
 
 
 def _mkdirs(directory: Path) -> None:

@@ -10,11 +10,12 @@ import contextlib
 import hashlib
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Protocol
+from xml.etree.ElementTree import ParseError
 
 import urllib3
 from minio import Minio
@@ -46,6 +47,10 @@ class RemoteObject:
         return None
 
 
+class StopFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+
 class Cancelled(Exception):
     """The agent is stopping; a download was abandoned half-way."""
 
@@ -58,10 +63,13 @@ class Bucket:
     def __init__(self, config: MinioConfig, pool_size: int = 10) -> None:
         self.name = config.bucket
         http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=5.0, read=60.0),
+            # A server silent for 15 s is treated as down; the bound also keeps SIGTERM prompt
+            # when S3 hangs (the loop checks the stop flag between reads).
+            timeout=urllib3.Timeout(connect=5.0, read=15.0),
             maxsize=pool_size,
-            # A couple of quick retries for blips; outages are the agent's backoff's business.
-            retries=urllib3.Retry(total=2, backoff_factor=0.1, status_forcelist=[500, 502, 503, 504]),
+            # A couple of quick retries for blips, none after a read timeout; outages are the
+            # agent's backoff's business.
+            retries=urllib3.Retry(total=2, read=0, backoff_factor=0.1, status_forcelist=[500, 502, 503, 504]),
         )
         self.client = Minio(
             config.endpoint,
@@ -83,7 +91,8 @@ class Bucket:
                     size=int(obj.size or 0),
                     last_modified=_epoch(obj.last_modified),
                 )
-        except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, ParseError, ValueError) as exc:
+            # ParseError: something that is not S3 answered (a console port, a proxy page).
             raise StorageError(f"cannot list s3://{self.name}/{prefix}: {_describe(exc)}") from None
 
     @contextlib.contextmanager
@@ -115,7 +124,7 @@ class Bucket:
         self,
         obj: RemoteObject,
         dest: Path,
-        stop: threading.Event,
+        stop: StopFlag,
         on_bytes: Callable[[int], None] | None = None,
     ) -> None:
         """Stream one object into ``dest``, verify size (and MD5), fsync. Raises on mismatch."""
@@ -139,7 +148,7 @@ def _stream_to_file(
     chunks: Iterator[bytes],
     dest: Path,
     digest: hashlib._Hash | None,
-    stop: threading.Event,
+    stop: StopFlag,
     on_bytes: Callable[[int], None] | None = None,
 ) -> int:
     """Write the chunks to ``dest``; a local write failure is a PublishError naming the path."""

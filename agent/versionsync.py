@@ -142,6 +142,7 @@ class VersionSync:
             if existed:
                 self.replaced.append((model, version))
         self.state.set_version(model, version, staged.files)
+        self.state.save()  # at once: a crash now must not cost this version's downloads again
         metrics.DOWNLOAD_SECONDS.observe(time.monotonic() - started)
         metrics.DOWNLOADED_FILES.inc(staged.downloaded)
         metrics.DOWNLOADED_BYTES.inc(staged.downloaded_bytes)
@@ -175,6 +176,7 @@ class VersionSync:
         if target.is_dir() and not target.is_symlink():
             self.retired.append(dirswap.retire(target))
         self.state.drop_version(model, version)
+        self.state.save()
         self.status.forget_version(model, version)
         log.info(
             "model %s:%s removed: its objects are gone from the bucket",

@@ -18,6 +18,7 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 VERSION = re.compile(r"[1-9][0-9]{0,18}")
 MAX_VERSION = 2**63 - 1
 MAX_SEGMENT_BYTES = 255  # NAME_MAX on Linux file systems
+MAX_KEY_BYTES = 1024  # S3's limit: a longer key cannot come from a real bucket
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -34,6 +35,8 @@ def check_safe(key: str) -> None:
     """Raise :class:`UnsafeKeyError` for a key that could escape or reach modelsync's files."""
     if not key:
         raise UnsafeKeyError(key, "empty key")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise UnsafeKeyError(key[:64] + "...", f"longer than {MAX_KEY_BYTES} bytes")
     if key.startswith("/"):
         raise UnsafeKeyError(key, "absolute path")
     if "\\" in key:

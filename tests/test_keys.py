@@ -20,6 +20,7 @@ UNSAFE = [
     "model/1/\x1bx",
     ".modelsync/intents/x.json",
     ".modelsync",
+    "m/1/" + "é" * 511,  # 1,026 bytes: over S3's 1,024
 ]
 
 

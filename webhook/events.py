@@ -30,9 +30,14 @@ bp = Blueprint("events", __name__)
 MAX_JSON_DEPTH_ERROR = "body nests too deeply"
 
 
-def parse_json_body() -> Any:
-    """The request body as JSON, or a :class:`ValueError` saying what is wrong with it."""
+def parse_json_body(allow_empty: bool = False) -> Any:
+    """The request body as JSON, or a :class:`ValueError` saying what is wrong with it.
+
+    With ``allow_empty``, no body (also a chunked one that turns out empty) is ``None``.
+    """
     data = request.get_data(cache=False)
+    if allow_empty and not data.strip():
+        return None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -88,8 +93,12 @@ def receive() -> tuple[Response, int]:
             )
         if decision.fields is None:
             ignored.append(decision.ignored)
-        else:
+            continue
+        try:
             intents.append(writer.new("object", **decision.fields))
+        except SchemaViolation as exc:  # a field the intent contract bounds tighter than MinIO
+            metrics.REJECTED.labels(reason="schema").inc()
+            return error_response(400, f"invalid event: {exc}", field=f"Records[{index}]")
 
     ids = writer.write_all(intents)
     metrics.ACCEPTED.inc(len(ids))

@@ -66,7 +66,7 @@ def _wait_seconds(settings: Config) -> float:
 def resync() -> tuple[Response, int]:
     settings: Config = current_app.config["MODELSYNC"]
     try:
-        body = parse_json_body() if request.content_length else None
+        body = parse_json_body(allow_empty=True)
         target = _target(body)
         wait = _wait_seconds(settings)
     except ValueError as exc:
