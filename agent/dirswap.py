@@ -16,6 +16,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from agent import libc
+
 log = logging.getLogger(__name__)
 
 AT_FDCWD = -100
@@ -23,8 +25,7 @@ RENAME_EXCHANGE = 2
 STAGING_PREFIX = ".staging-"
 TRASH_PREFIX = ".trash-"
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_renameat2 = getattr(_libc, "renameat2", None)
+_renameat2 = libc.function("renameat2")
 
 
 def hidden_sibling(directory: Path, prefix: str, version: int) -> Path:

@@ -21,7 +21,7 @@ from agent.dirswap import STAGING_PREFIX, hidden_sibling
 from agent.localstate import FileState, VersionState
 from agent.manifest import Expected
 from agent.progress import Progress
-from agent.storage import Bucket, Cancelled, RemoteObject
+from agent.storage import Bucket, Cancelled, RemoteObject, StopFlag
 from modelsync.atomic import fsync_dir
 from modelsync.errors import PublishError
 
@@ -38,10 +38,12 @@ class Staged:
     reused: int
 
 
-def file_digest(path: Path, algorithm: str) -> str:
+def file_digest(path: Path, algorithm: str, stop: StopFlag | None = None) -> str:
     digest = hashlib.new(algorithm, usedforsecurity=False)
     with open(path, "rb") as handle:
         while chunk := handle.read(HASH_CHUNK):
+            if stop is not None and stop.is_set():
+                raise Cancelled(str(path))  # a multi-GB checksum must not delay a SIGTERM
             digest.update(chunk)
     return digest.hexdigest()
 
@@ -116,7 +118,7 @@ class Stager:
                 to_download.append((obj, dest))
         self._download_all(to_download, label)
         for path, spec in expected.items():
-            if spec.sha256 and file_digest(staging / path, "sha256") != spec.sha256:
+            if spec.sha256 and file_digest(staging / path, "sha256", self.stop) != spec.sha256:
                 raise PublishError(f"{path}: sha256 does not match metadata.json")
         for directory in sorted(directories, key=lambda d: len(d.parts), reverse=True):
             if directory == staging or staging in directory.parents:
@@ -145,7 +147,7 @@ class Stager:
             return False
         known = current.files.get(path) if current else None
         same_etag = known is not None and known.etag == obj.etag
-        if not same_etag and (obj.md5 is None or file_digest(source, "md5") != obj.md5):
+        if not same_etag and (obj.md5 is None or file_digest(source, "md5", self.stop) != obj.md5):
             return False
         try:
             os.link(source, dest, follow_symlinks=False)

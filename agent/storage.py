@@ -28,6 +28,7 @@ from modelsync.errors import PublishError, StorageError
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 1024 * 1024
+READ_TIMEOUT_SECONDS = 8.0  # below the 10 s a SIGTERM may take, even when S3 hangs mid-read
 Headers = dict[str, str | list[str] | tuple[str]]  # what minio's request_headers takes
 
 
@@ -63,9 +64,9 @@ class Bucket:
     def __init__(self, config: MinioConfig, pool_size: int = 10) -> None:
         self.name = config.bucket
         http = urllib3.PoolManager(
-            # A server silent for 15 s is treated as down; the bound also keeps SIGTERM prompt
+            # A server silent that long is treated as down; the bound also keeps SIGTERM prompt
             # when S3 hangs (the loop checks the stop flag between reads).
-            timeout=urllib3.Timeout(connect=5.0, read=15.0),
+            timeout=urllib3.Timeout(connect=5.0, read=READ_TIMEOUT_SECONDS),
             maxsize=pool_size,
             # A couple of quick retries for blips, none after a read timeout; outages are the
             # agent's backoff's business.

@@ -13,13 +13,14 @@ from __future__ import annotations
 import ctypes
 import os
 
+from agent import libc
+
 WINDOW_BYTES = 8 * 1024 * 1024
 SYNC_FILE_RANGE_WAIT_BEFORE = 1
 SYNC_FILE_RANGE_WRITE = 2
 SYNC_FILE_RANGE_WAIT_AFTER = 4
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_sync_file_range = getattr(_libc, "sync_file_range", None)
+_sync_file_range = libc.function("sync_file_range")
 if _sync_file_range is not None:
     _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
 

@@ -164,3 +164,22 @@ def test_grafana_dashboard_queries_only_metrics_that_exist() -> None:
     used = {name for expr in exprs for name in re.findall(r"modelsync_[a-z_]+", expr)}
     assert len(used) >= 10, used
     assert used <= exported, used - exported
+
+
+def test_sigterm_mid_download_stops_promptly_and_leaves_nothing_half_made(
+    volume: Volume, bucket: Bucket, start_agent
+) -> None:
+    import time
+
+    volume.settings["sync"].update(progress_seconds=0.01, download_concurrency=1)
+    volume.write()
+    bucket.put("huge/1/weights.bin", os.urandom(256 * 1024 * 1024))
+    agent = start_agent(wait_ready=False)
+    wait_for(lambda: "model huge:1 downloading:" in agent.log, 60, 0.005, what="download under way")
+    asked = time.monotonic()
+    assert agent.stop(timeout=10) == 0, agent.log
+    assert time.monotonic() - asked < 10
+    model_dir = volume.models / "huge"
+    assert not [p.name for p in model_dir.iterdir() if p.name.startswith(".")], "staging left behind"
+    version = model_dir / "1" / "weights.bin"
+    assert not version.exists() or version.stat().st_size == 256 * 1024 * 1024

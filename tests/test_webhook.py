@@ -306,3 +306,27 @@ def test_under_gunicorn_metrics_add_up_across_workers(volume: Volume, bucket: Bu
     assert 'modelsync_webhook_requests_rejected_total{reason="unauthorized"} 1.0' in text
     assert "modelsync_webhook_request_duration_seconds_bucket" in text
     assert len(intents(volume)) == 20
+
+
+def test_resync_waits_are_capped_so_events_always_find_a_thread(
+    volume: Volume, bucket: Bucket, start_webhook
+) -> None:
+    webhook = start_webhook(MODELSYNC_WEBHOOK_WORKERS="1", MODELSYNC_WEBHOOK_THREADS="4")
+    import concurrent.futures
+    import time
+
+    # No agent runs: every wait lasts its full 8 s; uncapped, six of them would hold all
+    # four threads and the event would queue behind them.
+    def resync() -> int:
+        url = f"{webhook.url}/v1/resync?wait=8"
+        return requests.post(url, headers=AUTH, timeout=60).status_code
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        waits = [pool.submit(resync) for _ in range(6)]
+        event = webhook.post_event(minio_event(bucket.name, "m/1/x"))
+        answered_after = time.monotonic() - started
+        assert event.status_code == 200
+        assert answered_after < 4, "an event waited behind resync waits"
+        codes = [f.result() for f in waits]
+    assert codes.count(202) == 6

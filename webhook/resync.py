@@ -7,6 +7,7 @@ or the wait ends (202, still queued).
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -21,6 +22,10 @@ from webhook.errors import error_response
 from webhook.events import parse_json_body
 
 bp = Blueprint("resync", __name__)
+# A waiting request holds a worker thread; MinIO's events must always find a free one, so at
+# most this many wait at once per process and the rest are answered 202 at once.
+MAX_WAITING = 2
+_waiting = threading.BoundedSemaphore(MAX_WAITING)
 
 
 def _target(body: Any) -> dict[str, Any]:
@@ -76,7 +81,12 @@ def resync() -> tuple[Response, int]:
     intent = writer.new("resync", **target)
     writer.write_all([intent])
     metrics.RESYNCS.inc()
-    outcome = ResultBox(settings.results_dir).wait(intent["id"], wait) if wait > 0 else None
+    outcome = None
+    if wait > 0 and _waiting.acquire(blocking=False):
+        try:
+            outcome = ResultBox(settings.results_dir).wait(intent["id"], wait)
+        finally:
+            _waiting.release()
     if outcome is None:
         return jsonify(id=intent["id"], status="queued", **target), 202
     return jsonify(outcome), 200
