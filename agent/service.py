@@ -6,16 +6,13 @@ downloads run in a bounded pool, and the status heartbeat has a thread of its ow
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import os
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
-from agent import dirswap, metrics, ovmsconfig
+from agent import metrics, volume
 from agent.configsync import ConfigSync
 from agent.inbox import Inbox
 from agent.localstate import LocalState
@@ -28,23 +25,11 @@ from agent.versionsync import VersionSync, group_listing
 from agent.watcher import IntentWatcher
 from modelsync import keys
 from modelsync.config import Config
-from modelsync.errors import IntentError, ModelsyncError, PublishError, StorageError
+from modelsync.errors import IntentError, ModelsyncError, StorageError
 from modelsync.results import ResultBox
 
 log = logging.getLogger(__name__)
 DEBOUNCE_SECONDS = 0.02  # lets a burst of events for one version land before the listing
-
-
-def prepare_directories(config: Config) -> None:
-    """The agent's own directories; a clear error when the volume is not writable."""
-    for directory in (config.state_dir, config.intents_dir, config.failed_dir, config.results_dir):
-        try:
-            directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise PublishError(
-                f"cannot create {exc.filename or directory}: {exc.strerror} "
-                f"(the models directory {config.sync.models_path} must be writable by uid {os.getuid()})"
-            ) from None
 
 
 class Agent:
@@ -53,7 +38,7 @@ class Agent:
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.bucket = Bucket(config.minio, pool_size=config.sync.download_concurrency + 2)
-        prepare_directories(config)
+        volume.prepare_directories(config)
         self.state = LocalState.load(config.state_dir / "state.json")
         self.status = StatusReporter(config.status_path, config.sync.heartbeat_seconds)
         self.inbox = Inbox(config)
@@ -85,7 +70,7 @@ class Agent:
 
     # -- life cycle -----------------------------------------------------------------------
     def run(self) -> int:
-        self._clean_leftovers()
+        volume.clean_leftovers(self.config, self.state)
         self.status.start()
         metrics.serve(self.config.sync.metrics_port)
         watcher = IntentWatcher(self.config.intents_dir, self.wake)
@@ -142,33 +127,6 @@ class Agent:
         if self.storage_retry_at > time.monotonic():
             due = max(due, self.storage_retry_at)
         return max(0.0, min(due - time.monotonic(), self.config.sync.heartbeat_seconds))
-
-    def _clean_leftovers(self) -> None:
-        """What a crash left: staging and trash directories (hidden names only the agent
-        makes, so every model directory is looked at, also one whose last version the state
-        already dropped), config temp files, and model directories left empty."""
-        ovmsconfig.remove_temp_files(self.config.ovms.config_path)
-        for model_dir in self.config.sync.models_path.iterdir():
-            if not keys.is_model_name(model_dir.name) or model_dir.is_symlink() or not model_dir.is_dir():
-                continue
-            published = self._published_check(model_dir.name)
-            for path in dirswap.remove_leftovers(model_dir, published):
-                log.info("removed leftover %s of an interrupted sync", path)
-            if model_dir.name not in self.state.models:
-                with contextlib.suppress(OSError):
-                    model_dir.rmdir()  # only when empty: never anything else's
-
-    def _published_check(self, model: str) -> Callable[[int], bool]:
-        return lambda version: self.state.version(model, version) is not None
-
-    def _versions_on_disk(self, model: str) -> set[tuple[str, int]]:
-        """Numbered directories of a model the agent manages, whether the state knows them or
-        not (a crash between a rename and the state write leaves one it does not)."""
-        model_dir = self.config.sync.models_path / model
-        try:
-            return {(model, int(e.name)) for e in model_dir.iterdir() if keys.is_version(e.name)}
-        except OSError:
-            return set()
 
     # -- intents --------------------------------------------------------------------------
     def _ingest(self) -> None:
@@ -267,8 +225,9 @@ class Agent:
             if (model is None or m == model) and version in (None, v)
         }
         managed = list(self.state.models) if model is None else [m for m in [model] if m in self.state.models]
+        models_path = self.config.sync.models_path
         for name in managed:
-            local |= {k for k in self._versions_on_disk(name) if version in (None, k[1])}
+            local |= {k for k in volume.versions_on_disk(models_path, name) if version in (None, k[1])}
         if model is not None and version is not None:
             local.add((model, version))
         queued = set()

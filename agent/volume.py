@@ -1,0 +1,60 @@
+"""Housekeeping of the models volume: the agent's own directories, what a crash left behind,
+and which numbered version directories are on disk."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from pathlib import Path
+
+from agent import dirswap, ovmsconfig
+from agent.localstate import LocalState
+from modelsync import keys
+from modelsync.config import Config
+from modelsync.errors import PublishError
+
+log = logging.getLogger(__name__)
+
+
+def prepare_directories(config: Config) -> None:
+    """The agent's own directories; a clear error when the volume is not writable."""
+    for directory in (config.state_dir, config.intents_dir, config.failed_dir, config.results_dir):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PublishError(
+                f"cannot create {exc.filename or directory}: {exc.strerror} "
+                f"(the models directory {config.sync.models_path} must be writable by uid {os.getuid()})"
+            ) from None
+
+
+def clean_leftovers(config: Config, state: LocalState) -> None:
+    """What a crash left: staging and trash directories (hidden names only the agent makes,
+    so every model directory is looked at, also one whose last version the state already
+    dropped), config temp files, and model directories left empty."""
+    ovmsconfig.remove_temp_files(config.ovms.config_path)
+    for model_dir in config.sync.models_path.iterdir():
+        if not keys.is_model_name(model_dir.name) or model_dir.is_symlink() or not model_dir.is_dir():
+            continue
+        model = model_dir.name
+        published = functools.partial(_is_published, state, model)
+        for path in dirswap.remove_leftovers(model_dir, published):
+            log.info("removed leftover %s of an interrupted sync", path)
+        if model not in state.models:
+            with contextlib.suppress(OSError):
+                model_dir.rmdir()  # only when empty: never anything else's
+
+
+def _is_published(state: LocalState, model: str, version: int) -> bool:
+    return state.version(model, version) is not None
+
+
+def versions_on_disk(models_path: Path, model: str) -> set[tuple[str, int]]:
+    """Numbered directories of a model, whether the state knows them or not (a crash between
+    a rename and the state write leaves one it does not)."""
+    try:
+        return {(model, int(e.name)) for e in (models_path / model).iterdir() if keys.is_version(e.name)}
+    except OSError:
+        return set()
