@@ -1,8 +1,10 @@
 """After a batch of versions moved: rebuild config.json, swap it, and tell OVMS.
 
-A swap or a reload that fails is owed: the agent's loop calls :meth:`ConfigSync.apply` again
-on every step until it succeeds (an unchanged result costs a read and a compare, no write),
-so fixing a broken config.json by hand, or OVMS coming back, is picked up without a restart.
+What fails is owed and tried again on a backoff schedule (:meth:`ConfigSync.due`): a swap
+refused because config.json is broken or the disk is full, and a reload OVMS did not answer
+(it is down or starting). An unchanged result costs a read and a compare, no write, so fixing
+config.json by hand or OVMS coming up is picked up without a restart. A reload OVMS answered
+with an error is reported and not repeated: OVMS read the file, and the error is about a model.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import time
 
 from agent import metrics, ovmsconfig
 from agent.localstate import LocalState
-from agent.ovmsclient import OvmsClient
+from agent.ovmsclient import OvmsClient, OvmsUnreachable
+from agent.retry import Backoff
 from agent.status import StatusReporter
 from modelsync.config import Config
 from modelsync.errors import OvmsConfigError
@@ -27,12 +30,18 @@ class ConfigSync:
         self.status = status
         rest_url = config.ovms.rest_url
         self.ovms = OvmsClient(rest_url, config.ovms.reload_timeout_seconds) if rest_url else None
-        self.owed = False  # config.json is not what the state says, or OVMS was not told
+        self.owed = False  # config.json may not be what the state says, or OVMS was not told
         self.reload_owed = False
+        self._backoff = Backoff(base=1.0, cap=30.0)
+        self._retry_at = 0.0
         self._last_error: str | None = None
+
+    def due(self) -> bool:
+        return self.owed and time.monotonic() >= self._retry_at
 
     def apply(self, force_reload: bool) -> None:
         """Swap config.json if its content changes; reload OVMS if it did or ``force_reload``."""
+        self.reload_owed = self.reload_owed or force_reload
         path = self.config.ovms.config_path
         try:
             current, on_disk = ovmsconfig.read_current(path)
@@ -43,42 +52,50 @@ class ConfigSync:
             document = ovmsconfig.merge(current, self.config.ovms, published, managed)
             swapped = ovmsconfig.swap_if_changed(path, document, on_disk)
         except OvmsConfigError as exc:
-            self._failed(str(exc), "config")
             self.status.config_result(False, str(exc))
-            self.reload_owed = self.reload_owed or force_reload
+            self._failed(str(exc), "config")
             return
         self.status.config_result(swapped)
         if swapped:
             metrics.CONFIG_SWAPS.inc()
             log.info("config.json updated: %d model(s) served from %s", len(published), models_path)
-        self.reload_owed = self.reload_owed or force_reload or swapped
-        if self.ovms is not None and self.reload_owed:
-            self._reload(self.ovms)
-        else:
-            self.reload_owed = False
-        self.owed = self.reload_owed
-        if not self.owed and self._last_error is not None:
+        self.reload_owed = (self.reload_owed or swapped) and self.ovms is not None
+        if self.ovms is not None and self.reload_owed and not self._reload(self.ovms):
+            return
+        self.owed = False
+        self._backoff.reset()
+        if self._last_error is not None:
             log.info("config.json and OVMS are in step again")
             self._last_error = None
 
-    def _reload(self, ovms: OvmsClient) -> None:
+    def _reload(self, ovms: OvmsClient) -> bool:
+        """False when the reload is still owed (OVMS did not answer)."""
         try:
             outcome = ovms.reload()
-        except RuntimeError as exc:
-            self._failed(f"{exc} (config.json was swapped; retrying the reload)", "ovms_reload")
+        except OvmsUnreachable as exc:
             self.status.update(ovms={"reload": "failed", "error": str(exc), "at": time.time()})
-            return
+            self._failed(f"{exc} (config.json was swapped; retrying the reload)", "ovms_reload")
+            return False
+        except RuntimeError as exc:
+            self.reload_owed = False
+            self.status.update(ovms={"reload": "failed", "error": str(exc), "at": time.time()})
+            log.error("%s", exc)
+            self.status.error(str(exc))
+            metrics.FAILURES.labels(reason="ovms_reload").inc()
+            return True
         self.reload_owed = False
         self.status.update(ovms={"reload": outcome, "error": None, "at": time.time()})
         for model, versions in ovms.version_states().items():
             for version, state in versions.items():
                 if self.state.version(model, version) is not None:
                     self.status.version(model, version, "published", ovms_state=state)
+        return True
 
     def _failed(self, message: str, reason: str) -> None:
         self.owed = True
+        self._retry_at = time.monotonic() + self._backoff.next_delay()
         if message == self._last_error:
-            return  # retried every step: say it once, not every two seconds
+            return  # retried on a schedule: said once, not at every try
         self._last_error = message
         log.error("%s", message)
         self.status.error(message)

@@ -83,11 +83,20 @@ def remove_leftovers(model_dir: Path, published: Callable[[int], bool]) -> list[
     version is published, it is renamed back instead of deleted.
     """
     removed = []
-    for entry in model_dir.iterdir():
-        if not entry.name.startswith((STAGING_PREFIX, TRASH_PREFIX)):
-            continue
+    entries = [e for e in model_dir.iterdir() if e.name.startswith((STAGING_PREFIX, TRASH_PREFIX))]
+    trash_of: dict[str, int] = {}
+    for entry in entries:
+        if entry.name.startswith(TRASH_PREFIX):
+            number = entry.name.removeprefix(TRASH_PREFIX).split("-", 1)[0]
+            trash_of[number] = trash_of.get(number, 0) + 1
+    for entry in entries:
         version = entry.name.removeprefix(TRASH_PREFIX).split("-", 1)[0]
-        restorable = entry.name.startswith(TRASH_PREFIX) and version.isdigit() and not entry.is_symlink()
+        restorable = (
+            entry.name.startswith(TRASH_PREFIX)
+            and version.isdigit()
+            and trash_of[version] == 1  # two copies: which is whole is unknown, download again
+            and not entry.is_symlink()
+        )
         target = model_dir / version
         if restorable and published(int(version)) and not os.path.lexists(target):
             os.rename(entry, target)

@@ -44,6 +44,7 @@ class LocalState:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.models: dict[str, dict[int, VersionState]] = {}
+        self.unsaved = False  # changed since the last successful save
 
     @classmethod
     def load(cls, path: Path) -> LocalState:
@@ -74,6 +75,7 @@ class LocalState:
             },
         }
         atomic.write_json(self.path, document)
+        self.unsaved = False
 
     def version(self, model: str, version: int) -> VersionState | None:
         return self.models.get(model, {}).get(version)
@@ -82,15 +84,18 @@ class LocalState:
         """Record that the agent owns this model; True when that is news."""
         if model in self.models:
             return False
+        self.unsaved = True
         self.models[model] = {}
         return True
 
     def set_version(self, model: str, version: int, files: dict[str, FileState]) -> None:
         self.models.setdefault(model, {})[version] = VersionState(files)
+        self.unsaved = True
 
     def drop_version(self, model: str, version: int) -> None:
         versions = self.models.get(model, {})
         versions.pop(version, None)
+        self.unsaved = True
         if not versions:
             self.models.pop(model, None)
 

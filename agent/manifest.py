@@ -30,7 +30,7 @@ def parse(data: bytes) -> dict[str, Expected] | None:
     """The files a manifest lists; None when metadata.json is not a manifest at all."""
     try:
         document: Any = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ManifestError("metadata.json is not valid JSON") from None
     if not isinstance(document, dict) or "files" not in document:
         return None  # plain model metadata, no completeness claim

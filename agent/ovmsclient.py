@@ -11,6 +11,10 @@ import urllib3
 log = logging.getLogger(__name__)
 
 
+class OvmsUnreachable(RuntimeError):
+    """No answer at all: worth trying again. An error answer means OVMS read the config."""
+
+
 class OvmsClient:
     def __init__(self, rest_url: str, timeout: float) -> None:
         self.base = rest_url.rstrip("/")
@@ -23,7 +27,7 @@ class OvmsClient:
         try:
             response = self.http.request("POST", f"{self.base}/v1/config/reload")
         except urllib3.exceptions.HTTPError as exc:
-            raise RuntimeError(f"OVMS reload at {self.base} failed: {type(exc).__name__}") from None
+            raise OvmsUnreachable(f"OVMS reload at {self.base} failed: {type(exc).__name__}") from None
         if response.status == 201:
             return "reloaded"
         if response.status == 200:

@@ -15,6 +15,7 @@ from typing import Any
 from agent import metrics, volume
 from agent.configsync import ConfigSync
 from agent.inbox import Inbox
+from agent.inflight import InFlight
 from agent.localstate import LocalState
 from agent.pending import Pending, signature
 from agent.retry import Backoff
@@ -58,6 +59,7 @@ class Agent:
             config.sync.models_path,
             config.ovms.model_name,
             config.sync.settle_seconds,
+            InFlight(config.state_dir / "inflight.json"),
         )
         self.ovms_config = ConfigSync(config, self.state, self.status)
         self.pending: dict[tuple[str, int], Pending] = {}
@@ -108,19 +110,32 @@ class Agent:
             log.error("%s; retrying in %.1fs", message, delay)
             log.debug("traceback of the failed step", exc_info=True)
             self.status.error(message)
+            self.ovms_config.owed = True
             self.stop.wait(delay)
         else:
             self.loop_backoff.reset()
 
     def step(self) -> None:
         self._ingest()
-        if self.ovms_config.owed:
+        if self.state.unsaved:
+            self._save_state()
+        if self.ovms_config.due():
             self.ovms_config.apply(force_reload=False)
         if time.monotonic() >= self.next_reconcile:
             self.reconcile()
         self._process_due()
         self.status.update(pending_intents=len(self.seen))
         metrics.INTENTS_PENDING.set(len(self.seen))
+
+    def _save_state(self) -> None:
+        """Retry a state save that failed (disk full, a directory in the way); said once."""
+        try:
+            self.state.save()
+        except OSError as exc:
+            message = f"cannot save {self.state.path}: {exc.strerror}"
+            if message != (self.status.document.get("last_error") or {}).get("message"):
+                log.error("%s", message)
+                self.status.error(message)
 
     def _sleep_seconds(self) -> float:
         due = min([p.due for p in self.pending.values()] + [self.next_reconcile])
@@ -140,7 +155,10 @@ class Agent:
                 self.inbox.fail(intent_id, str(exc))
                 continue
             if intent["kind"] == "resync":
-                self._resync(intent)
+                try:
+                    self._resync(intent)
+                except Exception as exc:  # never block the intents queued behind this one
+                    self.inbox.fail(intent_id, f"resync failed: {type(exc).__name__}: {exc}")
                 continue
             self.seen.add(intent_id)
             key = (intent["model"], intent["version"])
@@ -180,7 +198,9 @@ class Agent:
             # Queued but not reached: the bucket went away, or the agent is stopping.
             versions.update({f"{m}:{v}": "not_synced" for m, v in queued})
             versions.update(results)
-            failed = sorted(k for k, v in versions.items() if v in ("not_synced", "failed", "retrying"))
+            failed = sorted(
+                k for k, v in versions.items() if v in ("not_synced", "failed", "retrying", "waiting")
+            )
             outcome.update(status="failed" if failed else "applied", versions=versions)
             if failed:
                 outcome["error"] = f"not synced: {', '.join(failed)}"
@@ -224,11 +244,10 @@ class Agent:
             for v in vs
             if (model is None or m == model) and version in (None, v)
         }
-        managed = list(self.state.models) if model is None else [m for m in [model] if m in self.state.models]
-        models_path = self.config.sync.models_path
-        for name in managed:
-            local |= {k for k in volume.versions_on_disk(models_path, name) if version in (None, k[1])}
-        if model is not None and version is not None:
+        # Renamed into place just before a crash, before the state recorded them: ours.
+        inflight = self.versions.inflight
+        local |= {k for k in inflight.entries if (model is None or k[0] == model) and version in (None, k[1])}
+        if model is not None and version is not None and model in self.state.models:
             local.add((model, version))
         queued = set()
         in_scope = set(remote) | local
@@ -237,6 +256,7 @@ class Agent:
             current = self.state.version(*key)
             target = self.config.sync.models_path / key[0] / str(key[1])
             if current is not None and current.signature() == signature(listing) and target.is_dir():
+                inflight.discard(*key)  # in step after all
                 continue
             pending = self.pending.setdefault(key, Pending(*key, last_change=-math.inf))
             pending.listing, pending.due = listing, time.monotonic()
@@ -331,9 +351,12 @@ class Agent:
             return None
         except (ModelsyncError, OSError) as exc:
             return self._failed(pending, str(exc) if isinstance(exc, ModelsyncError) else f"{exc}")
+        except Exception as exc:  # one odd version must not starve the ones after it
+            return self._failed(pending, f"{type(exc).__name__}: {exc}")
 
     def _failed(self, pending: Pending, message: str) -> str:
         pending.attempts += 1
+        self.ovms_config.owed = True  # the disk may be ahead of config.json now
         metrics.FAILURES.labels(reason="publish").inc()
         self.status.error(message, pending.model, pending.version)
         self.status.version(pending.model, pending.version, "failed", error=message)

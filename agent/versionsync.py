@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from agent import dirswap, manifest, metrics
+from agent.inflight import InFlight
 from agent.localstate import LocalState
 from agent.pending import Listing, Pending, settled, signature
 from agent.stager import Stager, model_dir_for
@@ -55,8 +56,10 @@ class VersionSync:
         models_path: Path,
         single_model: str | None,
         settle_seconds: float,
+        inflight: InFlight,
     ) -> None:
         self.bucket = bucket
+        self.inflight = inflight
         self.state = state
         self.stager = stager
         self.status = status
@@ -138,11 +141,13 @@ class VersionSync:
             shutil.rmtree(staged.directory, ignore_errors=True)  # already there: adopt it
         else:
             existed = target.exists()
+            self.inflight.add(model, version)  # a crash from here on leaves a directory of ours
             dirswap.publish(staged.directory, target)
             if existed:
                 self.replaced.append((model, version))
         self.state.set_version(model, version, staged.files)
         self.state.save()  # at once: a crash now must not cost this version's downloads again
+        self.inflight.discard(model, version)
         metrics.DOWNLOAD_SECONDS.observe(time.monotonic() - started)
         metrics.DOWNLOADED_FILES.inc(staged.downloaded)
         metrics.DOWNLOADED_BYTES.inc(staged.downloaded_bytes)
@@ -177,6 +182,7 @@ class VersionSync:
             self.retired.append(dirswap.retire(target))
         self.state.drop_version(model, version)
         self.state.save()
+        self.inflight.discard(model, version)
         self.status.forget_version(model, version)
         log.info(
             "model %s:%s removed: its objects are gone from the bucket",

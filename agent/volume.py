@@ -7,7 +7,6 @@ import contextlib
 import functools
 import logging
 import os
-from pathlib import Path
 
 from agent import dirswap, ovmsconfig
 from agent.localstate import LocalState
@@ -40,8 +39,12 @@ def clean_leftovers(config: Config, state: LocalState) -> None:
             continue
         model = model_dir.name
         published = functools.partial(_is_published, state, model)
-        for path in dirswap.remove_leftovers(model_dir, published):
-            log.info("removed leftover %s of an interrupted sync", path)
+        try:
+            for path in dirswap.remove_leftovers(model_dir, published):
+                log.info("removed leftover %s of an interrupted sync", path)
+        except OSError as exc:  # a directory this uid cannot read is not the agent's
+            log.warning("cannot clean %s: %s", model_dir, exc.strerror)
+            continue
         if model not in state.models:
             with contextlib.suppress(OSError):
                 model_dir.rmdir()  # only when empty: never anything else's
@@ -49,12 +52,3 @@ def clean_leftovers(config: Config, state: LocalState) -> None:
 
 def _is_published(state: LocalState, model: str, version: int) -> bool:
     return state.version(model, version) is not None
-
-
-def versions_on_disk(models_path: Path, model: str) -> set[tuple[str, int]]:
-    """Numbered directories of a model, whether the state knows them or not (a crash between
-    a rename and the state write leaves one it does not)."""
-    try:
-        return {(model, int(e.name)) for e in (models_path / model).iterdir() if keys.is_version(e.name)}
-    except OSError:
-        return set()

@@ -129,20 +129,61 @@ def test_a_resync_that_cannot_publish_reports_failure(volume: Volume, bucket: Bu
     assert not (volume.models / "bad" / "1").exists()
 
 
-def test_orphan_version_directory_of_a_managed_model_is_removed(
+def test_a_version_renamed_in_before_a_crash_is_adopted_or_removed_and_hand_placed_ones_kept(
     volume: Volume, bucket: Bucket, start_agent
 ) -> None:
     bucket.put("m/1/model.onnx", b"x")
+    bucket.put("m/2/model.onnx", b"two")
     agent = start_agent()
-    wait_for(lambda: "m" in served_models(volume.ovms_config), what="m served")
+    wait_for(lambda: (volume.models / "m" / "2").is_dir(), what="m synced")
     assert agent.stop() == 0
-    # A crash between a rename and the state write leaves a version the state does not know.
+    # A crash right after renames the state never recorded: 7 (gone from the bucket) and 2
+    # (still there). The in-flight record says both directories are the agent's own.
+    state_path = volume.models / ".modelsync" / "state.json"
+    state = json.loads(state_path.read_text())
+    del state["models"]["m"]["2"]
+    state_path.write_text(json.dumps(state))
     orphan = volume.models / "m" / "7"
     orphan.mkdir()
     (orphan / "model.onnx").write_bytes(b"not in the bucket")
-    start_agent()
-    wait_for(lambda: not orphan.exists(), what="orphan removed by the reconcile")
-    assert (volume.models / "m" / "1" / "model.onnx").read_bytes() == b"x"
+    (volume.models / ".modelsync" / "inflight.json").write_text(json.dumps([["m", 7], ["m", 2]]))
+    hand = volume.models / "m" / "9"  # an operator's own directory: never recorded
+    hand.mkdir()
+    (hand / "model.onnx").write_bytes(b"hand")
+    second = start_agent()
+    wait_for(lambda: not orphan.exists(), what="the crash's orphan removed")
+    wait_for(lambda: json.loads(state_path.read_text())["models"]["m"].get("2"), what="2 adopted")
+    assert (hand / "model.onnx").read_bytes() == b"hand"
+    assert (volume.models / "m" / "2" / "model.onnx").read_bytes() == b"two"
+    wait_for(
+        lambda: json.loads((volume.models / ".modelsync" / "inflight.json").read_text()) == [], what="cleared"
+    )
+    assert "downloaded" in second.log
+
+
+def test_a_manifest_that_breaks_the_parser_does_not_starve_other_versions(
+    volume: Volume, bucket: Bucket, start_agent
+) -> None:
+    bucket.put("a/1/metadata.json", b"[" * 200_000)
+    bucket.put("a/1/model.onnx", b"a")
+    bucket.put("b/1/model.onnx", b"b")
+    agent = start_agent()
+    wait_for(lambda: "b" in served_models(volume.ovms_config), what="b served despite a")
+    assert agent.alive()
+
+
+def test_config_json_follows_the_disk_even_when_the_state_cannot_be_saved(
+    volume: Volume, bucket: Bucket, start_agent
+) -> None:
+    state_path = volume.models / ".modelsync" / "state.json"
+    state_path.mkdir(parents=True)  # every save fails with IsADirectoryError
+    bucket.put("m/1/model.onnx", b"x")
+    agent = start_agent(wait_ready=False)
+    wait_for(lambda: (volume.models / "m" / "1").is_dir(), what="m on disk")
+    wait_for(lambda: "m" in served_models(volume.ovms_config), what="config.json follows the disk")
+    assert agent.alive()
+    state_path.rmdir()
+    wait_for(state_path.is_file, what="state saved once it can be")
 
 
 def test_leftovers_are_removed_and_an_interrupted_replacement_is_restored(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from tests.helpers import served_models, wait_for
 
 
 class FakeOvms:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.reloads = 0
         self.fail_reload = False
         self.models: dict[str, list[int]] = {}
@@ -61,7 +61,7 @@ class FakeOvms:
                 }
                 self._send(200, status)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -118,6 +118,11 @@ def test_reload_down_still_swaps_and_reports(
         lambda: "OVMS reload answered 412" in ((status(volume).get("ovms") or {}).get("error") or ""),
         what="failure in status",
     )
+    # OVMS answered: it read the file, the error is about a model. Not asked again and again.
+    reloads = ovms.reloads
+    beat = status(volume)["heartbeat"]
+    wait_for(lambda: status(volume)["heartbeat"] > beat + 3, what="three seconds of heartbeats")
+    assert ovms.reloads == reloads
     assert "OVMS reload answered 412" in agent.log
 
 
@@ -145,3 +150,24 @@ def test_result_failing_the_ovms_schema_is_not_written(volume: Volume, bucket: B
     wait_for(
         lambda: "stateful" in (status(volume).get("config", {}).get("error") or ""), what="error in status"
     )
+
+
+def test_reload_owed_while_ovms_is_down_is_sent_once_it_is_up(
+    volume: Volume, bucket: Bucket, start_agent
+) -> None:
+    from tests.helpers import free_port
+
+    port = free_port()
+    volume.settings["ovms"]["rest_url"] = f"http://127.0.0.1:{port}"
+    volume.write()
+    bucket.put("late/1/model.onnx", b"x")
+    agent = start_agent()
+    wait_for(lambda: "late" in served_models(volume.ovms_config), what="swapped while OVMS is down")
+    wait_for(lambda: "retrying the reload" in agent.log, what="reload owed")
+    server = FakeOvms(port)  # OVMS comes up
+    try:
+        wait_for(lambda: server.reloads >= 1, 30, what="the owed reload")
+        wait_for(lambda: "in step again" in agent.log, what="recovery logged")
+        assert agent.log.count("retrying the reload") == 1, "the retries are not logged each time"
+    finally:
+        server.close()
