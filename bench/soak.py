@@ -25,7 +25,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import requests
 from minio import Minio
 
 from tests.conftest import (
@@ -38,11 +37,11 @@ from tests.conftest import (
     Webhook,
     base_settings,
     child_env,
+    launch_webhook,
 )
-from tests.helpers import free_port, wait_for
+from tests.helpers import wait_for
 from tests.test_reliability_crash import CrashRig
 from tests.test_reliability_webhook import fuzz_webhook, kill_during_traffic
-from webhook import gunicorn_command
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -70,21 +69,9 @@ class Stack:
         return proc
 
     def start_webhook(self, **env: str) -> Webhook:
-        port = free_port()
-        log_path = self.volume.root / f"webhook-{len(self.started)}.log"
-        environment = child_env(self.volume, MODELSYNC_WEBHOOK_BIND=f"127.0.0.1:{port}", **env)
-        proc = Process(gunicorn_command(), environment, log_path)
-        self.started.append(proc)
-        url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_for(up, 30, what="webhook start")
-        return Webhook(proc, url)
+        webhook = launch_webhook(self.volume, self.volume.root / f"webhook-{len(self.started)}.log", **env)
+        self.started.append(webhook.proc)
+        return webhook
 
     def close(self) -> None:
         for proc in self.started:

@@ -23,7 +23,7 @@ import yaml
 from minio import Minio
 from moto.server import ThreadedMotoServer
 
-from tests.helpers import free_port, wait_for
+from tests.helpers import free_port, http_ok, wait_for
 from webhook import gunicorn_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -208,30 +208,32 @@ class Webhook:
         return requests.post(f"{self.url}/minio/events", json=body, headers=headers, timeout=10, **kwargs)
 
 
+def launch_webhook(volume: Volume, log_path: Path, **env: str) -> Webhook:
+    """gunicorn serving the webhook on a free port, once it answers /healthz."""
+    port = free_port()
+    environment = child_env(volume, MODELSYNC_WEBHOOK_BIND=f"127.0.0.1:{port}", **env)
+    proc = Process(gunicorn_command(), environment, log_path)
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        if not proc.alive():
+            raise AssertionError(f"webhook exited:\n{proc.log}")
+        return http_ok(f"{url}/healthz")
+
+    wait_for(up, 30, what="webhook start")
+    return Webhook(proc, url)
+
+
 @pytest.fixture
 def start_webhook(volume: Volume) -> Iterator[Callable[..., Webhook]]:
-    started: list[Process] = []
+    started: list[Webhook] = []
 
     def start(**env: str) -> Webhook:
-        port = free_port()
-        log_path = volume.root / f"webhook-{len(started)}.log"
-        environment = child_env(volume, MODELSYNC_WEBHOOK_BIND=f"127.0.0.1:{port}", **env)
-        proc = Process(gunicorn_command(), environment, log_path)
-        started.append(proc)
-        url = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            if not proc.alive():
-                raise AssertionError(f"webhook exited:\n{proc.log}")
-            try:
-                return requests.get(f"{url}/healthz", timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_for(up, 30, what="webhook start")
-        return Webhook(proc, url)
+        webhook = launch_webhook(volume, volume.root / f"webhook-{len(started)}.log", **env)
+        started.append(webhook)
+        return webhook
 
     yield start
-    for proc in started:
-        if proc.alive():
-            proc.stop()
+    for webhook in started:
+        if webhook.proc.alive():
+            webhook.proc.stop()
