@@ -26,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 from minio import Minio
 
-from tests.helpers import minio_event
+from tests.helpers import free_port, minio_event, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -44,21 +44,7 @@ TOKEN = "bench-webhook-token"
 PY = sys.executable
 
 
-# -- small helpers ---------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], Any], timeout: float, interval: float = 0.01, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what or condition}")
+# -- small helpers: the tests' own (free_port, wait_for) are re-exported for the scripts -------
 
 
 def percentile(values: list[float], p: float) -> float:
