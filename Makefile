@@ -22,8 +22,8 @@ run: $(STAMP)
 test: lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check modelsync webhook agent devstack tests bench
-	$(BIN)/ruff format --check modelsync webhook agent devstack tests bench
+	$(BIN)/ruff check modelsync webhook agent gateway devstack tests bench
+	$(BIN)/ruff format --check modelsync webhook agent gateway devstack tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -1,4 +1,4 @@
-"""The typed, frozen configuration shared by the webhook and the agent.
+"""The typed, frozen configuration shared by the webhook, the agent and the gateway.
 
 The YAML layout is the original polling sidecar's (``minio.*``, ``sync.*``, ``ovms.*``), so a
 user migrates by swapping the image. Everything is validated once, here, at start-up; an
@@ -18,6 +18,7 @@ import yaml
 
 from modelsync import schema
 from modelsync.errors import ConfigError, SchemaViolation
+from modelsync.gatewayconfig import GatewayConfig, build_gateway
 from modelsync.secret import Secret
 
 DEFAULT_CONFIG_PATH = "/config/sync-config.yaml"
@@ -92,6 +93,7 @@ class Config:
     sync: SyncConfig
     ovms: OvmsConfig
     webhook: WebhookConfig
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
 
     @property
     def state_dir(self) -> Path:
@@ -252,7 +254,8 @@ def _build(source: Path, raw: Mapping[str, Any]) -> Config:
     webhook_raw = dict(raw.get("webhook") or {})
     token = webhook_raw.pop("auth_token", None)
     webhook = WebhookConfig(auth_token=Secret(token) if token else None, **webhook_raw)
-    return Config(source=source, minio=minio, sync=sync, ovms=ovms, webhook=webhook)
+    gateway = build_gateway(source, raw.get("gateway"))
+    return Config(source=source, minio=minio, sync=sync, ovms=ovms, webhook=webhook, gateway=gateway)
 
 
 def thaw(value: Any) -> Any:

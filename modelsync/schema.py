@@ -17,6 +17,7 @@ MINIO_EVENT = "minio-event"
 INTENT = "intent"
 SYNC_CONFIG = "sync-config"
 OVMS_CONFIG = "ovms-config"
+PREDICTION = "prediction"
 
 
 @functools.cache
@@ -45,7 +46,22 @@ def field_path(path: Iterable[Any]) -> str:
     return out
 
 
+def _choice(error: ValidationError) -> ValidationError | None:
+    """The nearest oneOf/anyOf around ``error`` that describes its choices, if any: its
+    description says more than the one branch best_match happened to pick."""
+    node: ValidationError | None = error
+    while node is not None:
+        described = isinstance(node.schema, dict) and "description" in node.schema
+        if node.validator in ("oneOf", "anyOf") and described:
+            return node
+        node = node.parent  # type: ignore[assignment]  # jsonschema types it as its generic _Error
+    return None
+
+
 def _describe(error: ValidationError) -> tuple[str, str]:
+    choice = _choice(error)
+    if choice is not None:
+        return field_path(choice.absolute_path), f"invalid value: {choice.schema['description']}"  # type: ignore[index]
     field = field_path(error.absolute_path)
     kind = error.validator
     schema = error.schema if isinstance(error.schema, dict) else {}

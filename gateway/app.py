@@ -1,0 +1,72 @@
+"""Application factory of the REST provider: ``gunicorn "gateway.app:create_app()"``
+(``gateway/gunicorn_conf.py`` holds the settings the images and tests use)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from gateway import metrics, rest
+from gateway.errors import SpillError
+from gateway.factory import build_predictor
+from modelsync import logsetup
+from modelsync.config import Config, load_config
+from modelsync.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """Raised from the factory so gunicorn prints one clean line and exits non-zero."""
+
+
+def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
+    app = Flask(__name__)
+    app.config.from_mapping(CONFIG_PATH=None, MODELSYNC=None)
+    if test_config is not None:
+        app.config.from_mapping(test_config)
+    settings: Config = app.config["MODELSYNC"] or _load(app.config["CONFIG_PATH"])
+    logsetup.configure(settings.sync.log_level, settings.sync.log_format)
+    gateway = settings.gateway
+    if not gateway.rest.enabled:
+        raise StartupError(f"configuration error: {settings.source}: gateway.rest.enabled is false")
+    app.config["MODELSYNC"] = settings
+    app.config["MAX_CONTENT_LENGTH"] = gateway.rest.max_body_bytes
+    try:
+        app.extensions["predictor"] = build_predictor(settings)
+    except SpillError as exc:
+        raise StartupError(
+            f"configuration error: {settings.source}: gateway.reporting.spill_dir: {exc}"
+        ) from None
+    _register_errors(app)
+    metrics.register(app)
+    app.register_blueprint(rest.bp)
+    sinks = ", ".join(s.name for s in gateway.reporting.sinks) or "none"
+    log.info("gateway ready: model service %s, sinks: %s", gateway.model_service.url, sinks)
+    return app
+
+
+def _load(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise StartupError(f"configuration error: {exc}") from None
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        if status == 413:
+            limit = app.config["MAX_CONTENT_LENGTH"]
+            return jsonify(error=f"request body is larger than the limit of {limit} bytes"), 413
+        return jsonify(error=exc.description or exc.name), status
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        log.error("unhandled %s while serving a request", type(exc).__name__, exc_info=True)
+        return jsonify(error="internal error"), 500

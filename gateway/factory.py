@@ -1,0 +1,38 @@
+"""Building the gateway's parts from the configuration (shared by both providers)."""
+
+from __future__ import annotations
+
+from gateway.inference import Predictor
+from gateway.modelservice import HttpModelService
+from gateway.reporter import Reporter, Reporters
+from gateway.sinks import build_sink
+from gateway.spill import Spill
+from modelsync.config import Config
+from modelsync.gatewayconfig import SinkConfig
+
+BUCKET_BATCH_RECORDS = 1000
+BUCKET_BATCH_SECONDS = 10.0
+
+
+def build_reporter(config: Config, sink: SinkConfig) -> Reporter:
+    reporting = config.gateway.reporting
+    bucket = sink.type == "bucket"
+    spill = Spill(reporting.spill_dir / sink.name)
+    spill.prepare()  # fail at start-up, with the path, rather than on the first request
+    return Reporter(
+        build_sink(sink, config.minio),
+        spill,
+        queue_size=reporting.queue_size,
+        # A bucket sink's batch is one object: its own size and age limits decide.
+        batch_size=int(sink.get("batch_records", BUCKET_BATCH_RECORDS if bucket else reporting.batch_size)),
+        flush_seconds=float(
+            sink.get("batch_seconds", BUCKET_BATCH_SECONDS if bucket else reporting.flush_seconds)
+        ),
+        retry_seconds=reporting.retry_seconds,
+    )
+
+
+def build_predictor(config: Config) -> Predictor:
+    reporting = config.gateway.reporting
+    reporters = Reporters([build_reporter(config, sink) for sink in reporting.sinks], reporting.input_rate)
+    return Predictor(HttpModelService(config.gateway.model_service), reporters)

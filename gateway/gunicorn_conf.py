@@ -1,0 +1,37 @@
+"""gunicorn settings: ``gunicorn -c python:gateway.gunicorn_conf "gateway.app:create_app()"``.
+
+gthread workers: a request is mostly a wait on the model server, which threads overlap.
+The app is preloaded so a configuration error stops the master with one clear line; each
+worker starts its reporters' sender threads itself (threads do not survive the fork) and
+drains them on exit, so a graceful restart loses no record.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any
+
+bind = os.environ.get("MODELSYNC_GATEWAY_BIND", "0.0.0.0:9001")
+worker_class = "gthread"
+workers = int(os.environ.get("MODELSYNC_GATEWAY_WORKERS", "2"))
+threads = int(os.environ.get("MODELSYNC_GATEWAY_THREADS", "16"))
+preload_app = True
+keepalive = 75
+graceful_timeout = 30
+accesslog = os.environ.get("MODELSYNC_GATEWAY_ACCESS_LOG") or None
+
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelsync-gateway-metrics-")
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    from gateway import reporter
+
+    reporter.close_all()
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

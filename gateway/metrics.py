@@ -1,0 +1,80 @@
+"""Prometheus metrics of the gateway, summed across gunicorn workers (multiprocess mode)."""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30)
+
+REQUESTS = Counter(
+    "modelsync_gateway_requests_total",
+    "Inference requests answered, by model, version, provider and status",
+    ["model", "version", "provider", "status"],
+)
+LATENCY = Histogram(
+    "modelsync_gateway_request_duration_seconds",
+    "Time from a request reaching the gateway to its answer",
+    ["model", "version", "provider", "status"],
+    buckets=_BUCKETS,
+)
+MODEL_SERVICE_LATENCY = Histogram(
+    "modelsync_gateway_model_service_duration_seconds",
+    "Time spent waiting on the model server",
+    ["model", "version"],
+    buckets=_BUCKETS,
+)
+QUEUE_DEPTH = Gauge(
+    "modelsync_gateway_reporter_queue_depth",
+    "Calls waiting in the reporter's in-memory queue",
+    ["sink"],
+    multiprocess_mode="livesum",
+)
+SENT = Counter("modelsync_gateway_reporter_sent_total", "Prediction records a sink took", ["sink"])
+SPILLED = Counter(
+    "modelsync_gateway_reporter_spilled_total",
+    "Prediction records written to the spill file (queue full or sink down)",
+    ["sink"],
+)
+REPLAYED = Counter(
+    "modelsync_gateway_reporter_replayed_total", "Spilled prediction records delivered later", ["sink"]
+)
+DROPPED = Counter(
+    "modelsync_gateway_reporter_dropped_total",
+    "Prediction records lost (the spill could not be written). Must stay 0.",
+    ["sink"],
+)
+KAFKA_MESSAGES = Counter(
+    "modelsync_gateway_kafka_messages_total",
+    "Kafka requests handled, by outcome (replied, dead_lettered)",
+    ["outcome"],
+)
+
+
+def _registry() -> CollectorRegistry | None:
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return None
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def exposition() -> bytes:
+    registry = _registry()
+    return generate_latest(registry) if registry is not None else generate_latest()
+
+
+def register(app: Flask) -> None:
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(exposition(), mimetype=CONTENT_TYPE_LATEST)

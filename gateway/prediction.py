@@ -1,0 +1,127 @@
+"""Predictions: one record per output of a model call (``schemas/prediction.schema.json``).
+
+The request path only captures a :class:`Call` (bytes and timestamps, no parsing); the
+reporter's background thread turns it into prediction records, so building them never adds
+to a client's latency.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+PROVIDERS = ("rest", "kafka")
+
+
+@dataclass(frozen=True)
+class Call:
+    """What the gateway saw of one model call."""
+
+    request_id: str
+    model: str
+    version: str | None  # the version asked for; the reply may name the one that answered
+    provider: str
+    requested_at: float  # time.time() when the request reached the gateway
+    answered_at: float
+    http_status: int | None  # None: the model server did not answer
+    response: bytes
+    error: str | None = None
+    request: bytes | None = None  # kept only when inputs are recorded for this call
+    possible_duplicate: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.http_status is not None and 200 <= self.http_status < 300
+
+
+def timestamp(epoch: float) -> str:
+    """UTC, millisecond precision: ``2026-11-26T20:15:03.123Z``."""
+    moment = datetime.fromtimestamp(epoch, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def predictions(call: Call) -> list[dict[str, Any]]:
+    """The records of one call: one per output tensor, or one error record."""
+    base: dict[str, Any] = {
+        "requestId": call.request_id,
+        "modelName": call.model,
+        "modelVersion": call.version,
+        "provider": call.provider,
+        "httpStatus": call.http_status,
+        "requestTimestamp": timestamp(call.requested_at),
+        "responseTimestamp": timestamp(call.answered_at),
+        "timeTakenInMs": round(max(call.answered_at - call.requested_at, 0.0) * 1000, 3),
+    }
+    if call.possible_duplicate:
+        base["possibleDuplicate"] = True
+    inputs = _inputs(call.request) if call.request is not None else None
+    if inputs is not None:
+        base["inputs"] = inputs
+    document = _object(call.response)
+    if call.ok and document is not None and isinstance(document.get("outputs"), list):
+        version = document.get("model_version")
+        if isinstance(version, str) and version:
+            base["modelVersion"] = version
+        outputs = [o for o in document["outputs"] if _is_tensor(o)]
+        if outputs:
+            return [_output_record(base, index, output) for index, output in enumerate(outputs)]
+        return [_error_record(base, "model server answered without outputs")]
+    return [_error_record(base, call.error or _error_text(call, document))]
+
+
+def _output_record(base: dict[str, Any], index: int, output: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **base,
+        "predictionId": uuid.uuid4().hex,
+        "status": "ok",
+        "outputIndex": index,
+        "outputName": output.get("name"),
+        "value": output,
+        "error": None,
+    }
+
+
+def _error_record(base: dict[str, Any], message: str) -> dict[str, Any]:
+    return {
+        **base,
+        "predictionId": uuid.uuid4().hex,
+        "status": "error",
+        "outputIndex": 0,
+        "outputName": None,
+        "value": None,
+        "error": message,
+    }
+
+
+def _object(body: bytes) -> dict[str, Any] | None:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
+def _is_tensor(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("name"), str)
+        and isinstance(value.get("shape"), list)
+        and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value["shape"])
+        and isinstance(value.get("datatype"), str)
+    )
+
+
+def _inputs(request: bytes) -> list[dict[str, Any]] | None:
+    document = _object(request)
+    if document is None or not isinstance(document.get("inputs"), list):
+        return None
+    return [item for item in document["inputs"] if isinstance(item, dict)]
+
+
+def _error_text(call: Call, document: dict[str, Any] | None) -> str:
+    if document is not None and isinstance(document.get("error"), str):
+        return str(document["error"])
+    return f"model server answered {call.http_status}"

@@ -1,0 +1,111 @@
+"""The REST provider: KServe v2 in front of the model server, so clients swap one URL.
+
+``POST /v2/models/<m>[/versions/<v>]/infer`` goes through :class:`~gateway.inference.Predictor`
+(answered, timed, recorded); the health and metadata routes are passed through as they are.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Blueprint, Response, current_app, request
+
+from gateway.errors import ModelServiceUnavailable
+from gateway.inference import JSON, Answer, Predictor, error_body, normalise_error
+from gateway.modelservice import ModelService
+
+bp = Blueprint("rest", __name__)
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
+
+
+def _predictor() -> Predictor:
+    predictor: Predictor = current_app.extensions["predictor"]
+    return predictor
+
+
+def _service() -> ModelService:
+    return _predictor().service
+
+
+def _respond(answer: Answer, request_id: str | None = None) -> Response:
+    response = Response(answer.body, status=answer.status, content_type=answer.content_type)
+    if request_id is not None:
+        response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def _bad_path(model: str, version: str | None) -> Response | None:
+    if not NAME.match(model):
+        return _respond(Answer(400, error_body(f"invalid model name {model[:130]!r}"), JSON))
+    if version is not None and not VERSION.match(version):
+        return _respond(Answer(400, error_body(f"invalid model version {version[:66]!r}"), JSON))
+    return None
+
+
+def _request_id() -> str:
+    given = request.headers.get("X-Request-Id", "")
+    return given if REQUEST_ID.match(given) else uuid.uuid4().hex
+
+
+@bp.post("/v2/models/<model>/infer")
+@bp.post("/v2/models/<model>/versions/<version>/infer")
+def infer(model: str, version: str | None = None) -> Response:
+    bad = _bad_path(model, version)
+    if bad is not None:
+        return bad
+    request_id = _request_id()
+    answer = _predictor().infer(model, version, request.get_data(), provider="rest", request_id=request_id)
+    return _respond(answer, request_id)
+
+
+def _pass_through(path: str) -> Response:
+    try:
+        answer = _service().get(path)
+    except ModelServiceUnavailable as exc:
+        return _respond(Answer(504 if exc.timed_out else 503, error_body(str(exc)), JSON))
+    if 200 <= answer.status < 300:
+        return _respond(Answer(answer.status, answer.body, answer.content_type))
+    return _respond(Answer(answer.status, normalise_error(answer.status, answer.body), JSON))
+
+
+@bp.get("/v2")
+def server_metadata() -> Response:
+    return _pass_through("/v2")
+
+
+@bp.get("/v2/health/live")
+def live() -> Response:
+    return _pass_through("/v2/health/live")
+
+
+@bp.get("/v2/health/ready")
+def ready() -> Response:
+    return _pass_through("/v2/health/ready")
+
+
+@bp.get("/v2/models/<model>")
+@bp.get("/v2/models/<model>/versions/<version>")
+def model_metadata(model: str, version: str | None = None) -> Response:
+    bad = _bad_path(model, version)
+    if bad is not None:
+        return bad
+    return _pass_through(f"/v2/models/{model}" + (f"/versions/{version}" if version else ""))
+
+
+@bp.get("/v2/models/<model>/ready")
+@bp.get("/v2/models/<model>/versions/<version>/ready")
+def model_ready(model: str, version: str | None = None) -> Response:
+    bad = _bad_path(model, version)
+    if bad is not None:
+        return bad
+    return _pass_through(f"/v2/models/{model}" + (f"/versions/{version}" if version else "") + "/ready")
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The gateway process answers (the model server's own state is /v2/health/ready)."""
+    return _respond(Answer(200, b'{"status":"ok"}', JSON))

@@ -1,0 +1,128 @@
+"""The ``gateway:`` section of the configuration file, typed and frozen.
+
+The schema (``schemas/sync-config.schema.json``) has already judged the raw mapping; this
+module only fills in defaults and checks what a schema cannot (that a Kafka sink or provider
+has brokers to talk to).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from modelsync.errors import ConfigError
+
+DEFAULT_SPILL_DIR = Path("/var/lib/modelsync-gateway/spill")
+
+
+@dataclass(frozen=True)
+class ModelServiceConfig:
+    url: str = "http://127.0.0.1:8000"
+    timeout_seconds: float = 30.0
+    connect_timeout_seconds: float = 2.0
+    connect_retries: int = 2
+    pool_size: int = 32
+
+
+@dataclass(frozen=True)
+class RestConfig:
+    enabled: bool = True
+    max_body_bytes: int = 64 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    enabled: bool = False
+    bootstrap_servers: str = ""
+    group_id: str = "modelsync-gateway"
+    request_topic: str = "inference-requests"
+    reply_topic: str = "inference-replies"
+    dead_letter_topic: str = "inference-dead-letter"
+    batch_size: int = 100
+    concurrency: int = 8
+    max_attempts: int = 5
+    session_timeout_ms: int = 10000
+    max_poll_interval_ms: int = 300000
+    default_model: str | None = None
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    """One destination of prediction records; ``options`` holds the type's own keys."""
+
+    type: str
+    name: str
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+
+@dataclass(frozen=True)
+class ReportingConfig:
+    inputs: str | float = "none"  # "none", "all", or a sample rate in (0, 1]
+    queue_size: int = 10000
+    batch_size: int = 500
+    flush_seconds: float = 0.2
+    retry_seconds: float = 1.0
+    spill_dir: Path = DEFAULT_SPILL_DIR
+    sinks: tuple[SinkConfig, ...] = ()
+
+    @property
+    def input_rate(self) -> float:
+        if self.inputs == "none":
+            return 0.0
+        if self.inputs == "all":
+            return 1.0
+        return float(self.inputs)
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    model_service: ModelServiceConfig = field(default_factory=ModelServiceConfig)
+    rest: RestConfig = field(default_factory=RestConfig)
+    kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    reporting: ReportingConfig = field(default_factory=ReportingConfig)
+
+
+def build_gateway(source: Path, raw: Mapping[str, Any] | None) -> GatewayConfig:
+    raw = raw or {}
+    kafka = KafkaConfig(**(raw.get("kafka") or {}))
+    if kafka.enabled and not kafka.bootstrap_servers:
+        raise ConfigError(source, "gateway.kafka.bootstrap_servers", "is required when kafka.enabled is true")
+    return GatewayConfig(
+        model_service=ModelServiceConfig(**(raw.get("model_service") or {})),
+        rest=RestConfig(**(raw.get("rest") or {})),
+        kafka=kafka,
+        reporting=_reporting(source, raw.get("reporting") or {}, kafka),
+    )
+
+
+def _reporting(source: Path, raw: Mapping[str, Any], kafka: KafkaConfig) -> ReportingConfig:
+    options = {k: v for k, v in raw.items() if k not in ("sinks", "spill_dir")}
+    sinks = tuple(_sink(source, index, item, kafka) for index, item in enumerate(raw.get("sinks") or []))
+    names = [sink.name for sink in sinks]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise ConfigError(
+                source,
+                f"gateway.reporting.sinks[{index}].name",
+                f"{name!r} is used twice (each sink spills to its own directory, named after it)",
+            )
+    return ReportingConfig(**options, spill_dir=Path(raw.get("spill_dir", DEFAULT_SPILL_DIR)), sinks=sinks)
+
+
+def _sink(source: Path, index: int, raw: Mapping[str, Any], kafka: KafkaConfig) -> SinkConfig:
+    options = {k: v for k, v in raw.items() if k not in ("type", "name")}
+    if raw["type"] == "kafka":
+        options.setdefault("bootstrap_servers", kafka.bootstrap_servers)
+        if not options["bootstrap_servers"]:
+            raise ConfigError(
+                source,
+                f"gateway.reporting.sinks[{index}].bootstrap_servers",
+                "is required (or set gateway.kafka.bootstrap_servers)",
+            )
+    return SinkConfig(type=raw["type"], name=raw.get("name", raw["type"]), options=MappingProxyType(options))

@@ -1,0 +1,163 @@
+"""The Kafka provider against a real broker (Tansu) and a real KServe v2 server."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from modelsync import schema
+from tests.conftest import Process, Volume
+from tests.gateway.conftest import infer_body, read_jsonl
+from tests.gateway.kafka import Broker, Reply, reply
+from tests.helpers import wait_for
+
+
+def use_kafka(volume: Volume, broker: Broker, topics: dict[str, str], **options: Any) -> None:
+    volume.settings["gateway"]["kafka"] = {
+        "enabled": True,
+        "bootstrap_servers": broker.bootstrap,
+        "group_id": f"group-{topics['requests']}",
+        "request_topic": topics["requests"],
+        "reply_topic": topics["replies"],
+        "dead_letter_topic": topics["dead"],
+        "session_timeout_ms": 3000,
+        **options,
+    }
+    volume.write()
+
+
+def send_request(
+    broker: Broker, topic: str, correlation: str, model: str | None, body: Any, **headers: str
+) -> None:
+    value = body if isinstance(body, bytes) else json.dumps(body).encode()
+    all_headers = {"correlation-id": correlation, **({"model": model} if model else {}), **headers}
+    broker.send(topic, value, all_headers)
+
+
+def replies(broker: Broker, topic: str, count: int, timeout: float = 30.0) -> list[Reply]:
+    return [reply(m) for m in broker.read(topic, count, timeout)]
+
+
+def test_round_trip_with_correlation_ids(
+    gateway_volume: Volume, broker: Broker, topics: dict[str, str], start_kafka_worker: Callable[..., Process]
+) -> None:
+    use_kafka(gateway_volume, broker, topics)
+    for index in range(10):
+        version = "1" if index % 2 else "2"
+        send_request(
+            broker, topics["requests"], f"corr-{index}", "adder", infer_body(), **{"model-version": version}
+        )
+    start_kafka_worker()
+
+    answers = {r.correlation: r for r in replies(broker, topics["replies"], 10)}
+    assert sorted(answers) == sorted(f"corr-{i}" for i in range(10))
+    for index in range(10):
+        answer = answers[f"corr-{index}"]
+        version = "1" if index % 2 else "2"
+        assert answer.headers["status"] == "200"
+        assert answer.headers["model"] == "adder" and answer.headers["model-version"] == version
+        assert answer.body["model_version"] == version
+        assert answer.body["outputs"][0]["data"] == ([6.0, 15.0] if version == "1" else [12.0, 30.0])
+    assert broker.read(topics["dead"], 1, timeout=1) == []
+
+    path = gateway_volume.root / "predictions" / "predictions.jsonl"
+    records = wait_for(lambda: len(read_jsonl(path)) >= 15 and read_jsonl(path), 10, what="15 records")
+    for record in records:
+        schema.check(schema.PREDICTION, record)
+    assert {r["provider"] for r in records} == {"kafka"}
+    assert {r["requestId"] for r in records} == set(answers)
+
+
+def test_permanent_failures_are_dead_lettered_with_the_reason(
+    gateway_volume: Volume, broker: Broker, topics: dict[str, str], start_kafka_worker: Callable[..., Process]
+) -> None:
+    use_kafka(gateway_volume, broker, topics)
+    bad = {
+        "not-json": ("adder", b"{nope", "not JSON"),
+        "no-model": (None, infer_body(), "no model"),
+        "unknown-model": ("nope", infer_body(), "404"),
+        "model-fails": ("failing", infer_body(), "500"),
+        "bad-input": (
+            "adder",
+            {"inputs": [{"name": "x", "datatype": "FP32", "shape": [6], "data": [1] * 6}]},
+            "400",
+        ),
+    }
+    for correlation, (model, body, _) in bad.items():
+        send_request(broker, topics["requests"], correlation, model, body)
+    send_request(broker, topics["requests"], "fine", "adder", infer_body())
+    start_kafka_worker()
+
+    dead = {reply(m).correlation: m for m in broker.read(topics["dead"], len(bad))}
+    assert sorted(dead) == sorted(bad)
+    for correlation, (_, body, reason) in bad.items():
+        message = dead[correlation]
+        headers = reply(message).headers
+        assert reason in headers["dead-letter-reason"], headers
+        assert message.value() == (body if isinstance(body, bytes) else json.dumps(body).encode())
+        assert headers["original-topic"] == topics["requests"]
+    # Every request is answered, the failed ones with an error object.
+    answers = {r.correlation: r for r in replies(broker, topics["replies"], len(bad) + 1)}
+    assert sorted(answers) == sorted([*bad, "fine"])
+    assert answers["fine"].headers["status"] == "200"
+    for correlation in bad:
+        assert answers[correlation].headers["status"] != "200"
+        assert answers[correlation].body["error"]
+
+
+def test_unreachable_model_server_is_retried_then_dead_lettered(
+    gateway_volume: Volume, broker: Broker, topics: dict[str, str], start_kafka_worker: Callable[..., Process]
+) -> None:
+    gateway_volume.settings["gateway"]["model_service"]["url"] = "http://127.0.0.1:9"
+    use_kafka(gateway_volume, broker, topics, max_attempts=3)
+    send_request(broker, topics["requests"], "lost-server", "adder", infer_body())
+    worker = start_kafka_worker()
+
+    (dead,) = broker.read(topics["dead"], 1)
+    assert "unavailable after 3 attempts" in reply(dead).headers["dead-letter-reason"]
+    assert worker.log.count("retrying in") == 2
+
+
+def test_at_least_once_when_the_worker_is_killed(
+    gateway_volume: Volume, broker: Broker, topics: dict[str, str], start_kafka_worker: Callable[..., Process]
+) -> None:
+    use_kafka(gateway_volume, broker, topics, batch_size=10, concurrency=2)
+    total = 120
+    body = infer_body(parameters={"sleep_ms": 15})
+    producer = broker.producer()
+    for index in range(total):
+        headers = [("correlation-id", f"c{index}".encode()), ("model", b"slow")]
+        producer.produce(topics["requests"], value=json.dumps(body).encode(), headers=headers)
+    assert producer.flush(10) == 0
+
+    first = start_kafka_worker()
+    wait_for(lambda: len(broker.read(topics["replies"], 30, timeout=0.5)) >= 30, 30, what="30 replies")
+    first.kill()  # SIGKILL: mid-batch, nothing drained, nothing committed for that batch
+    start_kafka_worker()
+
+    got = replies(broker, topics["replies"], total, timeout=60)
+    counts = Counter(r.correlation for r in got)
+    assert set(counts) == {f"c{i}" for i in range(total)}, "every request gets an answer"
+    assert all(r.headers["status"] == "200" for r in got)
+    for correlation, seen in counts.items():
+        if seen > 1:  # a repeat is allowed, and must say it may be one
+            marks = [r.headers.get("possible-duplicate") for r in got if r.correlation == correlation]
+            assert "true" in marks, (correlation, marks)
+
+
+def test_a_stalled_worker_loses_its_batch_and_the_repeat_is_marked(
+    gateway_volume: Volume, broker: Broker, topics: dict[str, str], start_kafka_worker: Callable[..., Process]
+) -> None:
+    """A model call slower than max_poll_interval_ms: the group moves the partition on, the
+    next owner answers the batch again, and its answers say they may be repeats."""
+    use_kafka(gateway_volume, broker, topics, batch_size=5, max_poll_interval_ms=4000)
+    stalled = infer_body(parameters={"sleep_ms": 6000})
+    send_request(broker, topics["requests"], "slow-0", "slow", stalled)
+    worker = start_kafka_worker()
+
+    got = replies(broker, topics["replies"], 2, timeout=40)
+    assert [r.correlation for r in got] == ["slow-0", "slow-0"], [r.headers for r in got]
+    assert [r.headers.get("possible-duplicate") for r in got].count("true") >= 1
+    assert "commit failed" in worker.log
