@@ -1,7 +1,10 @@
-"""Run an embedded S3 store (moto) seeded with a sample model, the webhook and the agent.
+"""Run an embedded S3 store (moto) seeded with a sample model, the webhook and the agent;
+and the prediction gateway (REST and Kafka) in front of a KServe v2 model server (MLServer,
+standing in for OVMS) with a Kafka-compatible broker (Tansu).
 
 Everything is written under ./var/. Ports: DEVSTACK_S3_PORT (9000), DEVSTACK_WEBHOOK_PORT
-(8080). Ctrl-C stops everything.
+(8080), DEVSTACK_GATEWAY_PORT (9001), DEVSTACK_MODEL_PORT (8000), DEVSTACK_KAFKA_PORT (9092).
+Ctrl-C stops everything.
 """
 
 from __future__ import annotations
@@ -17,8 +20,11 @@ from pathlib import Path
 
 import yaml
 
+import gateway
+import webhook
 from devstack import sample
-from webhook import gunicorn_command
+from devstack.broker import Broker
+from devstack.modelserver import ModelServer
 
 BUCKET = "models"
 TOKEN = "devstack-token"  # noqa: S105 - a local demo, printed on purpose
@@ -26,7 +32,31 @@ ACCESS_KEY = "devstack"
 SECRET_KEY = "devstack-secret"  # noqa: S105 - the embedded store ignores it
 
 
-def write_config(var: Path, s3_port: int) -> Path:
+TOPICS = {
+    "request_topic": "inference-requests",
+    "reply_topic": "inference-replies",
+    "dead_letter_topic": "inference-dead-letter",
+}
+
+
+def gateway_section(var: Path, model_port: int, kafka_port: int) -> dict[str, object]:
+    return {
+        "model_service": {"url": f"http://127.0.0.1:{model_port}"},
+        "kafka": {
+            "enabled": True,
+            "bootstrap_servers": f"127.0.0.1:{kafka_port}",
+            "session_timeout_ms": 3000,
+            **TOPICS,
+        },
+        "reporting": {
+            "inputs": "all",
+            "spill_dir": str(var / "spill"),
+            "sinks": [{"type": "file", "path": str(var / "predictions" / "predictions.jsonl")}],
+        },
+    }
+
+
+def write_config(var: Path, s3_port: int, gateway_settings: dict[str, object]) -> Path:
     models = var / "models"
     models.mkdir(parents=True, exist_ok=True)
     config = {
@@ -40,7 +70,9 @@ def write_config(var: Path, s3_port: int) -> Path:
         "sync": {"interval": 30, "models_path": str(models), "log_level": "INFO", "settle_seconds": 1},
         "ovms": {"config_path": str(models / "config.json")},
         "webhook": {"auth_token": TOKEN},
+        "gateway": gateway_settings,
     }
+    (var / "predictions").mkdir(exist_ok=True)
     path = var / "sync-config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -71,38 +103,49 @@ def write_sample_files(var: Path) -> Path:
     return directory
 
 
-def usage(s3: str, webhook: str, var: Path) -> str:
+def usage(s3: str, webhook_url: str, gateway_url: str, kafka: str, var: Path) -> str:
     sample_dir = var / "sample"
     puts = "\n".join(
         f"  curl -sX PUT --data-binary @{sample_dir / n} {s3}/{BUCKET}/identity/2/{n}" for n in sample.files()
     )
     auth = f"-H 'Authorization: Bearer {TOKEN}'"
+    body = '{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}]}'
     return f"""
-modelsync is running: S3 store {s3} (bucket '{BUCKET}'), webhook {webhook}, models under {var / "models"}
+modelsync is running: S3 store {s3} (bucket '{BUCKET}'), webhook {webhook_url}, models under {var / "models"}
 The sample model identity:1 was in the bucket before the agent started: the start-up reconcile serves it.
 
   cat {var / "models" / "config.json"}
 
 Publish version 2: upload it (the embedded store takes unsigned requests), then post the events MinIO would send:
 {puts}
-  curl -s {auth} -H 'Content-Type: application/json' --data @{sample_dir / "event-identity-2.json"} {webhook}/minio/events
+  curl -s {auth} -H 'Content-Type: application/json' --data @{sample_dir / "event-identity-2.json"} {webhook_url}/minio/events
   ls {var / "models" / "identity"}
 
 Ask for a resync and wait for its outcome; look at health and metrics:
-  curl -s -X POST {auth} '{webhook}/v1/resync?wait=10'
-  curl -s {webhook}/readyz; curl -s {webhook}/metrics | grep modelsync_
+  curl -s -X POST {auth} '{webhook_url}/v1/resync?wait=10'
+  curl -s {webhook_url}/readyz; curl -s {webhook_url}/metrics | grep modelsync_
   CONFIG_PATH={var / "sync-config.yaml"} .venv/bin/python -m agent status
+
+The prediction gateway {gateway_url} (KServe v2, as OVMS) in front of a model server with the model 'adder':
+  curl -s -H 'Content-Type: application/json' -d '{body}' {gateway_url}/v2/models/adder/versions/1/infer
+  curl -s {gateway_url}/v2/models/adder/ready -o /dev/null -w '%{{http_code}}\\n'
+  .venv/bin/python -m devstack.kafka_request --bootstrap {kafka} --model adder --version 2 '{body}'
+  tail -n 2 {var / "predictions" / "predictions.jsonl"}
 
 Ctrl-C stops everything.
 """
 
 
+def port(name: str, default: int) -> int:
+    return int(os.environ.get(f"DEVSTACK_{name}_PORT", str(default)))
+
+
 def main() -> int:
     var = Path(os.environ.get("DEVSTACK_VAR", "var")).resolve()
-    s3_port = int(os.environ.get("DEVSTACK_S3_PORT", "9000"))
-    webhook_port = int(os.environ.get("DEVSTACK_WEBHOOK_PORT", "8080"))
+    s3_port, webhook_port, gateway_port = port("S3", 9000), port("WEBHOOK", 8080), port("GATEWAY", 9001)
+    model_port, kafka_port = port("MODEL", 8000), port("KAFKA", 9092)
     var.mkdir(exist_ok=True)
-    config_path = write_config(var, s3_port)
+    config_path = write_config(var, s3_port, gateway_section(var, model_port, kafka_port))
     try:
         server = start_s3(s3_port)
     except OSError as exc:
@@ -110,19 +153,37 @@ def main() -> int:
         print("set DEVSTACK_S3_PORT to a free port", file=sys.stderr)
         return 1
     write_sample_files(var)
+    broker = Broker(var / "tansu.log", kafka_port)
+    model_server = ModelServer(var / "mlserver.log", port=model_port)
+    try:
+        broker.start()
+        broker.create_topics(*TOPICS.values())
+        model_server.start()
+    except Exception as exc:
+        print(f"cannot start the broker or the model server: {exc}", file=sys.stderr)
+        print("set DEVSTACK_KAFKA_PORT / DEVSTACK_MODEL_PORT to free ports", file=sys.stderr)
+        broker.stop()
+        server.stop()  # type: ignore[attr-defined]
+        return 1
     env = {
         **os.environ,
         "CONFIG_PATH": str(config_path),
         "MODELSYNC_WEBHOOK_BIND": f"127.0.0.1:{webhook_port}",
+        "MODELSYNC_GATEWAY_BIND": f"127.0.0.1:{gateway_port}",
     }
     children = [
         subprocess.Popen([sys.executable, "-m", "agent", "run"], env=env),
-        subprocess.Popen(
-            gunicorn_command(),
-            env=env,
-        ),
+        subprocess.Popen(webhook.gunicorn_command(), env=env),
+        subprocess.Popen(gateway.gunicorn_command(), env=env),
+        subprocess.Popen([sys.executable, "-m", "gateway", "kafka"], env=env),
     ]
-    print(usage(f"http://127.0.0.1:{s3_port}", f"http://127.0.0.1:{webhook_port}", var), flush=True)
+    local = "http://127.0.0.1"
+    print(
+        usage(
+            f"{local}:{s3_port}", f"{local}:{webhook_port}", f"{local}:{gateway_port}", broker.bootstrap, var
+        ),
+        flush=True,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -133,7 +194,9 @@ def main() -> int:
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
-    codes = [child.wait(timeout=15) for child in children]
+    codes = [child.wait(timeout=40) for child in children]
+    model_server.stop()
+    broker.stop()
     server.stop()  # type: ignore[attr-defined]
     return 0 if stop.is_set() and all(code == 0 for code in codes) else 1
 

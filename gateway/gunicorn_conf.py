@@ -17,6 +17,9 @@ worker_class = "gthread"
 workers = int(os.environ.get("MODELSYNC_GATEWAY_WORKERS", "2"))
 threads = int(os.environ.get("MODELSYNC_GATEWAY_THREADS", "16"))
 preload_app = True
+# gunicorn 25+ opens a control socket at one fixed path per user: two servers on a host
+# (the webhook and the gateway, or parallel tests) would take it from each other.
+control_socket_disable = True
 keepalive = 75
 graceful_timeout = 30
 accesslog = os.environ.get("MODELSYNC_GATEWAY_ACCESS_LOG") or None

@@ -16,6 +16,9 @@ worker_class = "gthread"
 workers = int(os.environ.get("MODELSYNC_WEBHOOK_WORKERS", "2"))
 threads = int(os.environ.get("MODELSYNC_WEBHOOK_THREADS", "8"))
 preload_app = True
+# gunicorn 25+ opens a control socket at one fixed path per user: two servers on a host
+# (the webhook and the gateway, or parallel tests) would take it from each other.
+control_socket_disable = True
 graceful_timeout = 10
 accesslog = os.environ.get("MODELSYNC_WEBHOOK_ACCESS_LOG") or None
 

@@ -7,12 +7,15 @@ rest.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from gateway.errors import SinkError
 from modelsync.gatewayconfig import SinkConfig
+
+log = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT_SECONDS = 10.0
 
@@ -28,6 +31,7 @@ class KafkaSink:
             "linger.ms": 5,
             "message.timeout.ms": int(self.timeout * 1000),
             "enable.idempotence": False,
+            "logger": log,  # librdkafka's own lines, in our log format
         }
         self._producer: Producer | None = None
 

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 import requests
 
+from devstack.broker import Broker
+from devstack.modelserver import ModelServer
 from gateway import gunicorn_command
 from tests.conftest import Process, Volume, child_env
-from tests.gateway.kafka import Broker
 from tests.helpers import free_port, http_ok, wait_for
-from tests.modelserver import ModelServer
 
 ROW = {"name": "x", "datatype": "FP32", "shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}
 
@@ -38,7 +38,7 @@ def model_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModelServ
 
 @pytest.fixture(scope="session")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    server = Broker(tmp_path_factory.mktemp("tansu") / "tansu.log")
+    server = Broker(tmp_path_factory.mktemp("tansu") / "tansu.log", free_port())
     server.start()
     yield server
     server.stop()

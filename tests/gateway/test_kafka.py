@@ -7,10 +7,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from devstack.broker import Broker
 from modelsync import schema
 from tests.conftest import Process, Volume
 from tests.gateway.conftest import infer_body, read_jsonl
-from tests.gateway.kafka import Broker, Reply, reply
+from tests.gateway.kafka import Reply, reply
 from tests.helpers import wait_for
 
 

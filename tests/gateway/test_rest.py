@@ -8,11 +8,11 @@ from pathlib import Path
 
 import requests
 
+from devstack.modelserver import ModelServer
 from modelsync import schema
 from tests.conftest import Volume
 from tests.gateway.conftest import Gateway, infer_body, read_jsonl
 from tests.helpers import wait_for
-from tests.modelserver import ModelServer
 
 
 def direct(model_server: ModelServer, path: str, body: object | None = None) -> requests.Response:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from devstack.broker import Broker
 from gateway.errors import SinkError
 from gateway.reporter import Reporter, encode
 from gateway.sinks.bucket import BucketSink
@@ -23,7 +24,6 @@ from modelsync.config import MinioConfig
 from modelsync.gatewayconfig import SinkConfig
 from modelsync.secret import Secret
 from tests.conftest import ACCESS_KEY, SECRET_KEY, Bucket, S3Server
-from tests.gateway.kafka import Broker
 from tests.gateway.test_reporter import a_call
 from tests.helpers import free_port, wait_for
 

@@ -1,6 +1,6 @@
-"""A real KServe v2 REST model server (MLServer) for tests.
+"""A real KServe v2 REST model server (MLServer), for the tests and for `make run`.
 
-``ModelServer`` runs ``mlserver start tests/modelserver`` in a subprocess of this interpreter, on free
+``ModelServer`` runs ``mlserver start devstack/modelserver`` in a subprocess of this interpreter, on free
 loopback ports, and waits until the server and every expected model version answer ready.
 
 Models served (see ``runtime.py`` and the ``*/model-settings.json`` files beside this one):
@@ -69,12 +69,14 @@ class ModelServer:
         models: Sequence[tuple[str, str | None]] = DEFAULT_MODELS,
         startup_timeout: float = 60.0,
         stop_timeout: float = 10.0,
+        port: int = 0,
     ) -> None:
         self.log_path = Path(log_path)
         self.model_dir = Path(model_dir).resolve()
         self.models = tuple(models)
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
+        self.requested_port = port  # 0: any free port
         self.port = 0
         self.grpc_port = 0
         self.metrics_port = 0
@@ -113,7 +115,8 @@ class ModelServer:
     def start(self) -> ModelServer:
         if self.alive():
             raise ModelServerError("ModelServer already running")
-        self.port, self.grpc_port, self.metrics_port = free_ports(3)
+        http_port, self.grpc_port, self.metrics_port = free_ports(3)
+        self.port = self.requested_port or http_port
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         # MLServer reads `.env` from, and adds, its cwd to sys.path: give it an empty private one.
