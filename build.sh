@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build (and optionally push) the two modelsync images, as the polling sidecar's build.sh did:
+# Build (and optionally push) the three modelsync images, as the polling sidecar's build.sh did:
 #   REGISTRY=registry.example.com IMAGE_NAME=modelsync TAG=1.2.0 PUSH=true ./build.sh
-# Produces $REGISTRY/$IMAGE_NAME-webhook:$TAG and $REGISTRY/$IMAGE_NAME-agent:$TAG.
+# Produces $REGISTRY/$IMAGE_NAME-webhook:$TAG, $REGISTRY/$IMAGE_NAME-agent:$TAG and
+# $REGISTRY/$IMAGE_NAME-gateway:$TAG (which also runs the Kafka provider).
 set -euo pipefail
 
 REGISTRY="${REGISTRY:-localhost}"
@@ -19,7 +20,9 @@ export DOCKER_BUILDKIT=1
 
 read -r -a extra_args <<< "${DOCKER_BUILD_ARGS}"
 
-for component in webhook agent; do
+components=(webhook agent gateway)
+
+for component in "${components[@]}"; do
     image="${REGISTRY}/${IMAGE_NAME}-${component}:${TAG}"
     echo "==> building ${image}"
     # The ${a[@]+...} form: an empty array under set -u breaks bash before 4.4 (macOS).
@@ -27,7 +30,7 @@ for component in webhook agent; do
 done
 
 if [[ "${PUSH}" == "true" ]]; then
-    for component in webhook agent; do
+    for component in "${components[@]}"; do
         image="${REGISTRY}/${IMAGE_NAME}-${component}:${TAG}"
         echo "==> pushing ${image}"
         docker push "${image}"

@@ -15,21 +15,31 @@ import os
 import re
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import tomllib
-from pathlib import Path
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from gateway import GUNICORN_ARGS as GATEWAY_GUNICORN_ARGS
 from modelsync.config import Config, load_config
+from modelsync.gatewayconfig import DEFAULT_SPILL_DIR
 from webhook import GUNICORN_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCKERFILES = {"webhook": ROOT / "Dockerfile.webhook", "agent": ROOT / "Dockerfile.agent"}
+DOCKERFILES = {
+    "webhook": ROOT / "Dockerfile.webhook",
+    "agent": ROOT / "Dockerfile.agent",
+    "gateway": ROOT / "Dockerfile.gateway",
+}
 COMPOSE = ROOT / "compose.yaml"
 EXAMPLE_CONFIG = ROOT / "deploy" / "config" / "sync-config.yaml"
 K8S = ROOT / "deploy" / "kubernetes"
@@ -38,6 +48,10 @@ CHART = ROOT / "deploy" / "helm" / "modelsync"
 WEBHOOK_COMMAND = ["gunicorn", *GUNICORN_ARGS]  # what the tests and make run start
 AGENT_COMMAND = ["python", "-m", "agent", "run"]
 AGENT_HEALTH = ["python", "-m", "agent", "health"]
+GATEWAY_COMMAND = ["gunicorn", *GATEWAY_GUNICORN_ARGS]  # the REST provider
+GATEWAY_KAFKA_COMMAND = ["python", "-m", "gateway", "kafka"]  # the Kafka provider, same image
+# Each HTTP image's bind variable and the port its gunicorn settings default to.
+HTTP_BINDS = {"webhook": ("MODELSYNC_WEBHOOK_BIND", 8080), "gateway": ("MODELSYNC_GATEWAY_BIND", 9001)}
 SYNC_UID = 10001
 # Native sidecars (initContainers with restartPolicy: Always) need this Kubernetes at least.
 K8S_MIN_VERSION = "1.29.0"
@@ -78,7 +92,7 @@ def exec_form(arguments: str) -> list[str]:
     return value
 
 
-def test_hadolint_passes_both_dockerfiles() -> None:
+def test_hadolint_passes_the_dockerfiles() -> None:
     result = run(
         [
             tool("hadolint"),
@@ -117,27 +131,91 @@ def healthcheck_command(component: str) -> list[str]:
 
 def test_dockerfile_commands_are_the_real_entry_points() -> None:
     cmds = {c: exec_form(next(a for k, a in instructions(p) if k == "CMD")) for c, p in DOCKERFILES.items()}
-    assert cmds == {"webhook": WEBHOOK_COMMAND, "agent": AGENT_COMMAND}
+    assert cmds == {"webhook": WEBHOOK_COMMAND, "agent": AGENT_COMMAND, "gateway": GATEWAY_COMMAND}
     assert healthcheck_command("agent") == AGENT_HEALTH
-    webhook_check = healthcheck_command("webhook")
-    assert webhook_check[:2] == ["python", "-c"] and "/healthz" in webhook_check[2]
-    assert "curl" not in " ".join(webhook_check)
+    for component, (variable, port) in HTTP_BINDS.items():
+        check = healthcheck_command(component)
+        assert check[:2] == ["python", "-c"] and "/healthz" in check[2]
+        assert variable in check[2] and "curl" not in " ".join(check)
+        steps = instructions(DOCKERFILES[component])
+        assert [args for keyword, args in steps if keyword == "EXPOSE"] == [str(port)]
+        envs = " ".join(args for keyword, args in steps if keyword == "ENV")
+        assert f"{variable}=0.0.0.0:{port}" in envs, component
+
+
+def package_dirs() -> set[str]:
+    """The source directories setuptools needs for ``pip wheel .``: each listed package's."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    mapped = setuptools.get("package-dir", {})
+    return {mapped.get(p, p.replace(".", "/")).split("/")[0] for p in setuptools["packages"]}
+
+
+@pytest.mark.parametrize("component", sorted(DOCKERFILES))
+def test_dockerfile_copies_every_package_setuptools_builds(component: str) -> None:
+    # setuptools stops with "package directory 'x' does not exist" for any listed package
+    # missing from the build stage, so each image needs all of them, not only its own.
+    copies = [args.split() for keyword, args in instructions(DOCKERFILES[component]) if keyword == "COPY"]
+    copied = {PurePosixPath(args[0]).parts[0] for args in copies if len(args) == 2}
+    assert package_dirs() <= copied, f"not copied: {sorted(package_dirs() - copied)}"
 
 
 def test_entry_points_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert (ROOT / "webhook" / "gunicorn_conf.py").is_file()
     assert (ROOT / "agent" / "__main__.py").is_file()
+    assert (ROOT / "gateway" / "gunicorn_conf.py").is_file()
+    assert (ROOT / "gateway" / "__main__.py").is_file()
     assert callable(importlib.import_module("webhook.app").create_app)
+    assert callable(importlib.import_module("gateway.app").create_app)
+    kafka = importlib.import_module("gateway.cli")._parser().parse_args(GATEWAY_KAFKA_COMMAND[3:])
+    assert kafka.command == "kafka"
     # The gunicorn settings set PROMETHEUS_MULTIPROC_DIR when imported; keep that out of
     # this process, whose other tests read metrics in single-process mode.
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # undone after the test
-    monkeypatch.delenv("MODELSYNC_WEBHOOK_BIND", raising=False)
-    conf = importlib.import_module("webhook.gunicorn_conf")
-    assert conf.bind.endswith(":8080"), "images EXPOSE and probe 8080"
+    for component, (variable, port) in HTTP_BINDS.items():
+        monkeypatch.delenv(variable, raising=False)
+        conf = importlib.import_module(f"{component}.gunicorn_conf")
+        assert conf.bind.endswith(f":{port}"), f"the {component} image EXPOSEs and probes {port}"
 
 
-def test_webhook_healthcheck_script_compiles() -> None:
-    compile(healthcheck_command("webhook")[2], "HEALTHCHECK", "exec")
+class Healthz(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def healthz_port() -> Iterator[int]:
+    """A stand-in server that answers /healthz, on a free port of 127.0.0.1."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Healthz)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("component", sorted(HTTP_BINDS))
+def test_http_healthcheck_asks_the_bound_port(component: str, healthz_port: int) -> None:
+    """The HEALTHCHECK script, run as Docker runs it: healthy exactly when /healthz answers
+    on the port of the bind variable."""
+    variable, _ = HTTP_BINDS[component]
+    check = healthcheck_command(component)
+    env = {"PATH": os.environ.get("PATH", "")}
+    up = run([sys.executable, *check[1:]], env={**env, variable: f"0.0.0.0:{healthz_port}"})
+    assert up.returncode == 0, up.stderr
+    down = run([sys.executable, *check[1:]], env={**env, variable: f"0.0.0.0:{free_port()}"})
+    assert down.returncode != 0
 
 
 def test_dockerignore_keeps_the_context_small() -> None:
@@ -151,6 +229,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
         "schemas/",
         "webhook/",
         "agent/",
+        "gateway/",
     ):
         assert f"!{needed}" in lines
 
@@ -200,8 +279,20 @@ def example_config(compose: dict[str, Any]) -> Config:
     return load_config(EXAMPLE_CONFIG, env=env)
 
 
+GATEWAY_SERVICES = ("gateway", "gateway-kafka")  # one image, two providers
+
+
 def test_compose_has_the_stack(compose: dict[str, Any]) -> None:
-    assert set(compose["services"]) == {"minio", "minio-init", "webhook", "agent", "ovms"}
+    assert set(compose["services"]) == {
+        "minio",
+        "minio-init",
+        "webhook",
+        "agent",
+        "ovms",
+        *GATEWAY_SERVICES,
+        "kafka",
+        "kafka-init",
+    }
 
 
 def test_compose_commands_are_the_real_entry_points(compose: dict[str, Any]) -> None:
@@ -209,15 +300,19 @@ def test_compose_commands_are_the_real_entry_points(compose: dict[str, Any]) -> 
     assert services["webhook"]["command"] == WEBHOOK_COMMAND
     assert services["agent"]["command"] == AGENT_COMMAND
     assert services["agent"]["healthcheck"]["test"] == ["CMD", *AGENT_HEALTH]
-    for name in ("webhook", "agent"):
-        assert services[name]["build"]["dockerfile"] == DOCKERFILES[name].name
+    assert services["gateway"]["command"] == GATEWAY_COMMAND
+    assert services["gateway-kafka"]["command"] == GATEWAY_KAFKA_COMMAND
+    built = {"webhook": "webhook", "agent": "agent", "gateway": "gateway", "gateway-kafka": "gateway"}
+    for name, component in built.items():
+        assert services[name]["build"]["dockerfile"] == DOCKERFILES[component].name
+        assert services[name]["image"].endswith(f"/modelsync-{component}:dev"), services[name]["image"]
         assert services[name].get("entrypoint") is None, "the image runs the command as given"
 
 
 def test_compose_example_config_loads(compose: dict[str, Any], example_config: Config) -> None:
     services = compose["services"]
     config_path = env_of(services["agent"])["CONFIG_PATH"]
-    for name in ("agent", "webhook"):
+    for name in ("agent", "webhook", *GATEWAY_SERVICES):
         assert env_of(services[name])["CONFIG_PATH"] == config_path
         mount = service_mounts(services[name])[str(Path(config_path).parent)]
         assert Path(mount["source"]) == EXAMPLE_CONFIG.parent and mount["read_only"]
@@ -279,6 +374,117 @@ def test_compose_init_subscribes_the_bucket(compose: dict[str, Any], example_con
     assert services["agent"]["depends_on"]["minio-init"]["condition"] == "service_completed_successfully"
 
 
+def test_compose_gateway_serves_rest_on_its_bind_port(compose: dict[str, Any]) -> None:
+    gateway = compose["services"]["gateway"]
+    variable, port = HTTP_BINDS["gateway"]
+    assert env_of(gateway)[variable] == f"0.0.0.0:{port}"
+    assert [(p["host_ip"], p["target"]) for p in gateway["ports"]] == [("127.0.0.1", port)]
+    check = " ".join(gateway["healthcheck"]["test"])
+    assert f"127.0.0.1:{port}/healthz" in check
+    # The image's check asks /healthz, which the Kafka provider does not serve.
+    assert compose["services"]["gateway-kafka"]["healthcheck"] == {"disable": True}
+    assert "ports" not in compose["services"]["gateway-kafka"]
+
+
+def test_compose_host_ports_are_distinct(compose: dict[str, Any]) -> None:
+    published = [
+        (p.get("host_ip", ""), str(p["published"]))
+        for service in compose["services"].values()
+        for p in service.get("ports", [])
+    ]
+    assert len(published) == len(set(published)), f"a host port is published twice: {published}"
+
+
+def test_compose_gateway_calls_ovms(compose: dict[str, Any], example_config: Config) -> None:
+    services = compose["services"]
+    args = services["ovms"]["command"]
+    rest_port = args[args.index("--rest_port") + 1]
+    assert example_config.gateway.model_service.url == f"http://ovms:{rest_port}"
+    assert example_config.gateway.rest.enabled
+    for name in GATEWAY_SERVICES:
+        assert "ovms" in services[name]["depends_on"], name
+
+
+def test_compose_gateway_kafka_reaches_the_broker(compose: dict[str, Any], example_config: Config) -> None:
+    services = compose["services"]
+    kafka, config = services["kafka"], example_config.gateway.kafka
+    broker = env_of(kafka)
+    assert kafka["image"].startswith("apache/kafka:")
+    # KRaft, one node: broker and controller in one process, no ZooKeeper.
+    assert set(broker["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert "KAFKA_ZOOKEEPER_CONNECT" not in broker and broker["CLUSTER_ID"]
+    assert config.enabled
+    # What the clients bootstrap from is what the broker advertises in the compose network.
+    advertised = {entry.split("://", 1)[1] for entry in broker["KAFKA_ADVERTISED_LISTENERS"].split(",")}
+    assert set(config.bootstrap_servers.split(",")) <= advertised
+    assert config.bootstrap_servers == "kafka:9092"
+    assert "9092" in broker["KAFKA_LISTENERS"]
+    assert kafka["healthcheck"]["test"][0] == "CMD" and "localhost:9092" in kafka["healthcheck"]["test"]
+    assert {"target": "/var/lib/kafka/data", "source": "kafka-data"}.items() <= service_mounts(kafka)[
+        "/var/lib/kafka/data"
+    ].items()
+    # The provider subscribes only once its topics exist, and the broker is healthy before that.
+    init = services["kafka-init"]
+    assert init["depends_on"]["kafka"]["condition"] == "service_healthy"
+    depends = services["gateway-kafka"]["depends_on"]
+    assert depends["kafka-init"]["condition"] == "service_completed_successfully"
+    script = " ".join(init["command"])
+    assert f"--bootstrap-server {config.bootstrap_servers} --create --if-not-exists" in script
+    topics = re.search(r"for topic in ([^;]+);", script)
+    assert topics is not None
+    assert set(topics.group(1).split()) == {
+        config.request_topic,
+        config.reply_topic,
+        config.dead_letter_topic,
+    }
+
+
+def test_compose_gateway_spill_and_sinks_are_volumes(compose: dict[str, Any], example_config: Config) -> None:
+    services = compose["services"]
+    reporting = example_config.gateway.reporting
+    sinks = {sink.type: sink for sink in reporting.sinks}
+    assert set(sinks) == {"file", "bucket"}
+    # Records waiting for a sink that is down, and the file sink's files, outlive the container.
+    directories = {
+        str(reporting.spill_dir): "gateway-spill",
+        str(Path(sinks["file"].get("path")).parent): None,
+    }
+    for name in GATEWAY_SERVICES:
+        mounts = service_mounts(services[name])
+        for directory, volume in directories.items():
+            mount = mounts[directory]
+            assert mount["type"] == "volume" and not mount.get("read_only"), (name, mount)
+            assert volume is None or mount["source"] == volume
+            assert mount["source"] in compose["volumes"]
+        assert services[name]["read_only"] and "/tmp" in services[name]["tmpfs"]
+    # The image creates both directories owned by syncuser, so fresh volumes start writable,
+    # and declares the default spill directory a volume.
+    steps = instructions(DOCKERFILES["gateway"])
+    runs = " ".join(args for keyword, args in steps if keyword == "RUN")
+    owned = re.search(r"chown -R 10001:10001 (\S+)", runs)
+    assert owned is not None
+    for directory in directories:
+        assert directory in runs and Path(directory).is_relative_to(owned.group(1)), directory
+    assert [exec_form(args) for keyword, args in steps if keyword == "VOLUME"] == [[str(DEFAULT_SPILL_DIR)]]
+    assert reporting.spill_dir == DEFAULT_SPILL_DIR
+
+
+def test_compose_bucket_sink_has_its_bucket_and_credentials(
+    compose: dict[str, Any], example_config: Config
+) -> None:
+    services = compose["services"]
+    script = " ".join(services["minio-init"]["command"])
+    for sink in example_config.gateway.reporting.sinks:
+        if sink.type == "bucket":
+            assert f"mc mb --ignore-existing local/{sink.get('bucket')}" in script
+    minio = env_of(services["minio"])
+    for name in GATEWAY_SERVICES:
+        config = load_config(EXAMPLE_CONFIG, env=env_of(services[name]))
+        config.require_minio_credentials()
+        assert config.minio.access_key.reveal() == minio["MINIO_ROOT_USER"]
+        assert config.minio.secret_key.reveal() == minio["MINIO_ROOT_PASSWORD"]
+
+
 # -- build.sh ----------------------------------------------------------------------------------
 
 
@@ -303,19 +509,22 @@ def run_build_sh(tmp_path: Path, **env: str) -> list[list[str]]:
     return [line.split() for line in log.read_text().splitlines()]
 
 
-def test_build_sh_builds_and_pushes_both_images(tmp_path: Path) -> None:
+def test_build_sh_builds_and_pushes_every_image(tmp_path: Path) -> None:
     calls = run_build_sh(tmp_path, REGISTRY="reg.example", IMAGE_NAME="ms", TAG="1.2.3", PUSH="true")
     assert calls == [
         ["build", "--file", "Dockerfile.webhook", "--tag", "reg.example/ms-webhook:1.2.3", "."],
         ["build", "--file", "Dockerfile.agent", "--tag", "reg.example/ms-agent:1.2.3", "."],
+        ["build", "--file", "Dockerfile.gateway", "--tag", "reg.example/ms-gateway:1.2.3", "."],
         ["push", "reg.example/ms-webhook:1.2.3"],
         ["push", "reg.example/ms-agent:1.2.3"],
+        ["push", "reg.example/ms-gateway:1.2.3"],
     ]
+    assert {call[2].removeprefix("Dockerfile.") for call in calls if call[0] == "build"} == set(DOCKERFILES)
 
 
 def test_build_sh_pushes_only_when_asked(tmp_path: Path) -> None:
     calls = run_build_sh(tmp_path)
-    assert [call[0] for call in calls] == ["build", "build"]
+    assert [call[0] for call in calls] == ["build", "build", "build"]
 
 
 # -- Kubernetes --------------------------------------------------------------------------------
