@@ -12,7 +12,18 @@ import subprocess
 import sys
 import time
 
-ORDER = ["latency", "webhook_throughput", "burst", "download", "memory", "reconcile", "big_config"]
+ORDER = [
+    "latency",
+    "webhook_throughput",
+    "burst",
+    "download",
+    "memory",
+    "reconcile",
+    "big_config",
+    "gateway_overhead",
+    "reporter_loss",
+    "kafka_throughput",
+]
 
 
 def main() -> int:

@@ -1,22 +1,26 @@
 """The model service adapter: how the gateway calls the model server.
 
 ``ModelService`` is the interface (a gRPC adapter can be added beside the HTTP one). The HTTP
-adapter speaks OVMS's KServe v2 REST API over pooled keep-alive connections. It retries only
-where that is safe: a connection that failed before the request was sent (refused, reset on
-connect, DNS). Once a request left, it is never sent again: the server may be working on it.
+adapter speaks OVMS's KServe v2 REST API over keep-alive connections, one per calling thread
+(no shared pool to lock), see ``gateway/connection.py``. It retries only where that is safe:
+a connection that could not be made (refused, reset or timed out while connecting). Once a
+request was sent it is never sent again: the server may be working on it.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
+import ssl
+import threading
 import time
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
-import urllib3
-from urllib3.exceptions import HTTPError, MaxRetryError, NewConnectionError, TimeoutError
-from urllib3.util import Retry, Timeout
+import httptools
 
+from gateway.connection import ConnectFailed, Connection
 from gateway.errors import ModelServiceUnavailable
 from modelsync.gatewayconfig import ModelServiceConfig
 
@@ -46,17 +50,21 @@ def infer_path(model: str, version: str | None) -> str:
 
 
 class HttpModelService:
-    """KServe v2 over HTTP, with a connection pool shared by all request threads."""
+    """KServe v2 over HTTP/1.1 keep-alive, a connection per calling thread."""
 
     def __init__(self, config: ModelServiceConfig) -> None:
+        parts = urlsplit(config.url)
         self.base = config.url.rstrip("/")
-        # connect retries only: urllib3 counts those as errors raised before the request was sent.
-        retry = Retry(total=None, connect=config.connect_retries, read=0, status=0, other=0, redirect=0)
-        retry.backoff_factor = 0.05
-        self._timeout = Timeout(connect=config.connect_timeout_seconds, read=config.timeout_seconds)
-        self._pool = urllib3.PoolManager(
-            num_pools=4, maxsize=config.pool_size, block=False, retries=retry, timeout=self._timeout
-        )
+        tls = parts.scheme == "https"
+        self._host = parts.hostname or "127.0.0.1"
+        self._port = parts.port or (443 if tls else 80)
+        self._tls = ssl.create_default_context() if tls else None
+        self._connect_timeout = config.connect_timeout_seconds
+        self._read_timeout = config.timeout_seconds
+        self._retries = config.connect_retries
+        self._local = threading.local()
+        self._all: list[Connection] = []
+        self._lock = threading.Lock()
 
     def infer(self, model: str, version: str | None, body: bytes, request_id: str) -> ServiceResponse:
         headers = {"Content-Type": "application/json", "X-Request-Id": request_id}
@@ -66,37 +74,62 @@ class HttpModelService:
         return self._request("GET", path, None, {})
 
     def close(self) -> None:
-        self._pool.clear()
+        with self._lock:
+            for connection in self._all:
+                connection.close()
+            self._all.clear()
 
     def _request(
         self, method: str, path: str, body: bytes | None, headers: dict[str, str]
     ) -> ServiceResponse:
         started = time.perf_counter()
+        connection = self._connected()
         try:
-            response = self._pool.request(
-                method, self.base + path, body=body, headers=headers, preload_content=True
-            )
-        except MaxRetryError as exc:
-            reason = exc.reason
-            # NewConnectionError subclasses ConnectTimeoutError in urllib3: refused is not slow.
-            timed_out = isinstance(reason, TimeoutError) and not isinstance(reason, NewConnectionError)
-            raise ModelServiceUnavailable(_describe(reason), timed_out=timed_out) from None
+            answer, keep_alive = connection.exchange(method, path, headers, body)
         except TimeoutError:
+            connection.close()
             raise ModelServiceUnavailable("model server did not answer in time", timed_out=True) from None
-        except HTTPError as exc:
+        except (OSError, httptools.HttpParserError) as exc:
             # Sent, then the connection broke: not retried, the server may have acted on it.
+            connection.close()
             raise ModelServiceUnavailable(f"model server connection failed: {type(exc).__name__}") from None
-        return ServiceResponse(
-            status=response.status,
-            body=response.data,
-            content_type=response.headers.get("Content-Type", "application/json"),
-            elapsed=time.perf_counter() - started,
-        )
+        if not keep_alive:
+            connection.close()
+        return ServiceResponse(answer.status, answer.body, answer.content_type, time.perf_counter() - started)
 
+    def _connected(self) -> Connection:
+        """This thread's connection, open, and not closed by the server while it sat idle."""
+        connection: Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = Connection(
+                self._host,
+                self._port,
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+                tls=self._tls,
+            )
+            self._local.connection = connection
+            with self._lock:
+                self._all.append(connection)
+        if connection.idle_and_dropped():
+            connection.close()
+        if connection.sock is None:
+            self._open(connection)
+        return connection
 
-def _describe(reason: BaseException | None) -> str:
-    if isinstance(reason, NewConnectionError):
-        return "model server refused the connection"
-    if isinstance(reason, TimeoutError):
-        return "model server did not answer in time"
-    return f"model server unreachable: {type(reason).__name__ if reason else 'unknown'}"
+    def _open(self, connection: Connection) -> None:
+        delay = 0.05
+        for attempt in range(self._retries + 1):
+            try:
+                connection.open()
+                return
+            except ConnectFailed as exc:
+                failure = exc
+            if attempt < self._retries:
+                time.sleep(delay)  # nothing was sent: trying again is safe
+                delay *= 2
+        if failure.errno == errno.ETIMEDOUT:
+            raise ModelServiceUnavailable("model server did not accept a connection in time", timed_out=True)
+        if failure.errno == errno.ECONNREFUSED:
+            raise ModelServiceUnavailable("model server refused the connection")
+        raise ModelServiceUnavailable(f"model server unreachable: {failure.strerror or failure}")

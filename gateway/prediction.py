@@ -8,8 +8,9 @@ to a client's latency.
 from __future__ import annotations
 
 import json
+import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +32,9 @@ class Call:
     error: str | None = None
     request: bytes | None = None  # kept only when inputs are recorded for this call
     possible_duplicate: bool = False
+    # Every sink encodes the call on its own: the ids must come from the call, not the encoding,
+    # so that one prediction has one id in the file, on Kafka and in the bucket alike.
+    call_id: str = field(default_factory=lambda: secrets.token_hex(16))
 
     @property
     def ok(self) -> bool:
@@ -67,15 +71,20 @@ def predictions(call: Call) -> list[dict[str, Any]]:
             base["modelVersion"] = version
         outputs = [o for o in document["outputs"] if _is_tensor(o)]
         if outputs:
-            return [_output_record(base, index, output) for index, output in enumerate(outputs)]
-        return [_error_record(base, "model server answered without outputs")]
-    return [_error_record(base, call.error or _error_text(call, document))]
+            return [_output_record(base, call, index, output) for index, output in enumerate(outputs)]
+        return [_error_record(base, call, "model server answered without outputs")]
+    return [_error_record(base, call, call.error or _error_text(call, document))]
 
 
-def _output_record(base: dict[str, Any], index: int, output: dict[str, Any]) -> dict[str, Any]:
+def prediction_id(call: Call, index: int) -> str:
+    """Stable for a call and output: the same prediction has the same id in every sink."""
+    return call.call_id if index == 0 else uuid.uuid5(uuid.UUID(call.call_id), str(index)).hex
+
+
+def _output_record(base: dict[str, Any], call: Call, index: int, output: dict[str, Any]) -> dict[str, Any]:
     return {
         **base,
-        "predictionId": uuid.uuid4().hex,
+        "predictionId": prediction_id(call, index),
         "status": "ok",
         "outputIndex": index,
         "outputName": output.get("name"),
@@ -84,10 +93,10 @@ def _output_record(base: dict[str, Any], index: int, output: dict[str, Any]) -> 
     }
 
 
-def _error_record(base: dict[str, Any], message: str) -> dict[str, Any]:
+def _error_record(base: dict[str, Any], call: Call, message: str) -> dict[str, Any]:
     return {
         **base,
-        "predictionId": uuid.uuid4().hex,
+        "predictionId": prediction_id(call, 0),
         "status": "error",
         "outputIndex": 0,
         "outputName": None,

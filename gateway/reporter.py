@@ -16,11 +16,11 @@ import contextlib
 import json
 import logging
 import os
-import queue
 import random
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Sequence
 
 from gateway import metrics
@@ -63,7 +63,9 @@ class Reporter:
         self.retry_seconds = retry_seconds
         self._pid = -1
         self._start_lock = threading.Lock()
-        self._queue: queue.Queue[Call | None] = queue.Queue(queue_size)
+        # A deque, not queue.Queue: append and popleft are atomic, and the request path then
+        # takes no lock and notifies no one (the sender looks every flush_seconds).
+        self._queue: deque[Call] = deque()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
         self._down_until = 0.0
@@ -77,12 +79,10 @@ class Reporter:
     def submit(self, call: Call) -> None:
         if self._pid != os.getpid():
             self.start()
-        try:
-            self._queue.put_nowait(call)
-        except queue.Full:
+        if len(self._queue) >= self.queue_size:
             self._spill_now(encode(call), reason="queue full")
             return
-        self._depth.inc()
+        self._queue.append(call)
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -91,7 +91,7 @@ class Reporter:
             if self._pid == os.getpid():
                 return
             self._pid = os.getpid()
-            self._queue = queue.Queue(self.queue_size)
+            self._queue = deque()
             self._stopping = threading.Event()
             self.spill.prepare()
             self._thread = threading.Thread(target=self._run, name=f"reporter-{self.sink.name}", daemon=True)
@@ -102,9 +102,7 @@ class Reporter:
         thread = self._thread
         if thread is None or self._pid != os.getpid():
             return
-        self._stopping.set()
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(None)  # wake the sender
+        self._stopping.set()  # also wakes the sender
         thread.join(timeout)
         if thread.is_alive():
             log.error("reporter %s: sender did not stop within %.0fs", self.sink.name, timeout)
@@ -121,7 +119,7 @@ class Reporter:
             if calls:
                 self._deliver([line for call in calls for line in encode(call)])
             if self._stopping.is_set():
-                if self._queue.empty():
+                if not self._queue:
                     return
                 continue
             try:
@@ -132,23 +130,12 @@ class Reporter:
 
     def _take(self) -> list[Call]:
         calls: list[Call] = []
-        deadline = time.monotonic() + self.flush_seconds
-        while len(calls) < self.batch_size:
-            remaining = deadline - time.monotonic()
-            try:
-                item = (
-                    self._queue.get(timeout=max(remaining, 0.0))
-                    if remaining > 0
-                    else self._queue.get_nowait()
-                )
-            except queue.Empty:
-                break
-            if item is None:
-                if self._stopping.is_set() and self._queue.empty():
-                    break
-                continue
-            self._depth.dec()
-            calls.append(item)
+        with contextlib.suppress(IndexError):
+            while len(calls) < self.batch_size:
+                calls.append(self._queue.popleft())
+        if not calls and not self._stopping.is_set():
+            self._stopping.wait(self.flush_seconds)
+        self._depth.set(len(self._queue))
         return calls
 
     def _deliver(self, lines: list[bytes]) -> None:
@@ -156,7 +143,7 @@ class Reporter:
             self._spill_now(lines, reason="sink down")
             return
         try:
-            self.sink.send(lines)
+            self._send(lines)
         except SinkError as exc:
             undelivered = exc.undelivered if exc.undelivered is not None else lines
             metrics.SENT.labels(sink=self.sink.name).inc(len(lines) - len(undelivered))
@@ -165,6 +152,16 @@ class Reporter:
             return
         metrics.SENT.labels(sink=self.sink.name).inc(len(lines))
         self._sink_ok()
+
+    def _send(self, lines: list[bytes]) -> None:
+        try:
+            self.sink.send(lines)
+        except SinkError:
+            raise
+        except Exception as exc:
+            # A sink's own bug must not kill the sender (and with it every later record).
+            log.exception("reporter %s: the sink failed unexpectedly", self.sink.name)
+            raise SinkError(f"unexpected {type(exc).__name__}") from None
 
     def _replay(self) -> None:
         now = time.monotonic()
@@ -176,10 +173,10 @@ class Reporter:
         for segment in self.spill.claim():
             try:
                 for lines in segment.batches(self.batch_size):
-                    if self._stopping.is_set() or self._queue.qsize() > self.queue_size // 2:
+                    if self._stopping.is_set() or len(self._queue) > self.queue_size // 2:
                         return  # live records first; the rest of this segment waits
                     try:
-                        self.sink.send(lines)
+                        self._send(lines)
                     except SinkError as exc:
                         if exc.undelivered is not None:
                             # Keep the delivered prefix out of the next replay.

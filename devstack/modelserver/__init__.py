@@ -9,6 +9,7 @@ Models served (see ``runtime.py`` and the ``*/model-settings.json`` files beside
 * ``adder`` v2: ``x`` FP32 [N, K] -> ``sum`` FP32 [N] (row sums * 2), ``count`` INT64 [N] (K)
 * ``slow`` v1: sleeps request ``parameters.sleep_ms`` ms, echoes its first input as ``y``
 * ``failing`` v1: predict raises (HTTP 500, plain-text body ``Internal Server Error``)
+* ``mlp`` v1: ``x`` FP32 [N, 64] -> ``scores`` FP32 [N, 10], a dense network costing real CPU
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ DEFAULT_MODELS: tuple[tuple[str, str | None], ...] = (
     ("adder", "2"),
     ("slow", "1"),
     ("failing", "1"),
+    ("mlp", "1"),
 )
 # `python -m mlserver` does not exist and `-m mlserver.cli.main` warns (runpy); call the console entry.
 _LAUNCH = "import sys; sys.argv[0] = 'mlserver'; from mlserver.cli import main; main()"
@@ -70,6 +72,7 @@ class ModelServer:
         startup_timeout: float = 60.0,
         stop_timeout: float = 10.0,
         port: int = 0,
+        cpus: set[int] | None = None,
     ) -> None:
         self.log_path = Path(log_path)
         self.model_dir = Path(model_dir).resolve()
@@ -77,6 +80,7 @@ class ModelServer:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.requested_port = port  # 0: any free port
+        self.cpus = cpus  # pin the server (and its threads) to these CPUs, for benchmarks
         self.port = 0
         self.grpc_port = 0
         self.metrics_port = 0
@@ -98,6 +102,9 @@ class ModelServer:
     def alive(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def _pin(self) -> None:
+        os.sched_setaffinity(0, self.cpus or set())
+
     def _env(self) -> dict[str, str]:
         # Drop inherited MLSERVER_* (MLSERVER_MODEL_* would apply to *every* model's settings).
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLSERVER_")}
@@ -107,6 +114,9 @@ class ModelServer:
                 "MLSERVER_GRPC_PORT": str(self.grpc_port),  # gRPC cannot be turned off
                 "MLSERVER_METRICS_PORT": str(self.metrics_port),  # unused: settings.json disables metrics
                 "PYTHONDONTWRITEBYTECODE": "1",  # no __pycache__ in the model dir
+                # One BLAS thread: a model's cost is then the same whether or not the server is pinned.
+                "OPENBLAS_NUM_THREADS": "1",
+                "OMP_NUM_THREADS": "1",
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -130,6 +140,7 @@ class ModelServer:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # own process group: stop() reaps any workers too
+            preexec_fn=self._pin if self.cpus else None,
         )
         try:
             self._wait_ready(started + self.startup_timeout)

@@ -17,6 +17,7 @@ MLServer imports this module as top-level ``runtime`` (``mlserver start <dir>`` 
 from __future__ import annotations
 
 import asyncio
+import itertools
 from typing import Any
 
 import numpy as np
@@ -102,3 +103,36 @@ class SlowModel(MLModel):
 class FailingModel(MLModel):
     async def predict(self, payload: InferenceRequest) -> InferenceResponse:
         raise RuntimeError("failing model: predict always raises")
+
+
+class MlpModel(MLModel):
+    """A small dense network with fixed random weights: a model whose answer costs real CPU
+    (a few milliseconds a row), for measuring what the gateway adds to a realistic call.
+    ``parameters.extra``: ``inputs`` (features), ``width`` and ``depth`` (hidden layers)."""
+
+    async def load(self) -> bool:
+        extra = _extra(self)
+        features, width, depth = (
+            int(extra.get("inputs", 64)),
+            int(extra.get("width", 1024)),
+            int(extra.get("depth", 4)),
+        )
+        rng = np.random.default_rng(7)
+        sizes = [features, *([width] * depth), 10]
+        self._layers = [
+            rng.standard_normal((a, b), dtype=np.float32) / np.float32(np.sqrt(a))
+            for a, b in itertools.pairwise(sizes)
+        ]
+        return True
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        x = _decode_fp32_matrix(payload.inputs[0])
+        if x.shape[1] != self._layers[0].shape[0]:
+            raise InferenceError(f"input: expected {self._layers[0].shape[0]} features, got {x.shape[1]}")
+        for layer in self._layers[:-1]:
+            x = np.maximum(x @ layer, 0)
+        scores = x @ self._layers[-1]
+        output = ResponseOutput(
+            name="scores", datatype="FP32", shape=list(scores.shape), data=scores.ravel().tolist()
+        )
+        return InferenceResponse(model_name=self.name, model_version=self.version, outputs=[output])

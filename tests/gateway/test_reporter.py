@@ -204,3 +204,21 @@ def test_gateway_spills_while_its_sink_is_down_and_loses_nothing_across_a_restar
     text = requests.get(gateway.url + "/metrics", timeout=5).text
     assert 'modelsync_gateway_reporter_replayed_total{sink="file"} 100.0' in text
     assert 'dropped_total{sink="file"} 0.0' in text or "dropped_total{" not in text
+
+
+def test_one_prediction_has_one_id_in_every_sink(
+    tmp_path: Path, make_reporter: Callable[..., Reporter]
+) -> None:
+    first, second = tmp_path / "a" / "p.jsonl", tmp_path / "b" / "p.jsonl"
+    first.parent.mkdir()
+    second.parent.mkdir()
+    reporters = [
+        make_reporter(FileSink(SinkConfig("file", name, MappingProxyType({"path": str(path)}))))
+        for name, path in (("a", first), ("b", second))
+    ]
+    for index in range(20):
+        call = a_call(index)
+        for reporter in reporters:
+            reporter.submit(call)
+    wait_for(lambda: len(request_ids(first)) == len(request_ids(second)) == 20, 10, what="20 records in each")
+    assert {r["predictionId"] for r in read_jsonl(first)} == {r["predictionId"] for r in read_jsonl(second)}

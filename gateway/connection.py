@@ -1,0 +1,116 @@
+"""One keep-alive HTTP/1.1 connection to the model server, answers parsed by httptools.
+
+http.client parses every answer's headers with the email package, which cost a fifth of the
+gateway's CPU on a small model (py-spy, bench.gateway_overhead). httptools is llhttp, the
+parser Node.js and uvicorn use: same rules (Content-Length, chunked, keep-alive), in C.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import ssl
+from dataclasses import dataclass, field
+
+import httptools
+
+
+class ConnectFailed(OSError):
+    """The connection could not be made: nothing was sent, so trying again is safe."""
+
+
+@dataclass
+class Answer:
+    status: int = 0
+    content_type: str = "application/json"
+    chunks: list[bytes] = field(default_factory=list)
+    complete: bool = False
+    keep_alive: bool = False
+    parser: httptools.HttpResponseParser | None = None
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"content-type":
+            self.content_type = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+
+    def on_message_complete(self) -> None:
+        # llhttp answers should_keep_alive() only while the message is current.
+        assert self.parser is not None
+        self.keep_alive = self.parser.should_keep_alive()
+        self.complete = True
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(self.chunks)
+
+
+class Connection:
+    def __init__(
+        self, host: str, port: int, *, connect_timeout: float, read_timeout: float, tls: ssl.SSLContext | None
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.tls = tls
+        self.sock: socket.socket | None = None
+        self._host_header = f"{host}:{port}"
+
+    def open(self) -> None:
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+        except TimeoutError:
+            raise ConnectFailed(errno.ETIMEDOUT, "timed out") from None
+        except OSError as exc:
+            raise ConnectFailed(exc.errno, exc.strerror or str(exc)) from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.tls is not None:
+                sock = self.tls.wrap_socket(sock, server_hostname=self.host)
+        except OSError as exc:
+            sock.close()
+            raise ConnectFailed(exc.errno, exc.strerror or str(exc)) from None
+        sock.settimeout(self.read_timeout)
+        self.sock = sock
+
+    def close(self) -> None:
+        if self.sock is not None:
+            self.sock.close()
+            self.sock = None
+
+    def idle_and_dropped(self) -> bool:
+        """Readable while idle: the server closed it (or sent junk). Either way, start over."""
+        if self.sock is None:
+            return False
+        poller = select.poll()  # not select(): descriptors above 1024 are common in a busy worker
+        poller.register(self.sock, select.POLLIN)
+        try:
+            return bool(poller.poll(0))
+        except OSError:
+            return True
+
+    def exchange(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[Answer, bool]:
+        """Send one request and read its whole answer; also says whether to keep the connection."""
+        assert self.sock is not None
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header}"]
+        lines += [f"{name}: {value}" for name, value in headers.items()]
+        if body is not None:
+            lines.append(f"Content-Length: {len(body)}")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        self.sock.sendall(head + body if body else head)
+        answer = Answer()
+        parser = answer.parser = httptools.HttpResponseParser(answer)
+        while not answer.complete:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionResetError("the model server closed the connection before a whole answer")
+            parser.feed_data(data)
+        answer.status = parser.get_status_code()
+        answer.parser = None
+        return answer, answer.keep_alive
