@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from gateway.kafkaworker import KafkaWorker
 
+    if kafka.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(kafka.metrics_port)
+        log.info("kafka provider: metrics on port %d", kafka.metrics_port)
+
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:

@@ -47,6 +47,7 @@ class KafkaConfig:
     session_timeout_ms: int = 10000
     max_poll_interval_ms: int = 300000
     default_model: str | None = None
+    metrics_port: int | None = None
 
 
 @dataclass(frozen=True)
