@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    predictor.reporters.start()
     try:
         return KafkaWorker(kafka, predictor).run(stop)
     finally:

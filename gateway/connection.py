@@ -27,12 +27,20 @@ class Answer:
     chunks: list[bytes] = field(default_factory=list)
     complete: bool = False
     keep_alive: bool = False
+    headers_done: bool = False
+    framed: bool = False  # Content-Length or chunked: the body's end is known without EOF
     parser: httptools.HttpResponseParser | None = None
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        if name.lower() == b"content-type":
+        name = name.lower()
+        if name == b"content-type":
             self.content_type = value.decode("latin-1")
+        elif name in (b"content-length", b"transfer-encoding"):
+            self.framed = True
+
+    def on_headers_complete(self) -> None:
+        self.headers_done = True
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)
@@ -58,7 +66,7 @@ class Connection:
         self.read_timeout = read_timeout
         self.tls = tls
         self.sock: socket.socket | None = None
-        self._host_header = f"{host}:{port}"
+        self._host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
 
     def open(self) -> None:
         try:
@@ -104,13 +112,25 @@ class Connection:
             lines.append(f"Content-Length: {len(body)}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         self.sock.sendall(head + body if body else head)
+        while True:
+            answer = self._read_answer()
+            if answer.status >= 200:
+                return answer, answer.keep_alive
+            # 1xx (100 Continue, 103 Early Hints): an interim answer; the real one follows.
+
+    def _read_answer(self) -> Answer:
+        assert self.sock is not None
         answer = Answer()
         parser = answer.parser = httptools.HttpResponseParser(answer)
         while not answer.complete:
             data = self.sock.recv(65536)
             if not data:
+                if answer.headers_done and not answer.framed:
+                    break  # a body that ends where the connection does (HTTP/1.0 style)
                 raise ConnectionResetError("the model server closed the connection before a whole answer")
             parser.feed_data(data)
         answer.status = parser.get_status_code()
         answer.parser = None
-        return answer, answer.keep_alive
+        if not answer.complete:
+            answer.keep_alive = False
+        return answer

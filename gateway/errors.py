@@ -10,21 +10,26 @@ class GatewayError(Exception):
 class ModelServiceUnavailable(GatewayError):
     """The model server could not be reached, or did not answer in time: nothing to pass on."""
 
-    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+    def __init__(self, message: str, *, timed_out: bool = False, sent: bool = True) -> None:
         super().__init__(message)
         self.timed_out = timed_out
+        self.sent = sent  # False: the request never left, so sending it again is safe
 
 
 class SinkError(GatewayError):
     """A sink did not take a batch; the reporter spills it and tries again later.
 
-    ``undelivered``: the lines that did not arrive, when the sink knows (the others did);
-    None means none of the batch arrived.
+    ``undelivered``: the lines to try again, when the sink knows (the others arrived or are in
+    ``rejected``); None means none of the batch arrived, except the rejected ones.
+    ``rejected``: lines the sink refused for good (too large, a 4xx): trying again is pointless.
     """
 
-    def __init__(self, message: str, undelivered: list[bytes] | None = None) -> None:
+    def __init__(
+        self, message: str, undelivered: list[bytes] | None = None, rejected: list[bytes] | None = None
+    ) -> None:
         super().__init__(message)
         self.undelivered = undelivered
+        self.rejected: list[bytes] = rejected or []
 
 
 class SpillError(GatewayError):

@@ -37,6 +37,11 @@ def post_fork(server: Any, worker: Any) -> None:
     # bounds that wait for a small loss of throughput (measured in bench.gateway_overhead).
     sys.setswitchinterval(SWITCH_INTERVAL)
 
+    from gateway import reporter
+
+    # Now, not on the first request: a worker that gets no traffic still replays the spill.
+    reporter.start_all()
+
 
 def worker_exit(server: Any, worker: Any) -> None:
     from gateway import reporter

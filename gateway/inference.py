@@ -19,6 +19,8 @@ from gateway.prediction import Call
 from gateway.reporter import Reporters
 
 JSON = "application/json"
+MAX_LABELLED_MODELS = 1000  # model versions with labels of their own, per process
+_KNOWN: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,10 @@ class Answer:
     status: int
     body: bytes
     content_type: str
+    # The request never reached the model server (no connection), or it answered 503 (not
+    # ready): asking again cannot make the model run twice.
+    retry_safe: bool = False
+    unreachable: bool = False  # no connection to the model server: the request never left
 
     @property
     def ok(self) -> bool:
@@ -60,7 +66,10 @@ class Predictor:
             response = self.service.infer(model, version, body, request_id)
         except ModelServiceUnavailable as exc:
             error = str(exc)
-            answer = Answer(504 if exc.timed_out else 503, error_body(error), JSON)
+            status = 504 if exc.timed_out else 503
+            answer = Answer(
+                status, error_body(error), JSON, retry_safe=not exc.sent, unreachable=not exc.sent
+            )
         else:
             http_status = response.status
             metrics.MODEL_SERVICE_LATENCY.labels(*_labels(model, version, response.status)).observe(
@@ -68,7 +77,8 @@ class Predictor:
             )
             answer = Answer(response.status, response.body, response.content_type)
             if not answer.ok:
-                answer = Answer(response.status, normalise_error(response.status, response.body), JSON)
+                body = normalise_error(response.status, response.body)
+                answer = Answer(response.status, body, JSON, retry_safe=response.status == 503)
         duration = time.perf_counter() - started
         model_label, version_label = _labels(model, version, answer.status)
         status_label = str(answer.status)
@@ -93,11 +103,14 @@ class Predictor:
 
 
 def _labels(model: str, version: str | None, status: int) -> tuple[str, str]:
-    # Names a client made up must not become label values: that would let anyone grow the
-    # metrics without bound. A 404 is the model server saying the name is not a model.
-    if status == 404:
-        return "unknown", "unknown"
-    return model, version or "default"
+    # Names a client made up must not become label values (anyone could grow the metrics
+    # without bound): a name is a label once the model server has answered 2xx for it.
+    key = (model, version or "default")
+    if 200 <= status < 300:
+        if key not in _KNOWN and len(_KNOWN) < MAX_LABELLED_MODELS:
+            _KNOWN.add(key)
+        return key if key in _KNOWN else ("other", "other")
+    return key if key in _KNOWN else ("unknown", "unknown")
 
 
 def normalise_error(status: int, body: bytes) -> bytes:

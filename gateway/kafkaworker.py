@@ -2,9 +2,11 @@
 
 A request is a message whose value is a KServe v2 inference request (JSON) and whose
 headers name the model (``model``, optional ``model-version``, ``correlation-id``,
-``reply-to``). The answer goes to the reply topic with the same correlation id; a request
-that fails for good (not JSON, no model, the model server refusing it, or the model server
-unreachable through every attempt) also goes to the dead-letter topic with the reason.
+``reply-to``); see ``gateway/kafkarequest.py``. The answer goes to the reply topic with the
+same correlation id; a request that fails for good (not JSON, no model, the model server
+refusing it) also goes to the dead-letter topic with the reason. While the model server
+cannot be reached at all, nothing is answered or committed: the batch is read again, with a
+growing wait, until it can.
 
 Offsets are committed only after every answer of a batch was acknowledged by the broker. A
 worker killed mid-batch leaves that batch uncommitted; whoever takes the partition over
@@ -14,41 +16,25 @@ a newly assigned partition may have been answered by the worker that had it befo
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from gateway import metrics
-from gateway.inference import Answer, Predictor, error_body
-from gateway.rest import NAME, VERSION
+from gateway.inference import Predictor
+from gateway.kafkarequest import Handled, Outgoing, Request, RequestHandler, where
 from modelsync.gatewayconfig import KafkaConfig
 
 log = logging.getLogger(__name__)
 
-TOPIC = NAME  # same alphabet, and the schema caps the length
-TRANSIENT = (502, 503, 504)
 FLUSH_SECONDS = 30.0
-
-Headers = list[tuple[str, str | bytes | None]]
-
-
-@dataclass
-class Outgoing:
-    topic: str
-    value: bytes
-    headers: Headers
-    key: bytes | None = None
-
-
-@dataclass
-class Handled:
-    reply: Outgoing
-    dead_letter: Outgoing | None = None
+FIRST_WAIT = 0.5
+MAX_WAIT = 10.0
 
 
 @dataclass
@@ -56,30 +42,6 @@ class _Partition:
     """Where the first batch after an assignment ends: answers up to there may be repeats."""
 
     suspect_until: int | None = None
-
-
-def where(message: Message) -> tuple[str, int, int]:
-    """Topic, partition and offset of a consumed message (never None once consumed)."""
-    return str(message.topic()), int(message.partition() or 0), int(message.offset() or 0)
-
-
-def _origin(prefix: str, message: Message) -> Headers:
-    topic, partition, offset = where(message)
-    return [
-        (f"{prefix}-topic", topic),
-        (f"{prefix}-partition", str(partition)),
-        (f"{prefix}-offset", str(offset)),
-    ]
-
-
-def _raw_headers(message: Message) -> list[tuple[str, bytes]]:
-    raw = message.headers() or []
-    items = raw.items() if isinstance(raw, dict) else raw
-    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items if v is not None]
-
-
-def _header_map(message: Message) -> dict[str, str]:
-    return {key.lower(): value.decode("utf-8", "replace") for key, value in _raw_headers(message)}
 
 
 class KafkaWorker:
@@ -108,7 +70,9 @@ class KafkaWorker:
             }
         )
         self.pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="kafka-infer")
+        self.requests = RequestHandler(config, predictor)
         self._partitions: dict[tuple[str, int], _Partition] = {}
+        self._wait = FIRST_WAIT
 
     # -- loop -----------------------------------------------------------------------------
 
@@ -158,19 +122,27 @@ class KafkaWorker:
 
     def handle_batch(self, messages: list[Message]) -> None:
         suspects = [self._possible_duplicate(m) for m in messages]
-        handled = list(self.pool.map(self.handle, messages, suspects))
+        handled = list(self.pool.map(self.requests.handle, messages, suspects))
+        if any(item.reply is None for item in handled):
+            # The model server is down: nothing is answered or committed, the batch waits.
+            log.warning(
+                "kafka provider: model server unreachable; reading the batch again in %.1fs", self._wait
+            )
+            self._rewind(messages, self._wait)
+            self._wait = min(self._wait * 2, MAX_WAIT)
+            return
+        self._wait = FIRST_WAIT
         failures: list[str] = []
 
         def delivered(error: KafkaError | None, _message: Message) -> None:
             if error is not None:
                 failures.append(str(error))
 
-        for item in handled:
-            for out in (item.reply, item.dead_letter):
-                if out is not None:
-                    self.producer.produce(
-                        out.topic, value=out.value, key=out.key, headers=out.headers, on_delivery=delivered
-                    )
+        try:
+            for message, item in zip(messages, handled, strict=True):
+                self._produce_answers(message, item, delivered)
+        except (KafkaException, BufferError) as exc:
+            failures.append(str(exc))
         left = self.producer.flush(FLUSH_SECONDS)
         if failures or left:
             log.error(
@@ -178,11 +150,39 @@ class KafkaWorker:
                 len(failures) + left,
                 failures[0] if failures else "timed out",
             )
-            self._rewind(messages)
+            self._rewind(messages, 1.0)
             return
         for item in handled:
             metrics.KAFKA_MESSAGES.labels("dead_lettered" if item.dead_letter else "replied").inc()
         self._commit(messages)
+
+    def _produce_answers(
+        self, message: Message, item: Handled, delivered: Callable[[KafkaError | None, Message], None]
+    ) -> None:
+        try:
+            for out in (item.reply, item.dead_letter):
+                if out is not None:
+                    self._produce(out, delivered)
+        except KafkaException as exc:
+            # The answer itself cannot go (larger than the broker takes, say): the request is
+            # dead-lettered and its client told why, in a reply small enough to go.
+            reason = f"the answer could not be produced: {exc.args[0] if exc.args else exc}"
+            request = Request.read(message, self.config, possible_duplicate=False)
+            substitute = self.requests.dead(request, reason, status=502)
+            for out in (substitute.reply, substitute.dead_letter):
+                if out is not None:
+                    self._produce(out, delivered)
+
+    def _produce(self, out: Outgoing, delivered: Callable[[KafkaError | None, Message], None]) -> None:
+        for _ in range(100):
+            try:
+                self.producer.produce(
+                    out.topic, value=out.value, key=out.key, headers=out.headers, on_delivery=delivered
+                )
+                return
+            except BufferError:
+                self.producer.poll(0.1)  # the local queue is full: let deliveries drain
+        raise BufferError("the producer's queue stayed full")
 
     def _commit(self, messages: list[Message]) -> None:
         ends: dict[tuple[str, int], int] = {}
@@ -196,17 +196,22 @@ class KafkaWorker:
             # Answered but not committed: the next owner answers again (at least once).
             log.warning("kafka provider: commit failed (%s); those requests may be answered twice", exc)
 
-    def _rewind(self, messages: list[Message]) -> None:
+    def _rewind(self, messages: list[Message], wait: float) -> None:
         starts: dict[tuple[str, int], int] = {}
+        ends: dict[tuple[str, int], int] = {}
         for m in messages:
             topic, partition, offset = where(m)
             starts[(topic, partition)] = min(starts.get((topic, partition), offset), offset)
+            ends[(topic, partition)] = max(ends.get((topic, partition), offset), offset + 1)
         for (topic, partition), offset in starts.items():
+            # Some of these may have been answered already: their next answers say so.
+            state = self._partitions.setdefault((topic, partition), _Partition())
+            state.suspect_until = max(state.suspect_until or 0, ends[(topic, partition)])
             try:
                 self.consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as exc:
                 log.warning("kafka provider: cannot rewind %s[%d]: %s", topic, partition, exc)
-        time.sleep(1.0)  # the broker just failed us: do not spin on it
+        time.sleep(wait)  # do not spin on a broker or model server that just failed us
 
     def _possible_duplicate(self, message: Message) -> bool:
         topic, partition, offset = where(message)
@@ -214,147 +219,3 @@ class KafkaWorker:
         if state.suspect_until is None:
             state.suspect_until = offset + self.config.batch_size
         return offset < state.suspect_until
-
-    # -- one request ----------------------------------------------------------------------
-
-    def handle(self, message: Message, possible_duplicate: bool = False) -> Handled:
-        headers = _header_map(message)
-        correlation = headers.get("correlation-id") or "{}-{}-{}".format(*where(message))
-        model = headers.get("model") or self.config.default_model or ""
-        version = headers.get("model-version") or None
-        reply_to = headers.get("reply-to") or self.config.reply_topic
-        problem = self._problem(message, model, version, reply_to)
-        if problem is not None:
-            if not TOPIC.match(reply_to):
-                reply_to = self.config.reply_topic
-            return self._dead(message, problem, correlation, model, version, reply_to, possible_duplicate)
-        answer = self._infer(message, model, version, correlation, possible_duplicate)
-        if answer.ok:
-            reply = self._reply(message, answer, correlation, model, version, reply_to, possible_duplicate)
-            return Handled(reply)
-        reason = _error_text(answer)
-        if answer.status in TRANSIENT:
-            reason = f"model service unavailable after {self.config.max_attempts} attempts: {reason}"
-        return self._dead(message, reason, correlation, model, version, reply_to, possible_duplicate, answer)
-
-    def _problem(self, message: Message, model: str, version: str | None, reply_to: str) -> str | None:
-        if not model:
-            return "no model: set the 'model' header (or gateway.kafka.default_model)"
-        if not NAME.match(model):
-            return f"invalid model name {model[:130]!r}"
-        if version is not None and not VERSION.match(version):
-            return f"invalid model version {version[:66]!r}"
-        if not TOPIC.match(reply_to):
-            return f"invalid reply-to topic {reply_to[:130]!r}"
-        try:
-            document = json.loads(message.value() or b"")
-        except ValueError as exc:
-            return f"request is not JSON: {exc}"
-        if not isinstance(document, dict):
-            return "request is not a JSON object (expected a KServe v2 inference request)"
-        return None
-
-    def _infer(
-        self, message: Message, model: str, version: str | None, correlation: str, possible_duplicate: bool
-    ) -> Answer:
-        delay = 0.2
-        for attempt in range(1, self.config.max_attempts + 1):
-            answer = self.predictor.infer(
-                model,
-                version,
-                message.value() or b"",
-                provider="kafka",
-                request_id=correlation,
-                possible_duplicate=possible_duplicate,
-            )
-            if answer.status not in TRANSIENT or attempt == self.config.max_attempts:
-                return answer
-            log.warning(
-                "kafka provider: model %s:%s unavailable (attempt %d of %d); retrying in %.1fs",
-                model,
-                version or "default",
-                attempt,
-                self.config.max_attempts,
-                delay,
-            )
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
-        raise AssertionError("unreachable")
-
-    def _base_headers(
-        self, message: Message, correlation: str, model: str, version: str | None, possible_duplicate: bool
-    ) -> Headers:
-        headers: Headers = [
-            ("correlation-id", correlation.encode()),
-            ("model", model.encode()),
-            *_origin("request", message),
-        ]
-        if version:
-            headers.append(("model-version", version.encode()))
-        if possible_duplicate:
-            headers.append(("possible-duplicate", b"true"))
-        return headers
-
-    def _reply(
-        self,
-        message: Message,
-        answer: Answer,
-        correlation: str,
-        model: str,
-        version: str | None,
-        reply_to: str,
-        possible_duplicate: bool,
-    ) -> Outgoing:
-        headers = self._base_headers(message, correlation, model, version, possible_duplicate)
-        headers += [("status", str(answer.status).encode()), ("content-type", answer.content_type.encode())]
-        return Outgoing(reply_to, answer.body, headers, key=correlation.encode())
-
-    def _dead(
-        self,
-        message: Message,
-        reason: str,
-        correlation: str,
-        model: str,
-        version: str | None,
-        reply_to: str,
-        possible_duplicate: bool,
-        answer: Answer | None = None,
-    ) -> Handled:
-        log.warning(
-            "kafka provider: dead-lettering %s[%d]@%d (correlation %s): %s",
-            *where(message),
-            correlation,
-            reason,
-        )
-        status = answer.status if answer is not None else 400
-        reply = self._reply(
-            message,
-            Answer(status, error_body(reason), "application/json"),
-            correlation,
-            model,
-            version,
-            reply_to,
-            possible_duplicate,
-        )
-        original: Headers = list(_raw_headers(message))
-        dead = Outgoing(
-            self.config.dead_letter_topic,
-            message.value() or b"",
-            [
-                *original,
-                ("dead-letter-reason", reason.encode()),
-                *_origin("original", message),
-            ],
-            key=message.key(),
-        )
-        return Handled(reply, dead)
-
-
-def _error_text(answer: Answer) -> str:
-    try:
-        document = json.loads(answer.body)
-    except ValueError:
-        return f"model server answered {answer.status}"
-    if isinstance(document, dict) and isinstance(document.get("error"), str):
-        return f"{answer.status}: {document['error']}"
-    return f"model server answered {answer.status}"

@@ -49,6 +49,11 @@ SPILLED = Counter(
 REPLAYED = Counter(
     "modelsync_gateway_reporter_replayed_total", "Spilled prediction records delivered later", ["sink"]
 )
+REJECTED = Counter(
+    "modelsync_gateway_reporter_rejected_total",
+    "Prediction records the sink refused for good, kept in the spill's rejected/ directory",
+    ["sink"],
+)
 DROPPED = Counter(
     "modelsync_gateway_reporter_dropped_total",
     "Prediction records lost (the spill could not be written). Must stay 0.",

@@ -129,7 +129,9 @@ class HttpModelService:
                 time.sleep(delay)  # nothing was sent: trying again is safe
                 delay *= 2
         if failure.errno == errno.ETIMEDOUT:
-            raise ModelServiceUnavailable("model server did not accept a connection in time", timed_out=True)
-        if failure.errno == errno.ECONNREFUSED:
-            raise ModelServiceUnavailable("model server refused the connection")
-        raise ModelServiceUnavailable(f"model server unreachable: {failure.strerror or failure}")
+            message, timed_out = "model server did not accept a connection in time", True
+        elif failure.errno == errno.ECONNREFUSED:
+            message, timed_out = "model server refused the connection", False
+        else:
+            message, timed_out = f"model server unreachable: {failure.strerror or failure}", False
+        raise ModelServiceUnavailable(message, timed_out=timed_out, sent=False)

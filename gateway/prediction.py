@@ -105,10 +105,25 @@ def _error_record(base: dict[str, Any], call: Call, message: str) -> dict[str, A
     }
 
 
+def fallback_record(call: Call, message: str) -> dict[str, Any]:
+    """An error record built from the call's fields alone (nothing parsed)."""
+    base = {
+        "requestId": call.request_id,
+        "modelName": call.model,
+        "modelVersion": call.version,
+        "provider": call.provider,
+        "httpStatus": call.http_status,
+        "requestTimestamp": timestamp(call.requested_at),
+        "responseTimestamp": timestamp(call.answered_at),
+        "timeTakenInMs": round(max(call.answered_at - call.requested_at, 0.0) * 1000, 3),
+    }
+    return _error_record(base, call, message)
+
+
 def _object(body: bytes) -> dict[str, Any] | None:
     try:
         document = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a hostile, deeply nested body
         return None
     return document if isinstance(document, dict) else None
 

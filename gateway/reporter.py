@@ -1,19 +1,21 @@
 """The prediction reporter: never blocks the request path, never loses a record.
 
-``submit`` puts a :class:`~gateway.prediction.Call` on a bounded in-memory queue and returns;
-when the queue is full the call's records go straight to the spill file instead. A background
-sender turns calls into prediction records and hands them to the sink in batches; a batch the
-sink does not take is spilled, and spilled records are replayed once the sink takes batches
-again. One reporter per sink, so a slow sink never holds up another.
+``submit`` appends a :class:`~gateway.prediction.Call` to a bounded in-memory queue and
+returns; when the queue is full, or the reporter is stopping, the call's records go straight
+to the spill file instead. A background sender turns calls into prediction records and hands
+them to the sink in batches (``batch_size`` records, or whatever ``flush_seconds`` gathered);
+what the sink does not take is spilled, and spilled records are replayed once the sink takes
+batches again. Records the sink refuses for good (too large for Kafka, a 4xx from an HTTP
+receiver) are kept in ``<spill>/rejected/`` instead of blocking the replay forever. One
+reporter per sink, so a slow sink never holds up another.
 
 A record is lost only if the spill cannot be written (counted as ``dropped``), or if the
-process is killed with records still in the queue (SIGTERM drains it first).
+process is killed (SIGKILL) with records still in its queue: SIGTERM spills the queue.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
@@ -24,8 +26,9 @@ from collections import deque
 from collections.abc import Sequence
 
 from gateway import metrics
+from gateway.encoding import encode
 from gateway.errors import SinkError, SpillError
-from gateway.prediction import Call, predictions
+from gateway.prediction import Call
 from gateway.sinks import Sink
 from gateway.spill import Spill
 
@@ -35,10 +38,6 @@ MAX_BACKOFF = 30.0
 RESCAN_SECONDS = 10.0  # how often to look for segments that dead processes left behind
 
 _LIVE: weakref.WeakSet[Reporters] = weakref.WeakSet()
-
-
-def encode(call: Call) -> list[bytes]:
-    return [json.dumps(record, separators=(",", ":")).encode() + b"\n" for record in predictions(call)]
 
 
 class Reporter:
@@ -63,11 +62,12 @@ class Reporter:
         self.retry_seconds = retry_seconds
         self._pid = -1
         self._start_lock = threading.Lock()
-        # A deque, not queue.Queue: append and popleft are atomic, and the request path then
-        # takes no lock and notifies no one (the sender looks every flush_seconds).
+        # A deque, not queue.Queue: append and popleft are atomic, so the request path takes
+        # no lock; it wakes the sender only when a whole batch is waiting.
         self._queue: deque[Call] = deque()
-        self._thread: threading.Thread | None = None
+        self._full = threading.Event()
         self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
         self._down_until = 0.0
         self._backoff = retry_seconds
         self._backlog = True  # unknown at start: earlier runs may have left segments
@@ -79,10 +79,12 @@ class Reporter:
     def submit(self, call: Call) -> None:
         if self._pid != os.getpid():
             self.start()
-        if len(self._queue) >= self.queue_size:
-            self._spill_now(encode(call), reason="queue full")
+        if self._stopping.is_set() or len(self._queue) >= self.queue_size:
+            self._spill_now(encode(call), reason="queue full or stopping")
             return
         self._queue.append(call)
+        if len(self._queue) >= self.batch_size:
+            self._full.set()
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -90,20 +92,25 @@ class Reporter:
         with self._start_lock:
             if self._pid == os.getpid():
                 return
-            self._pid = os.getpid()
             self._queue = deque()
+            self._full = threading.Event()
             self._stopping = threading.Event()
-            self.spill.prepare()
+            with contextlib.suppress(SpillError):
+                self.spill.prepare()  # checked at start-up; a failure now shows on the first spill
             self._thread = threading.Thread(target=self._run, name=f"reporter-{self.sink.name}", daemon=True)
+            self._pid = os.getpid()  # last: a submit that sees it finds the new queue in place
             self._thread.start()
 
-    def close(self, timeout: float = 20.0) -> None:
-        """Deliver or spill everything queued, then stop the sender."""
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the sender; everything still queued goes to the spill (fast, and safe within
+        gunicorn's graceful timeout), to be replayed by the next process."""
         thread = self._thread
         if thread is None or self._pid != os.getpid():
             return
-        self._stopping.set()  # also wakes the sender
+        self._stopping.set()
+        self._full.set()
         thread.join(timeout)
+        self._spill_queued()  # a request thread may have raced the stop
         if thread.is_alive():
             log.error("reporter %s: sender did not stop within %.0fs", self.sink.name, timeout)
             return
@@ -114,29 +121,39 @@ class Reporter:
     # -- sender ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
-            calls = self._take()
-            if calls:
-                self._deliver([line for call in calls for line in encode(call)])
-            if self._stopping.is_set():
-                if not self._queue:
-                    return
-                continue
+        while not self._stopping.is_set():
             try:
-                self._replay()
+                self._step()
             except Exception:
-                log.exception("reporter %s: replay failed; retrying later", self.sink.name)
+                # Nothing may end this thread: every later record depends on it.
+                log.exception("reporter %s: sender step failed; going on", self.sink.name)
                 self._mark_down()
+        self._spill_queued()
+
+    def _step(self) -> None:
+        if len(self._queue) < self.batch_size:
+            self._full.wait(self.flush_seconds)
+        self._full.clear()
+        calls = self._take()
+        if calls:
+            self._deliver([line for call in calls for line in encode(call)])
+        self._depth.set(len(self._queue))
+        if not self._stopping.is_set():
+            self._replay()
 
     def _take(self) -> list[Call]:
         calls: list[Call] = []
         with contextlib.suppress(IndexError):
             while len(calls) < self.batch_size:
                 calls.append(self._queue.popleft())
-        if not calls and not self._stopping.is_set():
-            self._stopping.wait(self.flush_seconds)
-        self._depth.set(len(self._queue))
         return calls
+
+    def _spill_queued(self) -> None:
+        while True:
+            calls = self._take()
+            if not calls:
+                return
+            self._spill_now([line for call in calls for line in encode(call)], reason="stopping")
 
     def _deliver(self, lines: list[bytes]) -> None:
         if time.monotonic() < self._down_until:
@@ -145,10 +162,11 @@ class Reporter:
         try:
             self._send(lines)
         except SinkError as exc:
-            undelivered = exc.undelivered if exc.undelivered is not None else lines
-            metrics.SENT.labels(sink=self.sink.name).inc(len(lines) - len(undelivered))
-            self._sink_failed(exc)
-            self._spill_now(undelivered, reason="sink down")
+            retry = self._settle(exc, lines)
+            metrics.SENT.labels(sink=self.sink.name).inc(len(lines) - len(retry) - len(exc.rejected))
+            if retry:
+                self._sink_failed(exc)
+                self._spill_now(retry, reason="sink down")
             return
         metrics.SENT.labels(sink=self.sink.name).inc(len(lines))
         self._sink_ok()
@@ -159,9 +177,17 @@ class Reporter:
         except SinkError:
             raise
         except Exception as exc:
-            # A sink's own bug must not kill the sender (and with it every later record).
             log.exception("reporter %s: the sink failed unexpectedly", self.sink.name)
             raise SinkError(f"unexpected {type(exc).__name__}") from None
+
+    def _settle(self, exc: SinkError, lines: list[bytes]) -> list[bytes]:
+        """Keep what the sink refused for good; return what should be tried again."""
+        if exc.rejected:
+            self._reject(exc.rejected, str(exc))
+        if exc.undelivered is not None:
+            return list(exc.undelivered)
+        refused = set(map(id, exc.rejected))
+        return [line for line in lines if id(line) not in refused]
 
     def _replay(self) -> None:
         now = time.monotonic()
@@ -178,11 +204,19 @@ class Reporter:
                     try:
                         self._send(lines)
                     except SinkError as exc:
-                        if exc.undelivered is not None:
-                            # Keep the delivered prefix out of the next replay.
-                            segment.advance(lines[: len(lines) - len(exc.undelivered)])
-                        self._sink_failed(exc)
-                        return
+                        retry = self._settle(exc, lines)
+                        if exc.undelivered is None and not exc.rejected:
+                            self._sink_failed(exc)  # nothing arrived: try this batch again later
+                            return
+                        # Part arrived: the rest goes to a new segment, this one moves past it all.
+                        self._spill_now(retry, reason="replay")
+                        segment.advance(lines)
+                        delivered = len(lines) - len(retry) - len(exc.rejected)
+                        metrics.REPLAYED.labels(sink=self.sink.name).inc(delivered)
+                        if retry:
+                            self._sink_failed(exc)
+                            return
+                        continue
                     segment.advance(lines)
                     metrics.REPLAYED.labels(sink=self.sink.name).inc(len(lines))
                     self._sink_ok()
@@ -193,6 +227,8 @@ class Reporter:
         self._backlog = False
 
     def _spill_now(self, lines: Sequence[bytes], reason: str) -> None:
+        if not lines:
+            return
         try:
             self.spill.append(list(lines))
         except SpillError as exc:
@@ -202,6 +238,22 @@ class Reporter:
         self._backlog = True
         metrics.SPILLED.labels(sink=self.sink.name).inc(len(lines))
         log.debug("reporter %s: spilled %d records (%s)", self.sink.name, len(lines), reason)
+
+    def _reject(self, lines: Sequence[bytes], reason: str) -> None:
+        try:
+            where = self.spill.quarantine(list(lines))
+        except SpillError as exc:
+            metrics.DROPPED.labels(sink=self.sink.name).inc(len(lines))
+            log.error("reporter %s: DROPPED %d refused records: %s", self.sink.name, len(lines), exc)
+            return
+        metrics.REJECTED.labels(sink=self.sink.name).inc(len(lines))
+        log.error(
+            "reporter %s: the sink refused %d records for good (%s); kept in %s",
+            self.sink.name,
+            len(lines),
+            reason,
+            where,
+        )
 
     def _sink_failed(self, exc: SinkError) -> None:
         if self._down_until == 0.0:
@@ -238,12 +290,23 @@ class Reporters:
         for reporter in self.reporters:
             reporter.submit(call)
 
+    def start(self) -> None:
+        """Start the senders now (not on the first request), so a process that gets no traffic
+        still replays what earlier processes spilled."""
+        for reporter in self.reporters:
+            reporter.start()
+
     def close(self) -> None:
         for reporter in self.reporters:
             reporter.close()
 
 
+def start_all() -> None:
+    for reporters in list(_LIVE):
+        reporters.start()
+
+
 def close_all() -> None:
-    """Drain every reporter of this process (gunicorn's worker_exit, the Kafka worker's exit)."""
+    """Spill every reporter's queue and stop it (gunicorn's worker_exit, the Kafka worker's exit)."""
     for reporters in list(_LIVE):
         reporters.close()

@@ -8,6 +8,7 @@ so a replay that stops half-way resumes where it stopped instead of sending reco
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -91,12 +92,28 @@ class Spill:
             try:
                 if self._fd < 0:
                     self._open()
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(self._fd, view) :]
-                self._written += len(data)
+            except OSError as exc:
+                raise SpillError(f"cannot open a spill segment in {self.directory}: {exc.strerror}") from None
+            try:
+                append_whole(self._fd, data, self._written)
             except OSError as exc:
                 raise SpillError(f"cannot append to spill in {self.directory}: {exc.strerror}") from None
+            self._written += len(data)
+
+    def quarantine(self, lines: list[bytes]) -> Path:
+        """Keep records the sink refused for good, out of the replay, for a person to look at."""
+        directory = self.directory / "rejected"
+        path = directory / f"{os.getpid()}{SUFFIX}"
+        try:
+            directory.mkdir(exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o640)
+            try:
+                append_whole(fd, b"".join(lines), os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise SpillError(f"cannot write {path}: {exc.strerror}") from None
+        return path
 
     def seal(self) -> None:
         """Close the active segment so it can be replayed; the next append starts a new one."""
@@ -140,9 +157,31 @@ class Spill:
     def _open(self) -> None:
         name = f"seg-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}{SUFFIX}"
         path = self.directory / name
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW, 0o640)
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        # Made and locked under a name replay does not look at, then renamed: a replayer can
+        # never claim (and delete) a segment between its creation and its lock.
+        hidden = self.directory / f".{name}.new"
+        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_NOFOLLOW, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            os.rename(hidden, path)
+        except OSError:
+            os.close(fd)
+            hidden.unlink(missing_ok=True)
+            raise
         self._fd, self._path, self._written = fd, path, 0
+
+
+def append_whole(fd: int, data: bytes, size_before: int) -> None:
+    """All of ``data`` or none of it: a write cut short (disk full) is cut back off, so the
+    file never holds half a line that the next append would glue onto."""
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, size_before)
+        raise
 
 
 def _read_cursor(path: Path) -> int:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit
 
 from modelsync.errors import ConfigError
 
@@ -24,7 +25,6 @@ class ModelServiceConfig:
     timeout_seconds: float = 30.0
     connect_timeout_seconds: float = 2.0
     connect_retries: int = 2
-    pool_size: int = 32
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,16 @@ class GatewayConfig:
 
 def build_gateway(source: Path, raw: Mapping[str, Any] | None) -> GatewayConfig:
     raw = raw or {}
+    service = ModelServiceConfig(**(raw.get("model_service") or {}))
+    try:
+        urlsplit(service.url).port  # noqa: B018 - raises on a port that is not a number in range
+    except ValueError as exc:
+        raise ConfigError(source, "gateway.model_service.url", str(exc)) from None
     kafka = KafkaConfig(**(raw.get("kafka") or {}))
     if kafka.enabled and not kafka.bootstrap_servers:
         raise ConfigError(source, "gateway.kafka.bootstrap_servers", "is required when kafka.enabled is true")
     return GatewayConfig(
-        model_service=ModelServiceConfig(**(raw.get("model_service") or {})),
+        model_service=service,
         rest=RestConfig(**(raw.get("rest") or {})),
         kafka=kafka,
         reporting=_reporting(source, raw.get("reporting") or {}, kafka),

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gateway.errors import SinkError
+from gateway.spill import append_whole
 from modelsync.gatewayconfig import SinkConfig
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
@@ -57,9 +58,7 @@ class FileSink:
         if size > 0 and size + len(data) > self.max_bytes:
             self._rotate()
             fd = self._current()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        append_whole(fd, data, os.fstat(fd).st_size)  # a batch cut short is cut back off
 
     def _current(self) -> int:
         """Our descriptor, reopened if another worker rotated the file away (or after a fork)."""

@@ -1,8 +1,9 @@
-"""Kafka topic sink: one message per prediction record, keyed by its request id.
+"""Kafka topic sink: one message per prediction record.
 
-A batch counts as delivered only when the broker acknowledged each message (``acks=all``);
-the ones it did not are handed back to be spilled, so a partial failure never resends the
-rest.
+A record counts as delivered only when the broker acknowledged it (``acks=all``). The ones
+it did not are handed back to be spilled, and the ones it can never take (larger than the
+broker allows, say) are handed back as rejected, so a partial failure neither resends the
+rest nor blocks the replay.
 """
 
 from __future__ import annotations
@@ -37,33 +38,33 @@ class KafkaSink:
 
     def send(self, lines: Sequence[bytes]) -> None:
         producer = self._producer or self._connect()
-        failed: list[int] = []
-        reasons: list[str] = []
+        # None: no answer yet; True: delivered; otherwise why not (retriable or not).
+        outcome: list[KafkaError | str | bool | None] = [None] * len(lines)
 
         def delivered(index: int) -> Callable[[KafkaError | None, Message], None]:
             def callback(error: KafkaError | None, _message: Message) -> None:
-                if error is not None:
-                    failed.append(index)
-                    reasons.append(str(error))
+                outcome[index] = error if error is not None else True
 
             return callback
 
-        try:
-            for index, line in enumerate(lines):
+        for index, line in enumerate(lines):
+            try:
                 producer.produce(self.topic, value=line.rstrip(b"\n"), on_delivery=delivered(index))
-                producer.poll(0)
-        except (KafkaException, BufferError) as exc:
-            producer.flush(self.timeout)
-            undelivered = [lines[i] for i in sorted(failed)] + list(lines[index:])
-            raise SinkError(f"kafka produce failed: {exc}", undelivered) from None
-        left = producer.flush(self.timeout)
-        if failed or left:
-            # Messages still queued after the flush were never acknowledged either.
-            raise SinkError(
-                f"kafka did not acknowledge {len(failed) + left} of {len(lines)} records: "
-                f"{reasons[0] if reasons else 'timed out'}",
-                [lines[i] for i in sorted(failed)] if not left else list(lines),
+            except BufferError:
+                producer.poll(1.0)  # the local queue is full: let it drain once, then give up on the rest
+                break
+            except KafkaException as exc:
+                outcome[index] = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else str(exc)
+            producer.poll(0)
+        producer.flush(self.timeout)
+        rejected = [lines[i] for i, o in enumerate(outcome) if _permanent(o)]
+        retry = [lines[i] for i, o in enumerate(outcome) if o is not True and not _permanent(o)]
+        if rejected or retry:
+            reason = next(
+                (str(o) for o in outcome if o is not None and o is not True), "not acknowledged in time"
             )
+            taken = sum(1 for o in outcome if o is True)
+            raise SinkError(f"kafka took {taken} of {len(lines)} records: {reason}", retry, rejected)
 
     def close(self) -> None:
         if self._producer is not None:
@@ -73,3 +74,10 @@ class KafkaSink:
     def _connect(self) -> Producer:
         self._producer = Producer(self._settings)
         return self._producer
+
+
+PERMANENT = (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_RECORD, KafkaError.INVALID_MSG)
+
+
+def _permanent(outcome: KafkaError | str | bool | None) -> bool:
+    return isinstance(outcome, KafkaError) and outcome.code() in PERMANENT

@@ -64,6 +64,12 @@ def test_a_full_gateway_section(tmp_path: Path) -> None:
     [
         ({"model_service": {}}, "gateway.model_service.url", "is required"),
         ({"model_service": {"url": "ovms:8000"}}, "gateway.model_service.url", "e.g. http://ovms:8000"),
+        ({"model_service": {"url": "http://ovms:99999"}}, "gateway.model_service.url", "out of range"),
+        (
+            {"model_service": {"url": "http://ovms:8000", "timeout_seconds": 1e300}},
+            "gateway.model_service.timeout_seconds",
+            "maximum",
+        ),
         ({"kafka": {"enabled": True}}, "gateway.kafka.bootstrap_servers", "is required"),
         ({"kafka": {"topic": "x"}}, "gateway.kafka.topic", "unknown key"),
         ({"reporting": {"inputs": "some"}}, "gateway.reporting.inputs", "none, all, or a sample rate"),

@@ -5,14 +5,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from devstack.broker import Broker
+from devstack.modelserver import ModelServer
 from modelsync import schema
 from tests.conftest import Process, Volume
 from tests.gateway.conftest import infer_body, read_jsonl
 from tests.gateway.kafka import Reply, reply
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 
 def use_kafka(volume: Volume, broker: Broker, topics: dict[str, str], **options: Any) -> None:
@@ -108,17 +110,40 @@ def test_permanent_failures_are_dead_lettered_with_the_reason(
         assert answers[correlation].body["error"]
 
 
-def test_unreachable_model_server_is_retried_then_dead_lettered(
+def test_requests_wait_while_the_model_server_is_down_and_are_answered_when_it_is_back(
+    gateway_volume: Volume,
+    broker: Broker,
+    topics: dict[str, str],
+    start_kafka_worker: Callable[..., Process],
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    gateway_volume.settings["gateway"]["model_service"]["url"] = f"http://127.0.0.1:{port}"
+    use_kafka(gateway_volume, broker, topics, max_attempts=2)
+    send_request(broker, topics["requests"], "while-down", "adder", infer_body(), **{"model-version": "1"})
+    worker = start_kafka_worker()
+    wait_for(lambda: worker.log.count("reading the batch again") >= 2, 30, what="the batch waiting")
+    assert broker.read(topics["dead"], 1, timeout=1) == [], "an outage is not a reason to dead-letter"
+
+    with ModelServer(tmp_path / "late-mlserver.log", port=port):
+        (answer,) = replies(broker, topics["replies"], 1)
+    assert answer.correlation == "while-down" and answer.headers["status"] == "200"
+    assert answer.headers["possible-duplicate"] == "true"
+
+
+def test_a_request_the_model_server_did_not_answer_in_time_is_not_sent_again(
     gateway_volume: Volume, broker: Broker, topics: dict[str, str], start_kafka_worker: Callable[..., Process]
 ) -> None:
-    gateway_volume.settings["gateway"]["model_service"]["url"] = "http://127.0.0.1:9"
-    use_kafka(gateway_volume, broker, topics, max_attempts=3)
-    send_request(broker, topics["requests"], "lost-server", "adder", infer_body())
+    gateway_volume.settings["gateway"]["model_service"]["timeout_seconds"] = 0.5
+    use_kafka(gateway_volume, broker, topics)
+    send_request(broker, topics["requests"], "too-slow", "slow", infer_body(parameters={"sleep_ms": 2000}))
     worker = start_kafka_worker()
 
     (dead,) = broker.read(topics["dead"], 1)
-    assert "unavailable after 3 attempts" in reply(dead).headers["dead-letter-reason"]
-    assert worker.log.count("retrying in") == 2
+    assert "did not answer in time" in reply(dead).headers["dead-letter-reason"]
+    (answer,) = replies(broker, topics["replies"], 1)
+    assert answer.headers["status"] == "504"
+    assert "retrying" not in worker.log, "a request that was sent is never sent again"
 
 
 def test_at_least_once_when_the_worker_is_killed(
@@ -162,3 +187,16 @@ def test_a_stalled_worker_loses_its_batch_and_the_repeat_is_marked(
     assert [r.correlation for r in got] == ["slow-0", "slow-0"], [r.headers for r in got]
     assert [r.headers.get("possible-duplicate") for r in got].count("true") >= 1
     assert "commit failed" in worker.log
+
+
+def test_a_correlation_id_that_could_inject_headers_is_replaced(
+    gateway_volume: Volume, broker: Broker, topics: dict[str, str], start_kafka_worker: Callable[..., Process]
+) -> None:
+    use_kafka(gateway_volume, broker, topics)
+    for hostile in ("a\r\nX-Evil: 1", "caf\u00e9-\u20ac", "x" * 300):
+        send_request(broker, topics["requests"], hostile, "adder", infer_body(), **{"model-version": "1"})
+    start_kafka_worker()
+
+    answers = replies(broker, topics["replies"], 3)
+    assert [a.headers["status"] for a in answers] == ["200", "200", "200"]
+    assert [a.correlation for a in answers] == [f"{topics['requests']}-0-{i}" for i in range(3)]

@@ -14,8 +14,9 @@ from types import MappingProxyType
 import pytest
 import requests
 
+from gateway.encoding import encode
 from gateway.prediction import Call
-from gateway.reporter import Reporter, encode
+from gateway.reporter import Reporter
 from gateway.sinks.file import FileSink
 from gateway.spill import Spill
 from modelsync import schema
@@ -222,3 +223,27 @@ def test_one_prediction_has_one_id_in_every_sink(
             reporter.submit(call)
     wait_for(lambda: len(request_ids(first)) == len(request_ids(second)) == 20, 10, what="20 records in each")
     assert {r["predictionId"] for r in read_jsonl(first)} == {r["predictionId"] for r in read_jsonl(second)}
+
+
+def test_a_hostile_request_still_gets_its_record_and_the_sender_goes_on(
+    tmp_path: Path, make_reporter: Callable[..., Reporter]
+) -> None:
+    """inputs: all, and a body nested deeper than Python's parser goes: the record is written
+    without inputs, and every later record still arrives."""
+    target = tmp_path / "predictions.jsonl"
+    reporter = make_reporter(file_sink(target))
+    hostile = Call(**{**a_call(0).__dict__, "request": b'{"inputs":' + b"[" * 100_000})
+    reporter.submit(hostile)
+    for index in range(1, 11):
+        reporter.submit(a_call(index))
+    wait_for(lambda: len(request_ids(target)) == 11, 10, what="11 records")
+    (record,) = [r for r in read_jsonl(target) if r["requestId"] == "req-0"]
+    assert "inputs" not in record and record["status"] == "ok"
+
+
+def test_non_finite_outputs_are_written_as_valid_json(tmp_path: Path) -> None:
+    call = a_call(0)
+    body = json.loads(call.response)
+    body["outputs"][0]["data"] = [float("nan"), float("inf")]
+    (line,) = encode(Call(**{**call.__dict__, "response": json.dumps(body).encode()}))
+    assert b"NaN" in line and json.loads(line, parse_constant=lambda c: pytest.fail(f"bare {c}"))

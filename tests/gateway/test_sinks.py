@@ -13,8 +13,10 @@ from typing import Any
 import pytest
 
 from devstack.broker import Broker
+from gateway.encoding import encode
 from gateway.errors import SinkError
-from gateway.reporter import Reporter, encode
+from gateway.prediction import Call
+from gateway.reporter import Reporter
 from gateway.sinks.bucket import BucketSink
 from gateway.sinks.http import HttpSink
 from gateway.sinks.kafka import KafkaSink
@@ -160,3 +162,27 @@ def test_bucket_sink_writes_batches_as_jsonl_objects(
     sink.send(lines)
     sink.send(lines)
     assert len(records()) == 53
+
+
+def test_a_record_kafka_can_never_take_is_set_aside_and_the_rest_arrive(
+    broker: Broker, topics: dict[str, str], tmp_path: Path
+) -> None:
+    """A prediction over the producer's message limit (1 MB) in the middle of a batch: the
+    others arrive once, the big one is kept in rejected/, and replay is not blocked by it."""
+    sink = KafkaSink(sink_config("kafka", topic=topics["predictions"], bootstrap_servers=broker.bootstrap))
+    reporter = reporter_for(sink, tmp_path)
+    big = a_call(1)
+    huge = json.loads(big.response)
+    huge["outputs"][0]["data"] = [0.5] * 300_000
+    calls = [a_call(0), Call(**{**big.__dict__, "response": json.dumps(huge).encode()}), a_call(2)]
+    for call in calls:
+        reporter.submit(call)
+
+    rejected = tmp_path / "spill" / "rejected"
+    wait_for(lambda: list(rejected.glob("*.jsonl")), 20, what="the refused record set aside")
+    messages = broker.read(topics["predictions"], 2)
+    assert sorted(json.loads(m.value() or b"")["requestId"] for m in messages) == ["req-0", "req-2"]
+    (kept,) = [json.loads(line) for f in rejected.glob("*.jsonl") for line in f.read_text().splitlines()]
+    assert kept["requestId"] == "req-1"
+    reporter.close()
+    assert len(broker.read(topics["predictions"], 3, timeout=2)) == 2, "nothing sent twice"
