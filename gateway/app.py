@@ -7,21 +7,16 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask, Response, jsonify
-from werkzeug.exceptions import HTTPException
+from flask import Flask
 
 from gateway import metrics, rest
 from gateway.errors import SpillError
 from gateway.factory import build_predictor
 from modelsync import logsetup
-from modelsync.config import Config, load_config
-from modelsync.errors import ConfigError
+from modelsync.config import Config
+from modelsync.web import StartupError, load_settings, register_errors
 
 log = logging.getLogger(__name__)
-
-
-class StartupError(RuntimeError):
-    """Raised from the factory so gunicorn prints one clean line and exits non-zero."""
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -29,7 +24,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(CONFIG_PATH=None, MODELSYNC=None)
     if test_config is not None:
         app.config.from_mapping(test_config)
-    settings: Config = app.config["MODELSYNC"] or _load(app.config["CONFIG_PATH"])
+    settings: Config = app.config["MODELSYNC"] or load_settings(app.config["CONFIG_PATH"])
     logsetup.configure(settings.sync.log_level, settings.sync.log_format)
     gateway = settings.gateway
     if not gateway.rest.enabled:
@@ -42,31 +37,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         raise StartupError(
             f"configuration error: {settings.source}: gateway.reporting.spill_dir: {exc}"
         ) from None
-    _register_errors(app)
+    register_errors(app)
     metrics.register(app)
     app.register_blueprint(rest.bp)
     sinks = ", ".join(s.name for s in gateway.reporting.sinks) or "none"
     log.info("gateway ready: model service %s, sinks: %s", gateway.model_service.url, sinks)
     return app
-
-
-def _load(path: str | None) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise StartupError(f"configuration error: {exc}") from None
-
-
-def _register_errors(app: Flask) -> None:
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException) -> tuple[Response, int]:
-        status = exc.code or 500
-        if status == 413:
-            limit = app.config["MAX_CONTENT_LENGTH"]
-            return jsonify(error=f"request body is larger than the limit of {limit} bytes"), 413
-        return jsonify(error=exc.description or exc.name), status
-
-    @app.errorhandler(Exception)
-    def unexpected(exc: Exception) -> tuple[Response, int]:
-        log.error("unhandled %s while serving a request", type(exc).__name__, exc_info=True)
-        return jsonify(error="internal error"), 500

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import os
-
 from flask import Flask, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
-    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
-    generate_latest,
-    multiprocess,
 )
+
+from modelsync.web import metrics_exposition
 
 _BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 30)
 
@@ -66,20 +63,7 @@ KAFKA_MESSAGES = Counter(
 )
 
 
-def _registry() -> CollectorRegistry | None:
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return None
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return registry
-
-
-def exposition() -> bytes:
-    registry = _registry()
-    return generate_latest(registry) if registry is not None else generate_latest()
-
-
 def register(app: Flask) -> None:
     @app.get("/metrics")
     def metrics() -> Response:
-        return Response(exposition(), mimetype=CONTENT_TYPE_LATEST)
+        return Response(metrics_exposition(), mimetype=CONTENT_TYPE_LATEST)

@@ -49,16 +49,7 @@ def timestamp(epoch: float) -> str:
 
 def predictions(call: Call) -> list[dict[str, Any]]:
     """The records of one call: one per output tensor, or one error record."""
-    base: dict[str, Any] = {
-        "requestId": call.request_id,
-        "modelName": call.model,
-        "modelVersion": call.version,
-        "provider": call.provider,
-        "httpStatus": call.http_status,
-        "requestTimestamp": timestamp(call.requested_at),
-        "responseTimestamp": timestamp(call.answered_at),
-        "timeTakenInMs": round(max(call.answered_at - call.requested_at, 0.0) * 1000, 3),
-    }
+    base = _base(call)
     if call.possible_duplicate:
         base["possibleDuplicate"] = True
     inputs = _inputs(call.request) if call.request is not None else None
@@ -107,7 +98,11 @@ def _error_record(base: dict[str, Any], call: Call, message: str) -> dict[str, A
 
 def fallback_record(call: Call, message: str) -> dict[str, Any]:
     """An error record built from the call's fields alone (nothing parsed)."""
-    base = {
+    return _error_record(_base(call), call, message)
+
+
+def _base(call: Call) -> dict[str, Any]:
+    return {
         "requestId": call.request_id,
         "modelName": call.model,
         "modelVersion": call.version,
@@ -117,7 +112,6 @@ def fallback_record(call: Call, message: str) -> dict[str, Any]:
         "responseTimestamp": timestamp(call.answered_at),
         "timeTakenInMs": round(max(call.answered_at - call.requested_at, 0.0) * 1000, 3),
     }
-    return _error_record(base, call, message)
 
 
 def _object(body: bytes) -> dict[str, Any] | None:

@@ -152,6 +152,7 @@ def test_grafana_dashboard_queries_only_metrics_that_exist() -> None:
     from prometheus_client import REGISTRY
 
     import agent.metrics
+    import gateway.metrics  # noqa: F401 - and the gateway's
     import webhook.metrics  # noqa: F401 - registers the webhook's metrics
 
     assert agent.metrics.SYNCS is not None

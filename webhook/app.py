@@ -13,16 +13,12 @@ from typing import Any
 from flask import Flask
 
 from modelsync import logsetup
-from modelsync.config import Config, load_config
-from modelsync.errors import ConfigError
+from modelsync.config import Config
 from modelsync.intents import IntentWriter
-from webhook import errors, events, health, metrics, resync
+from modelsync.web import StartupError, load_settings, register_errors
+from webhook import events, health, metrics, resync
 
 log = logging.getLogger(__name__)
-
-
-class StartupError(RuntimeError):
-    """Raised from the factory so gunicorn prints one clean line and exits non-zero."""
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -30,7 +26,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(CONFIG_PATH=None, MODELSYNC=None)
     if test_config is not None:
         app.config.from_mapping(test_config)
-    settings: Config = app.config["MODELSYNC"] or _load(app.config["CONFIG_PATH"])
+    settings: Config = app.config["MODELSYNC"] or load_settings(app.config["CONFIG_PATH"])
     logsetup.configure(settings.sync.log_level, settings.sync.log_format)
     _check_auth(settings)
 
@@ -38,20 +34,13 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes
     app.extensions["intent_writer"] = IntentWriter(settings.intents_dir)
 
-    errors.register(app)
+    register_errors(app)
     metrics.register(app)
     app.register_blueprint(events.bp)
     app.register_blueprint(resync.bp)
     app.register_blueprint(health.bp)
     log.info("webhook ready: bucket=%s intents=%s", settings.minio.bucket, settings.intents_dir)
     return app
-
-
-def _load(path: str | None) -> Config:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        raise StartupError(f"configuration error: {exc}") from None
 
 
 def _check_auth(settings: Config) -> None:

@@ -14,8 +14,8 @@ from typing import Any, TypeVar, cast
 from flask import Response, current_app, request
 
 from modelsync.config import Config
+from modelsync.web import error_response
 from webhook import metrics
-from webhook.errors import error_response
 
 F = TypeVar("F", bound=Callable[..., Any])
 

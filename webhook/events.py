@@ -19,9 +19,9 @@ from modelsync import fastschema, schema
 from modelsync.config import Config
 from modelsync.errors import SchemaViolation, UnsafeKeyError
 from modelsync.intents import IntentWriter
+from modelsync.web import error_response
 from webhook import metrics
 from webhook.auth import require_token
-from webhook.errors import error_response
 from webhook.records import classify
 
 log = logging.getLogger(__name__)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
-    CollectorRegistry,
     Counter,
     Histogram,
-    generate_latest,
-    multiprocess,
 )
+
+from modelsync.web import metrics_exposition
 
 RECEIVED = Counter("modelsync_webhook_records_received_total", "Event records received")
 ACCEPTED = Counter("modelsync_webhook_records_accepted_total", "Records written as intent files")
@@ -32,14 +30,6 @@ LATENCY = Histogram(
 )
 
 
-def _registry() -> CollectorRegistry | None:
-    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        return None
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return registry
-
-
 def register(app: Flask) -> None:
     @app.before_request
     def _start_timer() -> None:
@@ -56,6 +46,4 @@ def register(app: Flask) -> None:
 
     @app.get("/metrics")
     def metrics() -> Response:
-        registry = _registry()
-        body = generate_latest(registry) if registry is not None else generate_latest()
-        return Response(body, mimetype=CONTENT_TYPE_LATEST)
+        return Response(metrics_exposition(), mimetype=CONTENT_TYPE_LATEST)

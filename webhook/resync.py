@@ -16,9 +16,9 @@ from modelsync import keys
 from modelsync.config import Config
 from modelsync.intents import IntentWriter
 from modelsync.results import ResultBox
+from modelsync.web import error_response
 from webhook import metrics
 from webhook.auth import require_token
-from webhook.errors import error_response
 from webhook.events import parse_json_body
 
 bp = Blueprint("resync", __name__)

@@ -111,30 +111,22 @@ def test_errors_name_the_file_and_the_key(
     assert str(path) in str(failure.value)
 
 
+def start(command: list[str], config: Path) -> subprocess.CompletedProcess[str]:
+    """Run a gateway process that is expected to refuse to start."""
+    env = {"CONFIG_PATH": str(config), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+
+
 def test_gunicorn_stops_with_one_clear_line_on_a_bad_gateway_section(tmp_path: Path) -> None:
     path = write(tmp_path, {**BASE, "gateway": {"reporting": {"queue_size": 0}}})
-    result = subprocess.run(
-        gunicorn_command(),
-        env={"CONFIG_PATH": str(path), "PATH": "/usr/bin:/bin"},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = start(gunicorn_command(), path)
     assert result.returncode != 0
     assert f"{path}: gateway.reporting.queue_size" in result.stderr + result.stdout
 
 
 def test_kafka_worker_refuses_to_start_when_kafka_is_off(tmp_path: Path) -> None:
     path = write(tmp_path, BASE)
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "kafka"],
-        env={"CONFIG_PATH": str(path)},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = start([sys.executable, "-m", "gateway", "kafka"], path)
     assert result.returncode == 2
     assert f"{path}: gateway.kafka.enabled is false" in result.stderr
 
@@ -148,13 +140,6 @@ def test_spill_dir_that_cannot_be_made_is_a_start_up_error(tmp_path: Path) -> No
         }
     }
     path = write(tmp_path, {**BASE, "gateway": gateway})
-    result = subprocess.run(
-        gunicorn_command(),
-        env={"CONFIG_PATH": str(path), "PATH": "/usr/bin:/bin"},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = start(gunicorn_command(), path)
     assert result.returncode != 0
     assert "gateway.reporting.spill_dir" in result.stderr and "Not a directory" in result.stderr

@@ -1,0 +1,58 @@
+"""What the two Flask apps (webhook, gateway) share: a clean start-up failure, JSON error
+answers, and the Prometheus exposition summed over gunicorn's workers."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Flask, Response, jsonify
+from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+from werkzeug.exceptions import HTTPException
+
+from modelsync.config import Config, load_config
+from modelsync.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class StartupError(RuntimeError):
+    """Raised from an app factory so gunicorn prints one clean line and exits non-zero."""
+
+
+def load_settings(path: str | None) -> Config:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        raise StartupError(f"configuration error: {exc}") from None
+
+
+def error_response(status: int, message: str, **fields: object) -> tuple[Response, int]:
+    return jsonify(error=message, **fields), status
+
+
+def register_errors(app: Flask) -> None:
+    """Every error as ``{"error": ...}``: no stack trace, no secret, no echo of a large input."""
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response, int]:
+        status = exc.code or 500
+        if status == 413:
+            limit = app.config["MAX_CONTENT_LENGTH"]
+            return error_response(413, f"request body is larger than the limit of {limit} bytes")
+        return error_response(status, exc.description or exc.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception) -> tuple[Response, int]:
+        # Logged without the traceback's locals; the client learns only that it failed.
+        log.error("unhandled %s while serving a request", type(exc).__name__, exc_info=True)
+        return error_response(500, "internal error")
+
+
+def metrics_exposition() -> bytes:
+    """This process's metrics, or every gunicorn worker's when PROMETHEUS_MULTIPROC_DIR is set."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
