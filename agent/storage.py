@@ -18,13 +18,13 @@ from typing import Protocol
 from xml.etree.ElementTree import ParseError
 
 import urllib3
-from minio import Minio
 from minio.error import MinioException, S3Error
 from urllib3 import BaseHTTPResponse
 
 from agent.writeback import Writeback
 from modelsync.config import MinioConfig
 from modelsync.errors import PublishError, StorageError
+from modelsync.s3 import minio_client
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 1024 * 1024
@@ -72,14 +72,7 @@ class Bucket:
             # agent's backoff's business.
             retries=urllib3.Retry(total=2, read=0, backoff_factor=0.1, status_forcelist=[500, 502, 503, 504]),
         )
-        self.client = Minio(
-            config.endpoint,
-            access_key=config.access_key.reveal(),
-            secret_key=config.secret_key.reveal(),
-            secure=config.secure,
-            region=config.region,
-            http_client=http,
-        )
+        self.client = minio_client(config, http_client=http)
 
     def list(self, prefix: str = "") -> Iterator[RemoteObject]:
         try:

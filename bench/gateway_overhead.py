@@ -50,14 +50,6 @@ LUA = """
 wrk.method = "POST"
 wrk.body = [==[%s]==]
 wrk.headers["Content-Type"] = "application/json"
-done = function(summary, latency, requests)
-  io.write(string.format(
-    'JSON:{"requests":%%d,"duration_us":%%d,"non2xx":%%d,"errors":%%d,' ..
-    '"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"max_us":%%d}\\n',
-    summary.requests, summary.duration, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
-end
 """
 
 
@@ -79,7 +71,7 @@ def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, A
         check=True,
         timeout=seconds + 60,
     ).stdout
-    raw = json.loads(next(x for x in out.splitlines() if x.startswith("JSON:"))[5:])
+    raw = harness.wrk_report(out)
     ok = raw["requests"] - raw["non2xx"]
     return {
         "connections": connections,
@@ -133,7 +125,7 @@ def measure(
     try:
         wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 30, what="gateway")
         script = run_dir / "infer.lua"
-        script.write_text(LUA % BODIES[model])
+        script.write_text(LUA % BODIES[model] + harness.WRK_REPORT)
         targets = {
             "direct": server.url + infer_path(model),
             "gateway": f"http://127.0.0.1:{port}{infer_path(model)}",

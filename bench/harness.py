@@ -47,6 +47,25 @@ PY = sys.executable
 # -- small helpers: the tests' own (free_port, wait_for) are re-exported for the scripts -------
 
 
+# wrk's Lua ``done`` hook, appended to a benchmark's own script: one JSON line to parse.
+WRK_REPORT = """
+done = function(summary, latency, requests)
+  io.write(string.format(
+    'JSON:{"requests":%d,"duration_us":%d,"non2xx":%d,"errors":%d,' ..
+    '"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}\\n',
+    summary.requests, summary.duration, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+def wrk_report(stdout: str) -> dict[str, Any]:
+    """The JSON line ``WRK_REPORT`` printed."""
+    report: dict[str, Any] = json.loads(next(x for x in stdout.splitlines() if x.startswith("JSON:"))[5:])
+    return report
+
+
 def percentile(values: list[float], p: float) -> float:
     """Linear interpolation between closest ranks (numpy's default)."""
     if not values:

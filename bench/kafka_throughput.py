@@ -131,7 +131,7 @@ def main() -> None:
         try:
             for model in ("adder", "mlp"):
                 script = workdir / f"{model}.lua"
-                script.write_text(LUA % BODIES[model])
+                script.write_text(LUA % BODIES[model] + harness.WRK_REPORT)
                 direct[model] = wrk(server.url + infer_path(model), script, 16, 4 if args.quick else 10)[
                     "req_per_s"
                 ]

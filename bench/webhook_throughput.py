@@ -44,14 +44,6 @@ request = function()
   counter = counter + 1
   return reqs[(counter %% #reqs) + 1]
 end
-done = function(summary, latency, requests)
-  io.write(string.format(
-    'JSON:{"requests":%%d,"duration_us":%%d,"non2xx":%%d,"errors":%%d,' ..
-    '"p50_us":%%d,"p90_us":%%d,"p99_us":%%d,"max_us":%%d}\\n',
-    summary.requests, summary.duration, summary.errors.status,
-    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
-end
 """
 
 
@@ -62,7 +54,7 @@ def lua_script(path: Path, bucket: str) -> Path:
         body = json.dumps(minio_event(bucket, key, etag=f"{i:032x}", size=1024 + i))
         assert "]==]" not in body
         bodies.append(f"  [==[{body}]==],")
-    path.write_text(LUA % ("\n".join(bodies), harness.TOKEN))
+    path.write_text(LUA % ("\n".join(bodies), harness.TOKEN) + harness.WRK_REPORT)
     return path
 
 
@@ -84,8 +76,7 @@ def wrk(port: int, script: Path, connections: int, seconds: float) -> dict[str, 
         check=True,
         timeout=seconds + 60,
     ).stdout
-    line = next(x for x in out.splitlines() if x.startswith("JSON:"))
-    raw: dict[str, Any] = json.loads(line[5:])
+    raw = harness.wrk_report(out)
     seconds_run = raw["duration_us"] / 1e6
     ok = raw["requests"] - raw["non2xx"]
     return {

@@ -12,24 +12,16 @@ from flask import Flask
 from gateway import metrics, rest
 from gateway.errors import SpillError
 from gateway.factory import build_predictor
-from modelsync import logsetup
-from modelsync.config import Config
-from modelsync.web import StartupError, load_settings, register_errors
+from modelsync.web import StartupError, new_app, register_errors
 
 log = logging.getLogger(__name__)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    app = Flask(__name__)
-    app.config.from_mapping(CONFIG_PATH=None, MODELSYNC=None)
-    if test_config is not None:
-        app.config.from_mapping(test_config)
-    settings: Config = app.config["MODELSYNC"] or load_settings(app.config["CONFIG_PATH"])
-    logsetup.configure(settings.sync.log_level, settings.sync.log_format)
+    app, settings = new_app(__name__, test_config)
     gateway = settings.gateway
     if not gateway.rest.enabled:
         raise StartupError(f"configuration error: {settings.source}: gateway.rest.enabled is false")
-    app.config["MODELSYNC"] = settings
     app.config["MAX_CONTENT_LENGTH"] = gateway.rest.max_body_bytes
     try:
         app.extensions["predictor"] = build_predictor(settings)

@@ -12,25 +12,18 @@ from typing import Any
 
 from flask import Flask
 
-from modelsync import logsetup
 from modelsync.config import Config
 from modelsync.intents import IntentWriter
-from modelsync.web import StartupError, load_settings, register_errors
+from modelsync.web import StartupError, new_app, register_errors
 from webhook import events, health, metrics, resync
 
 log = logging.getLogger(__name__)
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
-    app = Flask(__name__)
-    app.config.from_mapping(CONFIG_PATH=None, MODELSYNC=None)
-    if test_config is not None:
-        app.config.from_mapping(test_config)
-    settings: Config = app.config["MODELSYNC"] or load_settings(app.config["CONFIG_PATH"])
-    logsetup.configure(settings.sync.log_level, settings.sync.log_format)
+    app, settings = new_app(__name__, test_config)
     _check_auth(settings)
 
-    app.config["MODELSYNC"] = settings
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes
     app.extensions["intent_writer"] = IntentWriter(settings.intents_dir)
 

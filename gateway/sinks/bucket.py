@@ -11,13 +11,13 @@ import io
 import json
 from collections.abc import Sequence
 
-from minio import Minio
 from minio.error import MinioException
 from urllib3.exceptions import HTTPError
 
 from gateway.errors import SinkError
 from modelsync.config import MinioConfig
 from modelsync.gatewayconfig import SinkConfig
+from modelsync.s3 import minio_client
 
 
 class BucketSink:
@@ -25,13 +25,7 @@ class BucketSink:
         self.name = config.name
         self.bucket = str(config.get("bucket"))
         self.prefix = str(config.get("prefix", "predictions/"))
-        self._client = Minio(
-            minio.endpoint,
-            access_key=minio.access_key.reveal(),
-            secret_key=minio.secret_key.reveal(),
-            secure=minio.secure,
-            region=minio.region,
-        )
+        self._client = minio_client(minio)
 
     def object_name(self, lines: Sequence[bytes]) -> str:
         first = json.loads(lines[0])

@@ -200,3 +200,28 @@ def test_a_correlation_id_that_could_inject_headers_is_replaced(
     answers = replies(broker, topics["replies"], 3)
     assert [a.headers["status"] for a in answers] == ["200", "200", "200"]
     assert [a.correlation for a in answers] == [f"{topics['requests']}-0-{i}" for i in range(3)]
+
+
+def test_two_workers_share_the_partitions_and_answer_everything_once(
+    gateway_volume: Volume, broker: Broker, start_kafka_worker: Callable[..., Process]
+) -> None:
+    names = {k: f"{k}-two-{free_port()}" for k in ("requests", "replies", "dead", "predictions")}
+    broker.create_topics(names["requests"], partitions=2)
+    broker.create_topics(names["replies"], names["dead"], names["predictions"])
+    use_kafka(gateway_volume, broker, names)
+    first = start_kafka_worker()
+    second = start_kafka_worker()
+    wait_for(lambda: "assigned" in second.log and first.log.count("assigned") >= 2, 30, what="a rebalance")
+
+    producer = broker.producer()
+    for index in range(40):
+        headers = [("correlation-id", f"c{index}"), ("model", "adder"), ("model-version", "1")]
+        producer.produce(
+            names["requests"], value=json.dumps(infer_body()).encode(), headers=headers, key=str(index)
+        )
+    assert producer.flush(10) == 0
+
+    got = replies(broker, names["replies"], 40)
+    assert sorted(r.correlation for r in got) == sorted(f"c{i}" for i in range(40))
+    answered_by = {r.headers["request-partition"] for r in got}
+    assert answered_by == {"0", "1"}, "both partitions were served"
