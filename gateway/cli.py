@@ -9,7 +9,7 @@ import sys
 import threading
 from types import FrameType
 
-from gateway import reporter
+from gateway import reporters
 from gateway.errors import SpillError
 from gateway.factory import build_predictor
 from modelsync import logsetup
@@ -67,6 +67,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return KafkaWorker(kafka, predictor).run(stop)
     finally:
-        reporter.close_all()
+        reporters.close_all()
         predictor.service.close()
         log.info("kafka provider stopped")

@@ -20,6 +20,12 @@ class ConnectFailed(OSError):
     """The connection could not be made: nothing was sent, so trying again is safe."""
 
 
+class ClosedBeforeAnswer(OSError):
+    """A kept-alive connection the server had already closed: it reset or ended it before a
+    single byte of the answer. The server closed it without reading the request (the race
+    every keep-alive client meets: RFC 9112, 9.3.1), so it is sent again on a new one."""
+
+
 @dataclass
 class Answer:
     status: int = 0
@@ -46,9 +52,17 @@ class Answer:
         self.chunks.append(body)
 
     def on_message_complete(self) -> None:
-        # llhttp answers should_keep_alive() only while the message is current.
         assert self.parser is not None
+        if self.parser.get_status_code() < 200:
+            # 1xx (100 Continue, 103 Early Hints): an interim answer. The real one follows,
+            # maybe in the same read, through this same parser.
+            self.chunks.clear()
+            self.content_type = "application/json"
+            self.headers_done = self.framed = False
+            return
+        # llhttp answers should_keep_alive() only while the message is current.
         self.keep_alive = self.parser.should_keep_alive()
+        self.status = self.parser.get_status_code()
         self.complete = True
 
     @property
@@ -66,6 +80,7 @@ class Connection:
         self.read_timeout = read_timeout
         self.tls = tls
         self.sock: socket.socket | None = None
+        self.answered = 0  # answers read on this socket: a reused one can be stale
         self._host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
 
     def open(self) -> None:
@@ -84,6 +99,7 @@ class Connection:
             raise ConnectFailed(exc.errno, exc.strerror or str(exc)) from None
         sock.settimeout(self.read_timeout)
         self.sock = sock
+        self.answered = 0
 
     def close(self) -> None:
         if self.sock is not None:
@@ -111,26 +127,37 @@ class Connection:
         if body is not None:
             lines.append(f"Content-Length: {len(body)}")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.sock.sendall(head + body if body else head)
-        while True:
-            answer = self._read_answer()
-            if answer.status >= 200:
-                return answer, answer.keep_alive
-            # 1xx (100 Continue, 103 Early Hints): an interim answer; the real one follows.
+        reused = self.answered > 0
+        try:
+            self.sock.sendall(head + body if body else head)
+            first = self.sock.recv(65536)
+        except (ConnectionResetError, BrokenPipeError) as exc:
+            if reused:
+                raise ClosedBeforeAnswer(exc.errno, "closed by the server before the answer") from None
+            raise
+        if not first and reused:
+            raise ClosedBeforeAnswer(0, "closed by the server before the answer")
+        answer = self._read_answer(first)
+        self.answered += 1
+        return answer, answer.keep_alive
 
-    def _read_answer(self) -> Answer:
+    def _read_answer(self, first: bytes) -> Answer:
         assert self.sock is not None
         answer = Answer()
         parser = answer.parser = httptools.HttpResponseParser(answer)
-        while not answer.complete:
+        data = first
+        while True:
+            if data:
+                parser.feed_data(data)
+            if answer.complete:
+                break
             data = self.sock.recv(65536)
             if not data:
                 if answer.headers_done and not answer.framed:
                     break  # a body that ends where the connection does (HTTP/1.0 style)
                 raise ConnectionResetError("the model server closed the connection before a whole answer")
-            parser.feed_data(data)
-        answer.status = parser.get_status_code()
-        answer.parser = None
-        if not answer.complete:
+        if not answer.complete:  # ended by the connection closing
+            answer.status = parser.get_status_code()
             answer.keep_alive = False
+        answer.parser = None
         return answer

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from gateway.inference import Predictor
 from gateway.modelservice import HttpModelService
-from gateway.reporter import Reporter, Reporters
+from gateway.reporter import Reporter
+from gateway.reporters import Reporters
 from gateway.sinks import build_sink
 from gateway.spill import Spill
 from modelsync.config import Config

@@ -37,16 +37,16 @@ def post_fork(server: Any, worker: Any) -> None:
     # bounds that wait for a small loss of throughput (measured in bench.gateway_overhead).
     sys.setswitchinterval(SWITCH_INTERVAL)
 
-    from gateway import reporter
+    from gateway import reporters
 
     # Now, not on the first request: a worker that gets no traffic still replays the spill.
-    reporter.start_all()
+    reporters.start_all()
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    from gateway import reporter
+    from gateway import reporters
 
-    reporter.close_all()
+    reporters.close_all()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -16,7 +16,7 @@ from gateway import metrics
 from gateway.errors import ModelServiceUnavailable
 from gateway.modelservice import ModelService
 from gateway.prediction import Call
-from gateway.reporter import Reporters
+from gateway.reporters import Reporters
 
 JSON = "application/json"
 MAX_LABELLED_MODELS = 1000  # model versions with labels of their own, per process
@@ -56,6 +56,7 @@ class Predictor:
         provider: str,
         request_id: str,
         possible_duplicate: bool = False,
+        record_unreachable: bool = True,
     ) -> Answer:
         requested_at = time.time()
         started = time.perf_counter()
@@ -84,6 +85,8 @@ class Predictor:
         status_label = str(answer.status)
         metrics.REQUESTS.labels(model_label, version_label, provider, status_label).inc()
         metrics.LATENCY.labels(model_label, version_label, provider, status_label).observe(duration)
+        if answer.unreachable and not record_unreachable:
+            return answer
         self.reporters.submit(
             Call(
                 request_id=request_id,

@@ -33,6 +33,10 @@ class Handled:
     reply: Outgoing | None  # None: the model server could not be reached; answer it later
     dead_letter: Outgoing | None = None
 
+    def mark_possible_duplicate(self) -> None:
+        if self.reply is not None and ("possible-duplicate", "true") not in self.reply.headers:
+            self.reply.headers.append(("possible-duplicate", "true"))
+
 
 def where(message: Message) -> tuple[str, int, int]:
     """Topic, partition and offset of a consumed message (never None once consumed)."""
@@ -142,8 +146,10 @@ class RequestHandler:
                 provider="kafka",
                 request_id=request.correlation,
                 possible_duplicate=request.possible_duplicate,
+                record_unreachable=False,  # not a prediction; the request is asked again later
             )
-            if not answer.retry_safe or attempt >= self.config.max_attempts:
+            # Unreachable: the batch waits and is read again, no point in asking again here.
+            if answer.unreachable or not answer.retry_safe or attempt >= self.config.max_attempts:
                 return answer
             log.warning(
                 "kafka provider: model %s:%s unavailable (attempt %d of %d); retrying in %.1fs",
@@ -174,7 +180,7 @@ class RequestHandler:
         headers += [("status", str(answer.status)), ("content-type", answer.content_type)]
         return Outgoing(request.reply_to, answer.body, headers, key=request.correlation.encode())
 
-    def dead(self, request: Request, reason: str, status: int = 400) -> Handled:
+    def dead(self, request: Request, reason: str, status: int = 400, with_body: bool = True) -> Handled:
         message = request.message
         log.warning(
             "kafka provider: dead-lettering %s[%d]@%d (correlation %s): %s",
@@ -185,7 +191,7 @@ class RequestHandler:
         reply = self.reply(request, Answer(status, error_body(reason), JSON))
         dead = Outgoing(
             self.config.dead_letter_topic,
-            message.value() or b"",
+            (message.value() or b"") if with_body else b"",
             [*raw_headers(message), ("dead-letter-reason", reason), *_origin("original", message)],
             key=message.key(),
         )

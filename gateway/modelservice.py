@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from gateway.connection import ConnectFailed, Connection
+from gateway.connection import ClosedBeforeAnswer, ConnectFailed, Connection
 from gateway.errors import ModelServiceUnavailable
 from modelsync.gatewayconfig import ModelServiceConfig
 
@@ -85,7 +85,13 @@ class HttpModelService:
         started = time.perf_counter()
         connection = self._connected()
         try:
-            answer, keep_alive = connection.exchange(method, path, headers, body)
+            try:
+                answer, keep_alive = connection.exchange(method, path, headers, body)
+            except ClosedBeforeAnswer:
+                # The server had closed this kept-alive connection without reading the request.
+                connection.close()
+                self._open(connection)
+                answer, keep_alive = connection.exchange(method, path, headers, body)
         except TimeoutError:
             connection.close()
             raise ModelServiceUnavailable("model server did not answer in time", timed_out=True) from None

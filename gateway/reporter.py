@@ -18,11 +18,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import random
 import threading
 import time
-import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
 
 from gateway import metrics
@@ -36,8 +34,6 @@ log = logging.getLogger(__name__)
 
 MAX_BACKOFF = 30.0
 RESCAN_SECONDS = 10.0  # how often to look for segments that dead processes left behind
-
-_LIVE: weakref.WeakSet[Reporters] = weakref.WeakSet()
 
 
 class Reporter:
@@ -73,6 +69,8 @@ class Reporter:
         self._backlog = True  # unknown at start: earlier runs may have left segments
         self._next_rescan = 0.0
         self._depth = metrics.QUEUE_DEPTH.labels(sink=sink.name)
+        self._kept_rejected = True
+        self._in_flight: list[bytes] = []  # the batch being sent now (spilled if shutdown cannot wait)
 
     # -- request path ---------------------------------------------------------------------
 
@@ -83,7 +81,9 @@ class Reporter:
             self._spill_now(encode(call), reason="queue full or stopping")
             return
         self._queue.append(call)
-        if len(self._queue) >= self.batch_size:
+        if self._stopping.is_set():
+            self._spill_queued()  # close() began meanwhile and may have drained already
+        elif len(self._queue) >= self.batch_size:
             self._full.set()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -101,18 +101,29 @@ class Reporter:
             self._pid = os.getpid()  # last: a submit that sees it finds the new queue in place
             self._thread.start()
 
-    def close(self, timeout: float = 10.0) -> None:
+    def stop(self) -> None:
+        """Ask the sender to stop (it spills what is queued); ``close`` waits for it."""
+        if self._thread is not None and self._pid == os.getpid():
+            self._stopping.set()
+            self._full.set()
+
+    def close(self, deadline: float | None = None) -> None:
         """Stop the sender; everything still queued goes to the spill (fast, and safe within
-        gunicorn's graceful timeout), to be replayed by the next process."""
+        gunicorn's graceful timeout), to be replayed by the next process. A batch the sink is
+        still chewing on at the deadline is spilled too: sent twice at worst, never lost."""
         thread = self._thread
         if thread is None or self._pid != os.getpid():
             return
-        self._stopping.set()
-        self._full.set()
-        thread.join(timeout)
+        self.stop()
+        thread.join(max((deadline or time.monotonic() + 10.0) - time.monotonic(), 0.0))
         self._spill_queued()  # a request thread may have raced the stop
         if thread.is_alive():
-            log.error("reporter %s: sender did not stop within %.0fs", self.sink.name, timeout)
+            in_flight = self._in_flight
+            if in_flight:
+                self._spill_now(in_flight, reason="sink still busy at shutdown")
+            log.error(
+                "reporter %s: the sink was still busy at shutdown; its batch was spilled", self.sink.name
+            )
             return
         self._thread = None
         self.spill.seal()
@@ -172,6 +183,7 @@ class Reporter:
         self._sink_ok()
 
     def _send(self, lines: list[bytes]) -> None:
+        self._in_flight = lines
         try:
             self.sink.send(lines)
         except SinkError:
@@ -179,6 +191,8 @@ class Reporter:
         except Exception as exc:
             log.exception("reporter %s: the sink failed unexpectedly", self.sink.name)
             raise SinkError(f"unexpected {type(exc).__name__}") from None
+        finally:
+            self._in_flight = []
 
     def _settle(self, exc: SinkError, lines: list[bytes]) -> list[bytes]:
         """Keep what the sink refused for good; return what should be tried again."""
@@ -186,8 +200,14 @@ class Reporter:
             self._reject(exc.rejected, str(exc))
         if exc.undelivered is not None:
             return list(exc.undelivered)
-        refused = set(map(id, exc.rejected))
-        return [line for line in lines if id(line) not in refused]
+        refused = Counter(exc.rejected)
+        retry = []
+        for line in lines:
+            if refused[line] > 0:
+                refused[line] -= 1
+            else:
+                retry.append(line)
+        return retry
 
     def _replay(self) -> None:
         now = time.monotonic()
@@ -204,12 +224,17 @@ class Reporter:
                     try:
                         self._send(lines)
                     except SinkError as exc:
-                        retry = self._settle(exc, lines)
-                        if exc.undelivered is None and not exc.rejected:
-                            self._sink_failed(exc)  # nothing arrived: try this batch again later
+                        nothing_arrived = not exc.rejected and (
+                            exc.undelivered is None or len(exc.undelivered) == len(lines)
+                        )
+                        if nothing_arrived:
+                            self._sink_failed(exc)  # try this very batch again later
                             return
-                        # Part arrived: the rest goes to a new segment, this one moves past it all.
-                        self._spill_now(retry, reason="replay")
+                        retry = self._settle(exc, lines)
+                        # Part arrived: the rest goes to a new segment, this one moves past it
+                        # all, but only once the rest is safe on disk.
+                        if not (self._spill_now(retry, reason="replay") and self._kept_rejected):
+                            return
                         segment.advance(lines)
                         delivered = len(lines) - len(retry) - len(exc.rejected)
                         metrics.REPLAYED.labels(sink=self.sink.name).inc(delivered)
@@ -226,23 +251,26 @@ class Reporter:
                 segment.release()
         self._backlog = False
 
-    def _spill_now(self, lines: Sequence[bytes], reason: str) -> None:
+    def _spill_now(self, lines: Sequence[bytes], reason: str) -> bool:
         if not lines:
-            return
+            return True
         try:
             self.spill.append(list(lines))
         except SpillError as exc:
             metrics.DROPPED.labels(sink=self.sink.name).inc(len(lines))
             log.error("reporter %s: DROPPED %d prediction records: %s", self.sink.name, len(lines), exc)
-            return
+            return False
         self._backlog = True
         metrics.SPILLED.labels(sink=self.sink.name).inc(len(lines))
         log.debug("reporter %s: spilled %d records (%s)", self.sink.name, len(lines), reason)
+        return True
 
     def _reject(self, lines: Sequence[bytes], reason: str) -> None:
+        self._kept_rejected = True
         try:
             where = self.spill.quarantine(list(lines))
         except SpillError as exc:
+            self._kept_rejected = False
             metrics.DROPPED.labels(sink=self.sink.name).inc(len(lines))
             log.error("reporter %s: DROPPED %d refused records: %s", self.sink.name, len(lines), exc)
             return
@@ -271,42 +299,3 @@ class Reporter:
             log.info("reporter %s: sink is back; replaying the spill", self.sink.name)
         self._down_until = 0.0
         self._backoff = self.retry_seconds
-
-
-class Reporters:
-    """Every configured sink, and the inputs policy (none, all, or a sample)."""
-
-    def __init__(self, reporters: Sequence[Reporter], input_rate: float) -> None:
-        self.reporters = tuple(reporters)
-        self.input_rate = input_rate
-        _LIVE.add(self)
-
-    def wants_inputs(self) -> bool:
-        if not self.reporters or self.input_rate <= 0.0:
-            return False
-        return self.input_rate >= 1.0 or random.random() < self.input_rate
-
-    def submit(self, call: Call) -> None:
-        for reporter in self.reporters:
-            reporter.submit(call)
-
-    def start(self) -> None:
-        """Start the senders now (not on the first request), so a process that gets no traffic
-        still replays what earlier processes spilled."""
-        for reporter in self.reporters:
-            reporter.start()
-
-    def close(self) -> None:
-        for reporter in self.reporters:
-            reporter.close()
-
-
-def start_all() -> None:
-    for reporters in list(_LIVE):
-        reporters.start()
-
-
-def close_all() -> None:
-    """Spill every reporter's queue and stop it (gunicorn's worker_exit, the Kafka worker's exit)."""
-    for reporters in list(_LIVE):
-        reporters.close()

@@ -103,7 +103,9 @@ class Spill:
     def quarantine(self, lines: list[bytes]) -> Path:
         """Keep records the sink refused for good, out of the replay, for a person to look at."""
         directory = self.directory / "rejected"
-        path = directory / f"{os.getpid()}{SUFFIX}"
+        # Named like segments (time, pid, random): processes sharing the volume (each pid 1 in
+        # its own container) never append to the same file.
+        path = directory / f"rej-{time.time_ns():020d}-{os.getpid()}-{secrets.token_hex(3)}{SUFFIX}"
         try:
             directory.mkdir(exist_ok=True)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o640)

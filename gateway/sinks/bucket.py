@@ -11,6 +11,7 @@ import io
 import json
 from collections.abc import Sequence
 
+import urllib3
 from minio.error import MinioException
 from urllib3.exceptions import HTTPError
 
@@ -25,7 +26,12 @@ class BucketSink:
         self.name = config.name
         self.bucket = str(config.get("bucket"))
         self.prefix = str(config.get("prefix", "predictions/"))
-        self._client = minio_client(minio)
+        # Short timeouts and no retries of its own: a stuck upload must not hold the sender
+        # past a shutdown; the reporter's spill and backoff do the retrying.
+        http = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=5.0, read=30.0), retries=urllib3.Retry(total=0), maxsize=2
+        )
+        self._client = minio_client(minio, http_client=http)
 
     def object_name(self, lines: Sequence[bytes]) -> str:
         first = json.loads(lines[0])

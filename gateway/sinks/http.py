@@ -65,13 +65,23 @@ class HttpSink:
             raise SinkError(f"POST {self.url} refused {len(rejected)} records", [], rejected)
 
     def _send_batch(self, lines: Sequence[bytes]) -> None:
-        events = [self.event(json.loads(line)) for line in lines]
+        events: list[dict[str, Any]] = []
+        broken: list[bytes] = []
+        for line in lines:
+            try:
+                events.append(self.event(json.loads(line)))
+            except (ValueError, KeyError, TypeError):
+                broken.append(line)  # not a record this sink can describe: set it aside
+        if broken and not events:
+            raise SinkError("no record in the batch could be described", [], broken)
         body = json.dumps(events).encode()
         status = self._post(body, {"Content-Type": "application/cloudevents-batch+json"})
         if refused_for_good(status):
             raise SinkError(f"POST {self.url} refused the batch: {status}", [], list(lines))
         if status >= 300:
-            raise SinkError(f"POST {self.url} answered {status}")
+            raise SinkError(f"POST {self.url} answered {status}", None, broken)
+        if broken:
+            raise SinkError(f"{len(broken)} lines were not records", [], broken)
 
     def _post(self, body: bytes, headers: dict[str, str]) -> int:
         try:
