@@ -16,7 +16,6 @@ from modelsync.gatewayconfig import KafkaConfig
 
 log = logging.getLogger(__name__)
 
-TOPIC = NAME  # same alphabet, and the schema caps the length
 Headers = list[tuple[str, str | bytes | None]]
 
 
@@ -73,13 +72,15 @@ class Request:
         given = headers.get("correlation-id", "")
         # It travels on to the model server as X-Request-Id: one token of printable ASCII only.
         correlation = given if REQUEST_ID.match(given) else "{}-{}-{}".format(*where(message))
-        reply_to = headers.get("reply-to") or config.reply_topic
+        # Only topics the operator listed: a client must not make the gateway write anywhere.
+        asked = headers.get("reply-to", "")
+        reply_to = asked if asked in config.reply_to_topics else config.reply_topic
         return cls(
             message=message,
             correlation=correlation,
             model=headers.get("model") or config.default_model or "",
             version=headers.get("model-version") or None,
-            reply_to=reply_to if TOPIC.match(reply_to) else config.reply_topic,
+            reply_to=reply_to,
             possible_duplicate=possible_duplicate,
         )
 

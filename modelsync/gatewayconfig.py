@@ -47,6 +47,7 @@ class KafkaConfig:
     session_timeout_ms: int = 10000
     max_poll_interval_ms: int = 300000
     default_model: str | None = None
+    reply_to_topics: tuple[str, ...] = ()  # topics a request's reply-to header may name
     metrics_port: int | None = None
 
 
@@ -96,7 +97,8 @@ def build_gateway(source: Path, raw: Mapping[str, Any] | None) -> GatewayConfig:
         urlsplit(service.url).port  # noqa: B018 - raises on a port that is not a number in range
     except ValueError as exc:
         raise ConfigError(source, "gateway.model_service.url", str(exc)) from None
-    kafka = KafkaConfig(**(raw.get("kafka") or {}))
+    kafka_raw = dict(raw.get("kafka") or {})
+    kafka = KafkaConfig(**{**kafka_raw, "reply_to_topics": tuple(kafka_raw.get("reply_to_topics", ()))})
     if kafka.enabled and not kafka.bootstrap_servers:
         raise ConfigError(source, "gateway.kafka.bootstrap_servers", "is required when kafka.enabled is true")
     return GatewayConfig(

@@ -225,3 +225,22 @@ def test_two_workers_share_the_partitions_and_answer_everything_once(
     assert sorted(r.correlation for r in got) == sorted(f"c{i}" for i in range(40))
     answered_by = {r.headers["request-partition"] for r in got}
     assert answered_by == {"0", "1"}, "both partitions were served"
+
+
+def test_reply_to_is_honoured_only_for_listed_topics(
+    gateway_volume: Volume, broker: Broker, topics: dict[str, str], start_kafka_worker: Callable[..., Process]
+) -> None:
+    other = f"other-replies-{free_port()}"
+    broker.create_topics(other)
+    use_kafka(gateway_volume, broker, topics, reply_to_topics=[other])
+    send_request(broker, topics["requests"], "listed", "adder", infer_body(), **{"reply-to": other})
+    send_request(
+        broker, topics["requests"], "not-listed", "adder", infer_body(), **{"reply-to": topics["dead"]}
+    )
+    start_kafka_worker()
+
+    (listed,) = replies(broker, other, 1)
+    assert listed.correlation == "listed" and listed.headers["status"] == "200"
+    (fallback,) = replies(broker, topics["replies"], 1)
+    assert fallback.correlation == "not-listed", "an unlisted reply-to is answered on reply_topic"
+    assert broker.read(topics["dead"], 1, timeout=1) == [], "the client could not write into the dead letters"
