@@ -20,7 +20,6 @@ After the runs the file sink must hold one record per 2xx the gateway answered (
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -54,24 +53,7 @@ wrk.headers["Content-Type"] = "application/json"
 
 
 def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            "wrk",
-            f"-t{min(2, connections)}",
-            f"-c{connections}",
-            f"-d{int(seconds)}s",
-            "--timeout",
-            "5s",
-            "-s",
-            str(script),
-            url,
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 60,
-    ).stdout
-    raw = harness.wrk_report(out)
+    raw = harness.run_wrk(url, script, connections, seconds)
     ok = raw["requests"] - raw["non2xx"]
     return {
         "connections": connections,

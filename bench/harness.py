@@ -60,6 +60,15 @@ end
 """
 
 
+def run_wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, Any]:
+    """One keep-alive ``wrk`` run of ``script`` (ending in ``WRK_REPORT``); its JSON report."""
+    args = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{int(seconds)}s", "--timeout", "5s"]
+    out = subprocess.run(
+        [*args, "-s", str(script), url], capture_output=True, text=True, check=True, timeout=seconds + 60
+    ).stdout
+    return wrk_report(out)
+
+
 def wrk_report(stdout: str) -> dict[str, Any]:
     """The JSON line ``WRK_REPORT`` printed."""
     report: dict[str, Any] = json.loads(next(x for x in stdout.splitlines() if x.startswith("JSON:"))[5:])

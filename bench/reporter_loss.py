@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import threading
 import time
 import urllib.request
@@ -26,20 +25,11 @@ from typing import Any
 import yaml
 
 from bench import harness
-from bench.gateway_overhead import BODIES, infer_path
+from bench.gateway_overhead import BODIES, LUA, infer_path
 from devstack.modelserver import ModelServer
 from gateway import gunicorn_command
 from tests.helpers import free_port, http_ok, wait_for
 
-LUA = """
-wrk.method = "POST"
-wrk.body = [==[%s]==]
-wrk.headers["Content-Type"] = "application/json"
-done = function(summary, latency, requests)
-  io.write(string.format('JSON:{"ok":%%d,"requests":%%d}\\n',
-    summary.requests - summary.errors.status, summary.requests))
-end
-"""
 SLICE_SECONDS = 2
 
 
@@ -146,26 +136,12 @@ def main() -> None:
             for until, label, change in phases:
                 change()
                 script = workdir / "infer.lua"
-                script.write_text(LUA % BODIES["adder"])
+                script.write_text(LUA % BODIES["adder"] + harness.WRK_REPORT)
                 phase_ok = 0
                 while ok < until * total:  # short wrk slices until this phase's share is answered
-                    out = subprocess.run(
-                        [
-                            "wrk",
-                            "-t2",
-                            "-c16",
-                            f"-d{SLICE_SECONDS}s",
-                            "-s",
-                            str(script),
-                            url + infer_path("adder"),
-                        ],
-                        capture_output=True,
-                        text=True,
-                        check=True,
-                    ).stdout
-                    result = json.loads(next(x for x in out.splitlines() if x.startswith("JSON:"))[5:])
-                    ok += result["ok"]
-                    phase_ok += result["ok"]
+                    result = harness.run_wrk(url + infer_path("adder"), script, 16, SLICE_SECONDS)
+                    ok += result["requests"] - result["non2xx"]
+                    phase_ok += result["requests"] - result["non2xx"]
                 timeline.append({"phase": label, "ok": phase_ok})
                 print(f"[reporter] {timeline[-1]}", flush=True)
             load_seconds = time.monotonic() - started

@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -59,24 +58,7 @@ def lua_script(path: Path, bucket: str) -> Path:
 
 
 def wrk(port: int, script: Path, connections: int, seconds: float) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t2",
-            f"-c{connections}",
-            f"-d{int(seconds)}s",
-            "--timeout",
-            "5s",
-            "-s",
-            str(script),
-            f"http://127.0.0.1:{port}/minio/events",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=seconds + 60,
-    ).stdout
-    raw = harness.wrk_report(out)
+    raw = harness.run_wrk(f"http://127.0.0.1:{port}/minio/events", script, connections, seconds)
     seconds_run = raw["duration_us"] / 1e6
     ok = raw["requests"] - raw["non2xx"]
     return {

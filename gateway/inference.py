@@ -63,6 +63,7 @@ class Predictor:
         keep_inputs = self.reporters.wants_inputs()
         error: str | None = None
         http_status: int | None = None
+        service_seconds = 0.0
         try:
             response = self.service.infer(model, version, body, request_id)
         except ModelServiceUnavailable as exc:
@@ -72,16 +73,15 @@ class Predictor:
                 status, error_body(error), JSON, retry_safe=not exc.sent, unreachable=not exc.sent
             )
         else:
-            http_status = response.status
-            metrics.MODEL_SERVICE_LATENCY.labels(*_labels(model, version, response.status)).observe(
-                response.elapsed
-            )
+            http_status, service_seconds = response.status, response.elapsed
             answer = Answer(response.status, response.body, response.content_type)
             if not answer.ok:
                 body = normalise_error(response.status, response.body)
                 answer = Answer(response.status, body, JSON, retry_safe=response.status == 503)
         duration = time.perf_counter() - started
         model_label, version_label = _labels(model, version, answer.status)
+        if http_status is not None:
+            metrics.MODEL_SERVICE_LATENCY.labels(model_label, version_label).observe(service_seconds)
         status_label = str(answer.status)
         metrics.REQUESTS.labels(model_label, version_label, provider, status_label).inc()
         metrics.LATENCY.labels(model_label, version_label, provider, status_label).observe(duration)

@@ -208,20 +208,27 @@ class Webhook:
         return requests.post(f"{self.url}/minio/events", json=body, headers=headers, timeout=10, **kwargs)
 
 
-def launch_webhook(volume: Volume, log_path: Path, **env: str) -> Webhook:
-    """gunicorn serving the webhook on a free port, once it answers /healthz."""
+def launch_gunicorn(
+    name: str, command: list[str], volume: Volume, log_path: Path, **env: str
+) -> tuple[Process, str]:
+    """gunicorn serving the app ``name`` (webhook, gateway) on a free port, once it answers
+    /healthz; it binds where ``MODELSYNC_<NAME>_BIND`` says."""
     port = free_port()
-    environment = child_env(volume, MODELSYNC_WEBHOOK_BIND=f"127.0.0.1:{port}", **env)
-    proc = Process(gunicorn_command(), environment, log_path)
+    environment = child_env(volume, **{f"MODELSYNC_{name.upper()}_BIND": f"127.0.0.1:{port}"}, **env)
+    proc = Process(command, environment, log_path)
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:
         if not proc.alive():
-            raise AssertionError(f"webhook exited:\n{proc.log}")
+            raise AssertionError(f"{name} exited:\n{proc.log}")
         return http_ok(f"{url}/healthz")
 
-    wait_for(up, 30, what="webhook start")
-    return Webhook(proc, url)
+    wait_for(up, 30, what=f"{name} start")
+    return proc, url
+
+
+def launch_webhook(volume: Volume, log_path: Path, **env: str) -> Webhook:
+    return Webhook(*launch_gunicorn("webhook", gunicorn_command(), volume, log_path, **env))
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ import requests
 from devstack.broker import Broker
 from devstack.modelserver import ModelServer
 from gateway import gunicorn_command
-from tests.conftest import Process, Volume, child_env
-from tests.helpers import free_port, http_ok, wait_for
+from tests.conftest import Process, Volume, child_env, launch_gunicorn
+from tests.helpers import free_port, wait_for
 
 ROW = {"name": "x", "datatype": "FP32", "shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}
 
@@ -91,18 +91,7 @@ class Gateway:
 
 
 def launch_gateway(volume: Volume, log_path: Path, **env: str) -> Gateway:
-    port = free_port()
-    environment = child_env(volume, MODELSYNC_GATEWAY_BIND=f"127.0.0.1:{port}", **env)
-    proc = Process(gunicorn_command(), environment, log_path)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        if not proc.alive():
-            raise AssertionError(f"gateway exited:\n{proc.log}")
-        return http_ok(f"{url}/healthz")
-
-    wait_for(up, 30, what="gateway start")
-    return Gateway(proc, url)
+    return Gateway(*launch_gunicorn("gateway", gunicorn_command(), volume, log_path, **env))
 
 
 @pytest.fixture
