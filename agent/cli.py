@@ -40,6 +40,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         if args.command in ("run", "health"):
             config.require_minio_credentials()
+        if args.command != "health":  # health reports it as a problem instead
+            config.check_state_dir()
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2

@@ -11,7 +11,7 @@ from agent import ovmsconfig
 from agent.storage import Bucket
 from modelsync import schema
 from modelsync.config import Config
-from modelsync.errors import OvmsConfigError
+from modelsync.errors import ConfigError, OvmsConfigError
 
 
 def problems(config: Config) -> list[str]:
@@ -31,4 +31,8 @@ def problems(config: Config) -> list[str]:
             found.append(f"{config.ovms.config_path} does not pass the OVMS schema")
     except OvmsConfigError as exc:
         found.append(str(exc))
+    try:
+        config.check_state_dir()
+    except ConfigError as exc:
+        found.append(exc.message)
     return found

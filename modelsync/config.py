@@ -115,6 +115,18 @@ class Config:
     def status_path(self) -> Path:
         return self.state_dir / "status.json"
 
+    def check_state_dir(self) -> None:
+        """Refuse a ``.modelsync`` (or one of its directories) that is a symbolic link: state,
+        status, intents and results would be written wherever it points, outside the volume."""
+        for directory in (self.state_dir, self.intents_dir, self.failed_dir, self.results_dir):
+            if directory.is_symlink():
+                raise ConfigError(
+                    self.source,
+                    "sync.models_path",
+                    f"{directory} is a symbolic link; modelsync keeps its state only in a real "
+                    "directory inside the models volume (remove the link)",
+                )
+
     def require_minio_credentials(self) -> None:
         """The agent needs credentials; the webhook never talks to MinIO and does not."""
         for key in ("access_key", "secret_key"):
@@ -134,6 +146,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] = os.envi
     """Read, merge secrets into, validate and freeze the configuration."""
     source = Path(path) if path is not None else config_path_from_env(env)
     raw = _read_yaml(source)
+    _check_text(source, raw)
     _apply_env_secrets(raw, source, env)
     try:
         schema.check(schema.SYNC_CONFIG, raw)
@@ -149,6 +162,8 @@ def _read_yaml(source: Path) -> dict[str, Any]:
         raise ConfigError(source, "", "config file not found (set CONFIG_PATH)") from None
     except OSError as exc:
         raise ConfigError(source, "", f"cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, "", f"not UTF-8 text (byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -164,20 +179,55 @@ def _read_yaml(source: Path) -> dict[str, Any]:
 
 def _apply_env_secrets(raw: dict[str, Any], source: Path, env: Mapping[str, str]) -> None:
     for name, (section, key) in ENV_SECRETS.items():
-        value = env.get(name)
-        if not value and env.get(f"{name}_FILE"):
-            file_path = Path(env[f"{name}_FILE"])
-            try:
-                value = file_path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    source, f"{section}.{key}", f"cannot read {name}_FILE={file_path}: {exc.strerror}"
-                ) from None
+        value = _env_secret(name, f"{section}.{key}", source, env)
         if value:
             target = raw.setdefault(section, {})
             if not isinstance(target, dict):
                 raise ConfigError(source, section, "expected a mapping")
             target[key] = value
+
+
+def _env_secret(name: str, key: str, source: Path, env: Mapping[str, str]) -> str:
+    """``NAME``, else the file ``NAME_FILE`` names; both stripped of surrounding white space
+    (a trailing newline from ``echo`` or a secret file would otherwise never authenticate)."""
+    value = env.get(name, "")
+    if not value.strip() and env.get(f"{name}_FILE"):
+        file_path = Path(env[f"{name}_FILE"])
+        try:
+            value = file_path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(source, key, f"cannot read {name}_FILE={file_path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            # Never the content: a secret must not reach a terminal or a log, even garbled.
+            raise ConfigError(source, key, f"{name}_FILE={file_path} is not UTF-8 text") from None
+        name = f"{name}_FILE"
+    if not _encodable(value):
+        raise ConfigError(source, key, f"{name} is not valid UTF-8 text")
+    return value.strip()
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: undecodable bytes in the environment, or \ud800
+        return False
+    return True
+
+
+def _check_text(source: Path, value: Any, key: str = "") -> None:
+    """Every string in the file must be real text: a lone surrogate (YAML ``"\\ud800"``) would
+    otherwise pass the schema and fail much later, in a path, a header or a log line."""
+    if isinstance(value, str) and not _encodable(value):
+        raise ConfigError(source, key, "contains a character that is not valid UTF-8 (a lone surrogate)")
+    if isinstance(value, dict):
+        for child_key, child in value.items():
+            child_name = str(child_key) if _encodable(str(child_key)) else repr(child_key)
+            path = f"{key}.{child_name}" if key else child_name
+            _check_text(source, child_key, path)
+            _check_text(source, child, path)
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            _check_text(source, child, f"{key}[{index}]")
 
 
 def _normalise_level(level: str) -> str:
@@ -228,8 +278,8 @@ def _build(source: Path, raw: Mapping[str, Any]) -> Config:
         endpoint=endpoint,
         secure=secure,
         bucket=minio_raw["bucket_name"],
-        access_key=Secret(str(minio_raw.get("access_key", ""))),
-        secret_key=Secret(str(minio_raw.get("secret_key", ""))),
+        access_key=Secret(str(minio_raw.get("access_key", "")).strip()),
+        secret_key=Secret(str(minio_raw.get("secret_key", "")).strip()),
         region=minio_raw.get("region"),
     )
     sync_raw = raw.get("sync") or {}
@@ -252,7 +302,7 @@ def _build(source: Path, raw: Mapping[str, Any]) -> Config:
         **ovms_raw,
     )
     webhook_raw = dict(raw.get("webhook") or {})
-    token = webhook_raw.pop("auth_token", None)
+    token = str(webhook_raw.pop("auth_token", "") or "").strip()
     webhook = WebhookConfig(auth_token=Secret(token) if token else None, **webhook_raw)
     gateway = build_gateway(source, raw.get("gateway"))
     return Config(source=source, minio=minio, sync=sync, ovms=ovms, webhook=webhook, gateway=gateway)

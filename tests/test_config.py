@@ -78,6 +78,27 @@ def test_secrets_from_environment_and_files(tmp_path: Path) -> None:
     assert load_config(tmp_path / "sync-config.yaml", env=env).webhook.auth_token.reveal() == "env-token"
 
 
+def test_secrets_are_stripped_whatever_their_source(tmp_path: Path) -> None:
+    (tmp_path / "secret").write_text("  file-secret \n")
+    path = write(tmp_path, ORIGINAL.replace('secret_key: "minioadmin"', 'secret_key: " yaml-secret\\n"'))
+    assert load_config(path, env={}).minio.secret_key.reveal() == "yaml-secret"
+    env = {"MINIO_SECRET_KEY": "env-secret\n", "MODELSYNC_WEBHOOK_TOKEN": "\ttok \r\n"}
+    config = load_config(path, env=env)
+    assert config.minio.secret_key.reveal() == "env-secret"
+    assert config.webhook.auth_token is not None and config.webhook.auth_token.reveal() == "tok"
+    # White space alone is no secret: the _FILE twin is read instead.
+    env = {"MINIO_SECRET_KEY": " \n", "MINIO_SECRET_KEY_FILE": str(tmp_path / "secret")}
+    assert load_config(path, env=env).minio.secret_key.reveal() == "file-secret"
+
+
+def test_a_secret_that_is_not_text_is_refused_without_showing_it(tmp_path: Path) -> None:
+    path = write(tmp_path, ORIGINAL)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={"MINIO_ACCESS_KEY": "abc\udcff-hidden"})  # undecodable env bytes
+    assert caught.value.key == "minio.access_key"
+    assert "hidden" not in str(caught.value)
+
+
 def test_secrets_never_in_repr(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, ORIGINAL + "webhook:\n  auth_token: s3cr3t-token\n"), env={})
     assert "minioadmin" not in repr(config)

@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask
 
 from modelsync.config import Config
+from modelsync.errors import ConfigError
 from modelsync.intents import IntentWriter
 from modelsync.web import StartupError, new_app, register_errors
 from webhook import events, health, metrics, resync
@@ -23,6 +24,10 @@ log = logging.getLogger(__name__)
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app, settings = new_app(__name__, test_config)
     _check_auth(settings)
+    try:
+        settings.check_state_dir()
+    except ConfigError as exc:
+        raise StartupError(f"configuration error: {exc}") from None
 
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes
     app.extensions["intent_writer"] = IntentWriter(settings.intents_dir)
