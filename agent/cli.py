@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from types import FrameType
 
-from modelsync import logsetup
+from modelsync import logsetup, s3
 from modelsync.config import Config, load_config
 from modelsync.errors import ConfigError, ModelsyncError, SchemaViolation
 from modelsync.intents import IntentWriter
@@ -39,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = load_config(args.config)
         if args.command in ("run", "health"):
-            config.require_minio_credentials()
+            s3.require_credentials(config)
         if args.command != "health":  # health reports it as a problem instead
             config.check_state_dir()
     except ConfigError as exc:
@@ -53,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _run(config: Config, args: argparse.Namespace) -> int:
     from agent.service import Agent
 
+    log.info("S3 credentials: %s", _credential_source(config))
     try:
         agent = Agent(config)
     except ModelsyncError as exc:
@@ -68,9 +69,16 @@ def _run(config: Config, args: argparse.Namespace) -> int:
     return agent.run()
 
 
+def _credential_source(config: Config) -> str:
+    """Which source, and what identifies it (a role, a file, a key's name): never a secret."""
+    choice = s3.credentials(config.minio)
+    return "none (anonymous)" if choice is None else f"{choice.source} ({choice.detail})"
+
+
 def _health(config: Config, args: argparse.Namespace) -> int:
     from agent.health import problems
 
+    print(f"S3 credentials: {_credential_source(config)}")
     found = problems(config)
     for problem in found:
         print(f"unhealthy: {problem}", file=sys.stderr)

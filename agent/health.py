@@ -16,8 +16,11 @@ from modelsync.errors import ConfigError, OvmsConfigError
 
 def problems(config: Config) -> list[str]:
     found = []
-    if not Bucket(config.minio).reachable():
-        found.append(f"Cannot connect to MinIO at {config.minio.url} (bucket {config.minio.bucket})")
+    problem = Bucket(config.minio).problem()
+    if problem is not None:
+        found.append(
+            f"Cannot connect to MinIO at {config.minio.url} (bucket {config.minio.bucket}): {problem}"
+        )
     models = config.sync.models_path
     if not models.is_dir():
         found.append(f"models directory {models} does not exist")

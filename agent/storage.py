@@ -22,9 +22,9 @@ from minio.error import MinioException, S3Error
 from urllib3 import BaseHTTPResponse
 
 from agent.writeback import Writeback
+from modelsync import s3
 from modelsync.config import MinioConfig
 from modelsync.errors import PublishError, StorageError
-from modelsync.s3 import minio_client
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 1024 * 1024
@@ -63,7 +63,8 @@ def _epoch(value: datetime | None) -> float:
 class Bucket:
     def __init__(self, config: MinioConfig, pool_size: int = 10) -> None:
         self.name = config.bucket
-        http = urllib3.PoolManager(
+        http = s3.http_pool(
+            config,
             # A server silent that long is treated as down; the bound also keeps SIGTERM prompt
             # when S3 hangs (the loop checks the stop flag between reads).
             timeout=urllib3.Timeout(connect=5.0, read=READ_TIMEOUT_SECONDS),
@@ -72,7 +73,7 @@ class Bucket:
             # agent's backoff's business.
             retries=urllib3.Retry(total=2, read=0, backoff_factor=0.1, status_forcelist=[500, 502, 503, 504]),
         )
-        self.client = minio_client(config, http_client=http)
+        self.client = s3.minio_client(config, http_client=http)
 
     def list(self, prefix: str = "") -> Iterator[RemoteObject]:
         try:
@@ -132,10 +133,15 @@ class Bucket:
             raise StorageError(f"s3://{self.name}/{obj.key}: MD5 does not match the ETag")
 
     def reachable(self) -> bool:
+        return self.problem() is None
+
+    def problem(self) -> str | None:
+        """Why the bucket cannot be used, in an operator's words (None when it can)."""
         try:
-            return bool(self.client.bucket_exists(self.name))
-        except (MinioException, urllib3.exceptions.HTTPError, OSError):
-            return False
+            exists = self.client.bucket_exists(self.name)
+        except (MinioException, urllib3.exceptions.HTTPError, OSError, StorageError) as exc:
+            return str(exc) if isinstance(exc, StorageError) else _describe(exc)
+        return None if exists else f"bucket {self.name} does not exist"
 
 
 def _stream_to_file(
@@ -174,6 +180,4 @@ def _stream_to_file(
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, S3Error):
         return f"{exc.code} ({exc.message})"
-    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
-        return f"{type(exc.reason).__name__}: endpoint unreachable"
-    return type(exc).__name__
+    return s3.describe(exc)

@@ -8,6 +8,7 @@ error names the file and the key.
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ ENV_SECRETS = {
     "MINIO_ACCESS_KEY": ("minio", "access_key"),
     "MINIO_SECRET_KEY": ("minio", "secret_key"),
     "MODELSYNC_WEBHOOK_TOKEN": ("webhook", "auth_token"),
+    "AWS_SESSION_TOKEN": ("minio", "session_token"),
 }
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -41,7 +43,13 @@ class MinioConfig:
     bucket: str
     access_key: Secret = field(default_factory=lambda: Secret(""))
     secret_key: Secret = field(default_factory=lambda: Secret(""))
+    session_token: Secret = field(default_factory=lambda: Secret(""))
     region: str | None = None
+    ca_file: Path | None = None  # PEM bundle trusted for the endpoint's certificate
+    tls_skip_verify: bool = False
+    sts_endpoint: str | None = None  # for web identity; AWS's regional STS when None
+    instance_role: bool = False  # fall back to the instance metadata service
+    metadata_endpoint: str | None = None  # the instance metadata service, when not the usual one
 
     @property
     def url(self) -> str:
@@ -125,16 +133,6 @@ class Config:
                     "sync.models_path",
                     f"{directory} is a symbolic link; modelsync keeps its state only in a real "
                     "directory inside the models volume (remove the link)",
-                )
-
-    def require_minio_credentials(self) -> None:
-        """The agent needs credentials; the webhook never talks to MinIO and does not."""
-        for key in ("access_key", "secret_key"):
-            if not getattr(self.minio, key):
-                raise ConfigError(
-                    self.source,
-                    f"minio.{key}",
-                    f"is required (or set MINIO_{key.upper()} / MINIO_{key.upper()}_FILE)",
                 )
 
 
@@ -271,17 +269,43 @@ def _check_model_settings(source: Path, key: str, settings: Mapping[str, Any]) -
         raise ConfigError(source, f"{key}.{inner}" if inner else key, exc.message) from None
 
 
-def _build(source: Path, raw: Mapping[str, Any]) -> Config:
-    minio_raw = raw["minio"]
+def _build_minio(source: Path, minio_raw: Mapping[str, Any]) -> MinioConfig:
     endpoint, secure = _split_endpoint(minio_raw)
-    minio = MinioConfig(
+    ca_file = Path(minio_raw["ca_file"]) if minio_raw.get("ca_file") else None
+    for key in ("ca_file", "tls_skip_verify"):
+        if minio_raw.get(key) and not secure:
+            raise ConfigError(
+                source, f"minio.{key}", "is set but the endpoint is not TLS (https:// or minio.secure)"
+            )
+    if ca_file is not None:
+        _check_ca_file(source, ca_file)
+    return MinioConfig(
         endpoint=endpoint,
         secure=secure,
         bucket=minio_raw["bucket_name"],
         access_key=Secret(str(minio_raw.get("access_key", "")).strip()),
         secret_key=Secret(str(minio_raw.get("secret_key", "")).strip()),
+        session_token=Secret(str(minio_raw.get("session_token", "")).strip()),
         region=minio_raw.get("region"),
+        ca_file=ca_file,
+        tls_skip_verify=bool(minio_raw.get("tls_skip_verify", False)),
+        sts_endpoint=minio_raw.get("sts_endpoint"),
+        instance_role=bool(minio_raw.get("instance_role", False)),
+        metadata_endpoint=minio_raw.get("metadata_endpoint"),
     )
+
+
+def _check_ca_file(source: Path, ca_file: Path) -> None:
+    try:
+        ssl.create_default_context(cafile=str(ca_file))
+    except (ssl.SSLError, ValueError):  # SSLError first: it is an OSError too
+        raise ConfigError(source, "minio.ca_file", f"{ca_file} holds no PEM certificate") from None
+    except OSError as exc:
+        raise ConfigError(source, "minio.ca_file", f"cannot read {ca_file}: {exc.strerror}") from None
+
+
+def _build(source: Path, raw: Mapping[str, Any]) -> Config:
+    minio = _build_minio(source, raw["minio"])
     sync_raw = raw.get("sync") or {}
     sync = SyncConfig(
         **{k: v for k, v in sync_raw.items() if k != "models_path" and k != "log_level"},

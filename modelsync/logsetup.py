@@ -9,12 +9,27 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 import time
 
 TEXT_FORMAT = "%(asctime)s - model_sync - %(levelname)s - %(message)s"
 DATE_FORMAT = "%Y-%m-%d %H:%M:%S"
 EXTRA_FIELDS = ("model", "version", "event", "path")
+# Query parameters that carry a credential: urllib3's retry warnings quote the whole URL, and an
+# STS call's URL holds the web identity token.
+_SECRET_PARAM = re.compile(
+    r"((?:WebIdentityToken|Token|X-Amz-Signature|X-Amz-Credential|X-Amz-Security-Token|LDAPPassword)=)[^&\s'\"]+",
+    re.IGNORECASE,
+)
+
+
+class RedactSecrets(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if _SECRET_PARAM.search(message):
+            record.msg, record.args = _SECRET_PARAM.sub(r"\1***", message), None
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -36,6 +51,7 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: str = "INFO", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactSecrets())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

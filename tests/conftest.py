@@ -173,7 +173,12 @@ class Process:
 
 
 def child_env(volume: Volume, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MINIO_", "MODELSYNC_", "PROMETHEUS_"))}
+    # AWS_*: the test process sets moto's credentials there; a child must see only what a test gives it.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("MINIO_", "MODELSYNC_", "PROMETHEUS_", "AWS_"))
+    }
     env.update(CONFIG_PATH=str(volume.config_path), PYTHONUNBUFFERED="1", **extra)
     return env
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from modelsync import s3
 from modelsync.config import load_config
 from modelsync.errors import ConfigError
 
@@ -150,7 +151,7 @@ def test_agent_requires_credentials(tmp_path: Path) -> None:
     text = ORIGINAL.replace('  access_key: "minioadmin"\n', "")
     config = load_config(write(tmp_path, text), env={})
     with pytest.raises(ConfigError) as caught:
-        config.require_minio_credentials()
+        s3.require_credentials(config, env={})
     assert caught.value.key == "minio.access_key"
 
 
@@ -160,3 +161,17 @@ def test_config_is_frozen(tmp_path: Path) -> None:
         config.sync.interval = 1  # type: ignore[misc]
     with pytest.raises(TypeError):
         config.ovms.models["x"] = {}  # type: ignore[index]
+
+
+def test_log_lines_never_show_a_credential_in_a_url(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from modelsync import logsetup
+
+    logsetup.configure("INFO")
+    logging.getLogger("urllib3.connectionpool").warning(
+        "Retrying after connection broken: %s",
+        "/?Action=AssumeRoleWithWebIdentity&WebIdentityToken=eyJ.abc&x=1",
+    )
+    line = capsys.readouterr().err
+    assert "eyJ.abc" not in line and "WebIdentityToken=***&x=1" in line

@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from gateway import GUNICORN_ARGS as GATEWAY_GUNICORN_ARGS
+from modelsync import s3
 from modelsync.config import Config, load_config
 from modelsync.gatewayconfig import DEFAULT_SPILL_DIR
 from webhook import GUNICORN_ARGS
@@ -480,7 +481,7 @@ def test_compose_bucket_sink_has_its_bucket_and_credentials(
     minio = env_of(services["minio"])
     for name in GATEWAY_SERVICES:
         config = load_config(EXAMPLE_CONFIG, env=env_of(services[name]))
-        config.require_minio_credentials()
+        s3.require_credentials(config, env={})
         assert config.minio.access_key.reveal() == minio["MINIO_ROOT_USER"]
         assert config.minio.secret_key.reveal() == minio["MINIO_ROOT_PASSWORD"]
 
@@ -636,7 +637,7 @@ def test_k8s_config_and_secret_files_load(
         config = load_config(config_file, env=local_env)
         assert str(config.sync.models_path) == mounts["models"] == "/models"
         if name == "agent":
-            config.require_minio_credentials()
+            s3.require_credentials(config, env={})
         else:
             assert config.webhook.auth_token
         assert config.ovms.rest_url == "http://127.0.0.1:8000", "OVMS is in the same Pod"

@@ -16,9 +16,9 @@ from minio.error import MinioException
 from urllib3.exceptions import HTTPError
 
 from gateway.errors import SinkError
+from modelsync import s3
 from modelsync.config import MinioConfig
 from modelsync.gatewayconfig import SinkConfig
-from modelsync.s3 import minio_client
 
 
 class BucketSink:
@@ -28,10 +28,10 @@ class BucketSink:
         self.prefix = str(config.get("prefix", "predictions/"))
         # Short timeouts and no retries of its own: a stuck upload must not hold the sender
         # past a shutdown; the reporter's spill and backoff do the retrying.
-        http = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=5.0, read=30.0), retries=urllib3.Retry(total=0), maxsize=2
+        http = s3.http_pool(
+            minio, timeout=urllib3.Timeout(connect=5.0, read=30.0), retries=urllib3.Retry(total=0), maxsize=2
         )
-        self._client = minio_client(minio, http_client=http)
+        self._client = s3.minio_client(minio, http_client=http)
 
     def object_name(self, lines: Sequence[bytes]) -> str:
         first = json.loads(lines[0])
