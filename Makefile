@@ -38,10 +38,15 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
+# The load generator is a Debian package, not a wheel: stop at once with the command that fixes it.
+WRK_CHECK := @command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install -y wrk (Debian, Ubuntu) or brew install wrk (macOS)" >&2; exit 2; }
+
 bench: $(BENCH_STAMP)
+	$(WRK_CHECK)
 	$(BIN)/python -m bench.run_all --quick
 
 bench-full: $(BENCH_STAMP)
+	$(WRK_CHECK)
 	$(BIN)/python -m bench.run_all
 
 ## soak: the long fault-injection runs (kill -9 rounds, webhook kills, fuzzing)
