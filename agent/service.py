@@ -27,7 +27,7 @@ from agent.versionsync import VersionSync, group_listing
 from agent.watcher import IntentWatcher
 from modelsync import keys
 from modelsync.config import Config
-from modelsync.errors import IntentError, ModelsyncError, StorageError
+from modelsync.errors import IntentError, ModelsyncError, ObjectChangedError, StorageError
 from modelsync.results import ResultBox
 
 log = logging.getLogger(__name__)
@@ -366,12 +366,34 @@ class Agent:
         except StorageError as exc:
             self._storage_down(exc)
             return None
+        except ObjectChangedError as exc:
+            self._storage_up()  # the bucket answered: an overwrite raced the download
+            return self._changed(pending, str(exc))
         except Cancelled:
             return None
         except (ModelsyncError, OSError) as exc:
             return self._failed(pending, str(exc) if isinstance(exc, ModelsyncError) else f"{exc}")
         except Exception as exc:  # one odd version must not starve the ones after it
             return self._failed(pending, f"{type(exc).__name__}: {exc}")
+
+    def _changed(self, pending: Pending, message: str) -> str:
+        """List this version again and retry it soon; the other versions do not wait."""
+        pending.changes += 1
+        metrics.FAILURES.labels(reason="object_changed").inc()
+        if pending.changes > self.config.sync.max_attempts:  # never matches: a failure after all
+            return self._failed(pending, f"{message} ({pending.changes} times in a row)")
+        pending.listing = None
+        delay = Backoff(failures=pending.changes - 1).next_delay()
+        pending.due = time.monotonic() + delay
+        log.warning(
+            "model %s:%s: %s; listing the version again in %.1fs",
+            pending.model,
+            pending.version,
+            message,
+            delay,
+            extra={"model": pending.model, "version": pending.version, "event": "object_changed"},
+        )
+        return "retrying"
 
     def _failed(self, pending: Pending, message: str) -> str:
         pending.attempts += 1
