@@ -17,6 +17,7 @@ import requests
 from modelsync import atomic
 from tests.conftest import ROOT, Bucket, Volume, child_env
 from tests.helpers import free_port, http_ok, md5, served_models, wait_for
+from tests.test_agent_cli import agent_cli
 from tests.test_operations import metric
 from tests.test_reliability_paths import failed_records, hostile_intent
 
@@ -35,9 +36,10 @@ def agent_health(volume: Volume) -> subprocess.CompletedProcess[str]:
 
 
 def write_raw(volume: Volume, intent: dict[str, Any]) -> str:
-    """Written as a hand-dropped file would be; json.dumps escapes the surrogate (ASCII out)."""
+    """Written whole (temp file, rename); json.dumps escapes the surrogate as "\\ud800"."""
     name = f"{intent['id']}.json"
-    (volume.intents / name).write_text(json.dumps(intent))
+    atomic.write_json(volume.intents / name, intent)
+    assert b"\\ud800" in (volume.intents / name).read_bytes()
     return name
 
 
@@ -110,6 +112,8 @@ def test_a_step_that_keeps_failing_shows_in_readyz_health_and_metrics_then_clear
     health = agent_health(volume)
     assert health.returncode == 1
     assert "agent loop step move_failed failed" in health.stderr, health.stderr
+    table = agent_cli(volume, "status")
+    assert "FAILING: agent loop step move_failed failed" in table.stdout, table.stdout
     status = json.loads(volume.status.read_text())
     failing = status["loop"]["failing_steps"]["move_failed"]
     assert failing["consecutive_failures"] >= 3
