@@ -380,7 +380,7 @@ class Agent:
         """List this version again and retry it soon; the other versions do not wait."""
         pending.changes += 1
         metrics.FAILURES.labels(reason="object_changed").inc()
-        if pending.changes > self.config.sync.max_attempts:  # never matches: a failure after all
+        if pending.changes > self.config.sync.max_attempts:  # it never holds still: a failure
             return self._failed(pending, f"{message} ({pending.changes} times in a row)")
         pending.listing = None
         delay = Backoff(failures=pending.changes - 1).next_delay()
