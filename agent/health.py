@@ -1,15 +1,18 @@
 """``python -m agent health``: the original sidecar's checks, for Docker's HEALTHCHECK.
 
-MinIO reachable, the models directory writable, config.json readable and valid.
+MinIO reachable, the models directory writable, config.json readable and valid, and no part
+of the running agent's loop failing again and again (its status file, as ``/readyz`` reads it).
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 from agent import ovmsconfig
 from agent.storage import Bucket
 from modelsync import schema
+from modelsync.agentstatus import loop_problems
 from modelsync.config import Config
 from modelsync.errors import ConfigError, OvmsConfigError
 
@@ -38,4 +41,13 @@ def problems(config: Config) -> list[str]:
         config.check_state_dir()
     except ConfigError as exc:
         found.append(exc.message)
-    return found
+    return found + _loop_problems(config)
+
+
+def _loop_problems(config: Config) -> list[str]:
+    """What the running agent says keeps failing (none before it has written a status)."""
+    try:
+        status = json.loads(config.status_path.read_bytes())
+    except (OSError, ValueError):
+        return []
+    return loop_problems(status) if isinstance(status, dict) else []

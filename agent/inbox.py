@@ -32,12 +32,16 @@ class Inbox:
         self.failed_dir = config.failed_dir
         self.bucket = config.minio.bucket
         self.single_model = config.ovms.model_name
+        # Intents that could not be moved to failed/ (it is not writable, or a file is in the
+        # way): id -> reason. They are not read again; retry_moves() tries once a step.
+        self.unmoved: dict[str, str] = {}
+        self.move_error = ""
 
     def names(self) -> Iterator[str]:
         """Intent ids waiting, oldest first (ids start with the arrival time)."""
         with os.scandir(self.directory) as entries:
             found = [e.name[:-5] for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
-        return iter(sorted(found))
+        return iter(sorted(i for i in found if i not in self.unmoved))
 
     def read(self, intent_id: str) -> dict[str, Any]:
         path = self.directory / f"{intent_id}.json"
@@ -85,6 +89,29 @@ class Inbox:
         (self.directory / f"{intent_id}.json").unlink(missing_ok=True)
 
     def fail(self, intent_id: str, reason: str) -> None:
+        """Move an intent to failed/ with its reason; never raises (see :meth:`retry_moves`)."""
+        try:
+            self._move(intent_id, reason)
+        except Exception as exc:  # a failed/ that cannot take it must not stop the intake
+            self.move_error = f"{type(exc).__name__}: {exc}"
+            if intent_id not in self.unmoved:
+                log.error("intent %s cannot be moved to %s (%s): %s", intent_id, self.failed_dir, exc, reason)
+            self.unmoved[intent_id] = reason
+            return
+        self.unmoved.pop(intent_id, None)
+        metrics.FAILURES.labels(reason="intent").inc()
+        log.error("intent %s moved to %s: %s", intent_id, self.failed_dir, reason)
+
+    def retry_moves(self) -> None:
+        """Raises IntentError while an intent could still not be moved (the step is failing)."""
+        for intent_id, reason in list(self.unmoved.items()):
+            self.fail(intent_id, reason)
+        if self.unmoved:
+            raise IntentError(
+                f"cannot move {len(self.unmoved)} intent(s) to {self.failed_dir}: {self.move_error}"
+            )
+
+    def _move(self, intent_id: str, reason: str) -> None:
         source = self.directory / f"{intent_id}.json"
         raw = _read_regular(source)
         self.failed_dir.mkdir(parents=True, exist_ok=True)
@@ -97,8 +124,6 @@ class Inbox:
             source.unlink(missing_ok=True)
         except IsADirectoryError:
             shutil.rmtree(source, ignore_errors=True)  # never follows links inside it
-        metrics.FAILURES.labels(reason="intent").inc()
-        log.error("intent %s moved to %s: %s", intent_id, self.failed_dir, reason)
 
 
 def _read_regular(path: Path) -> str:

@@ -27,10 +27,15 @@ RECONCILE_SECONDS = Histogram(
     "Duration of a full reconcile (listing and comparison)",
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
 )
+LOOP_FAILURES = Gauge(
+    "modelsync_agent_loop_failures_consecutive",
+    "Consecutive failures of one part of the agent's loop (0 once it succeeds)",
+    ["step"],
+)
 CONFIG_SWAPS = Counter("modelsync_agent_config_swaps_total", "config.json replacements")
 
 # Every reason label exists from the start, so dashboards show zeros instead of gaps.
-for _reason in ("storage", "publish", "config", "ovms_reload", "intent"):
+for _reason in ("storage", "publish", "config", "ovms_reload", "intent", "object_changed"):
     FAILURES.labels(reason=_reason)
 for _outcome in ("published", "removed", "failed"):
     SYNCS.labels(outcome=_outcome)

@@ -27,6 +27,7 @@ class Pending:
     intents: set[str] = field(default_factory=set)
     signature: Signature | None = None
     attempts: int = 0
+    changes: int = 0  # objects that changed between the listing and their download, in a row
     listing: Listing | None = None  # from a reconcile, used once instead of re-listing
     waiting_for: list[str] = field(default_factory=list)
 

@@ -17,6 +17,7 @@ from agent.configsync import ConfigSync
 from agent.inbox import Inbox
 from agent.inflight import InFlight
 from agent.localstate import LocalState
+from agent.loophealth import LoopHealth
 from agent.pending import Pending, signature
 from agent.retry import Backoff
 from agent.stager import Stager
@@ -26,7 +27,7 @@ from agent.versionsync import VersionSync, group_listing
 from agent.watcher import IntentWatcher
 from modelsync import keys
 from modelsync.config import Config
-from modelsync.errors import IntentError, ModelsyncError, StorageError
+from modelsync.errors import IntentError, ModelsyncError, ObjectChangedError, StorageError
 from modelsync.results import ResultBox
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ class Agent:
         self.pending: dict[tuple[str, int], Pending] = {}
         self.seen: set[str] = set()
         self.storage_backoff = Backoff()
-        self.loop_backoff = Backoff()
+        self.loop = LoopHealth(self.status)
         self.storage_retry_at = 0.0
         self.next_reconcile = 0.0
         self.bucket_was_empty = False
@@ -101,34 +102,37 @@ class Agent:
         self.wake.set()
 
     def _guarded_step(self) -> None:
-        """One step; whatever it raises, the loop goes on after a backoff (never a crash loop)."""
-        try:
-            self.step()
-        except Exception as exc:  # last resort: each known failure is handled where it happens
-            delay = self.loop_backoff.next_delay()
-            message = f"sync step failed: {type(exc).__name__}: {exc}"
-            log.error("%s; retrying in %.1fs", message, delay)
-            log.debug("traceback of the failed step", exc_info=True)
-            self.status.error(message)
-            self.ovms_config.owed = True
-            self.stop.wait(delay)
-        else:
-            self.loop_backoff.reset()
+        """One step; whatever a part raises, the others run and it backs off on its own."""
+        if not self.step():
+            self.ovms_config.owed = True  # the disk may be ahead of config.json
 
-    def step(self) -> None:
-        self._ingest()
-        if self.state.unsaved:
-            self._save_state()
-        if self.ovms_config.due():
-            self.ovms_config.apply(force_reload=False)
-        if time.monotonic() >= self.next_reconcile:
-            self.reconcile()
-        self._process_due()
+    def step(self) -> bool:
+        """Every part of the loop, each guarded (agent/loophealth.py); False when one failed."""
+        parts = (
+            ("intake", self._ingest),
+            ("move_failed", self.inbox.retry_moves),
+            ("state", self._save_state),
+            ("config", self._apply_config),
+            ("reconcile", self._reconcile_if_due),
+            ("publish", self._process_due),
+        )
+        ok = [self.loop.run(name, part) for name, part in parts]  # a list: every part runs
         self.status.update(pending_intents=len(self.seen))
         metrics.INTENTS_PENDING.set(len(self.seen))
+        return all(ok)
+
+    def _apply_config(self) -> None:
+        if self.ovms_config.due():
+            self.ovms_config.apply(force_reload=False)
+
+    def _reconcile_if_due(self) -> None:
+        if time.monotonic() >= self.next_reconcile:
+            self.reconcile()
 
     def _save_state(self) -> None:
         """Retry a state save that failed (disk full, a directory in the way); said once."""
+        if not self.state.unsaved:
+            return
         try:
             self.state.save()
         except OSError as exc:
@@ -138,7 +142,11 @@ class Agent:
                 self.status.error(message)
 
     def _sleep_seconds(self) -> float:
-        due = min([p.due for p in self.pending.values()] + [self.next_reconcile])
+        # A part backing off after a failure is not due before its retry time (no busy loop).
+        publish = max(
+            min((p.due for p in self.pending.values()), default=math.inf), self.loop.retry_at("publish")
+        )
+        due = min(publish, max(self.next_reconcile, self.loop.retry_at("reconcile")))
         if self.storage_retry_at > time.monotonic():
             due = max(due, self.storage_retry_at)
         return max(0.0, min(due - time.monotonic(), self.config.sync.heartbeat_seconds))
@@ -150,26 +158,37 @@ class Agent:
             if intent_id in self.seen:
                 continue
             try:
-                intent = self.inbox.read(intent_id)
+                self._take(intent_id, now)
             except IntentError as exc:
-                self.inbox.fail(intent_id, str(exc))
-                continue
-            if intent["kind"] == "resync":
-                try:
-                    self._resync(intent)
-                except Exception as exc:  # never block the intents queued behind this one
-                    self.inbox.fail(intent_id, f"resync failed: {type(exc).__name__}: {exc}")
-                continue
-            self.seen.add(intent_id)
-            key = (intent["model"], intent["version"])
-            if key not in self.pending and self._already_applied(intent):
-                self._commit([intent_id])
-                continue
-            pending = self.pending.setdefault(key, Pending(*key, last_change=now))
-            pending.listing = None  # a reconcile's listing predates this event
-            pending.intents.add(intent_id)
-            pending.last_change = max(pending.last_change, now)
-            pending.due = min(pending.due, now + DEBOUNCE_SECONDS)
+                self._refuse(intent_id, str(exc))
+            except Exception as exc:  # whatever one intent does, the ones behind it go on
+                log.debug("traceback of the failed intent", exc_info=True)
+                self._refuse(intent_id, f"cannot be handled: {type(exc).__name__}: {exc}")
+
+    def _refuse(self, intent_id: str, reason: str) -> None:
+        self.seen.discard(intent_id)
+        for pending in self.pending.values():
+            pending.intents.discard(intent_id)
+        self.inbox.fail(intent_id, reason)
+
+    def _take(self, intent_id: str, now: float) -> None:
+        intent = self.inbox.read(intent_id)
+        if intent["kind"] == "resync":
+            try:
+                self._resync(intent)
+            except Exception as exc:
+                raise IntentError(f"resync failed: {type(exc).__name__}: {exc}") from exc
+            return
+        key = (intent["model"], intent["version"])
+        if key not in self.pending and self._already_applied(intent):
+            self.inbox.done(intent_id)
+            return
+        self.seen.add(intent_id)
+        pending = self.pending.setdefault(key, Pending(*key, last_change=now))
+        pending.listing = None  # a reconcile's listing predates this event
+        pending.intents.add(intent_id)
+        pending.last_change = max(pending.last_change, now)
+        pending.due = min(pending.due, now + DEBOUNCE_SECONDS)
 
     def _already_applied(self, intent: dict[str, Any]) -> bool:
         """A duplicate or stale event about something the disk already reflects."""
@@ -347,12 +366,34 @@ class Agent:
         except StorageError as exc:
             self._storage_down(exc)
             return None
+        except ObjectChangedError as exc:
+            self._storage_up()  # the bucket answered: an overwrite raced the download
+            return self._changed(pending, str(exc))
         except Cancelled:
             return None
         except (ModelsyncError, OSError) as exc:
             return self._failed(pending, str(exc) if isinstance(exc, ModelsyncError) else f"{exc}")
         except Exception as exc:  # one odd version must not starve the ones after it
             return self._failed(pending, f"{type(exc).__name__}: {exc}")
+
+    def _changed(self, pending: Pending, message: str) -> str:
+        """List this version again and retry it soon; the other versions do not wait."""
+        pending.changes += 1
+        metrics.FAILURES.labels(reason="object_changed").inc()
+        if pending.changes > self.config.sync.max_attempts:  # it never holds still: a failure
+            return self._failed(pending, f"{message} ({pending.changes} times in a row)")
+        pending.listing = None
+        delay = Backoff(failures=pending.changes - 1).next_delay()
+        pending.due = time.monotonic() + delay
+        log.warning(
+            "model %s:%s: %s; listing the version again in %.1fs",
+            pending.model,
+            pending.version,
+            message,
+            delay,
+            extra={"model": pending.model, "version": pending.version, "event": "object_changed"},
+        )
+        return "retrying"
 
     def _failed(self, pending: Pending, message: str) -> str:
         pending.attempts += 1

@@ -38,6 +38,8 @@ class StatusReporter:
             "config": {"valid": None, "error": None, "swaps": 0, "last_swap_at": None},
             "ovms": None,
             "pending_intents": 0,
+            # Parts of the loop that failed loop.failure_threshold times in a row (agent/loophealth.py).
+            "loop": {"failure_threshold": None, "failing_steps": {}},
             "counters": {"downloaded_files": 0, "downloaded_bytes": 0, "reused_files": 0},
             "models": {},
         }
@@ -64,6 +66,19 @@ class StatusReporter:
                 entry["last_error"] = message
                 if version is not None:
                     entry["versions"].setdefault(str(version), {})["error"] = message
+
+    def loop_threshold(self, threshold: int) -> None:
+        with self._lock:
+            self.document["loop"]["failure_threshold"] = threshold
+
+    def loop_step(self, step: str, failing: dict[str, Any] | None) -> None:
+        """Mark one part of the loop as failing (with its count and error), or clear it."""
+        with self._lock:
+            steps = self.document["loop"]["failing_steps"]
+            if failing is None:
+                steps.pop(step, None)
+            else:
+                steps[step] = failing
 
     def count(self, name: str, amount: int) -> None:
         with self._lock:

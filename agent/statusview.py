@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from modelsync.agentstatus import loop_problems
+
 
 def _ago(epoch: float | None, now: float) -> str:
     if not epoch:
@@ -39,6 +41,7 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
         f"{config.get('swaps', 0)} swap(s), last {_ago(config.get('last_swap_at'), now)}",
         f"pending intents: {status.get('pending_intents', 0)}",
     ]
+    lines.extend(f"FAILING: {problem}" for problem in loop_problems(status))
     last_error = status.get("last_error")
     if last_error:
         lines.append(f"last error ({_ago(last_error.get('at'), now)}): {last_error.get('message')}")

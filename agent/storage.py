@@ -1,6 +1,8 @@
 """The bucket, through the ``minio`` client: listings and streamed, verified downloads.
 
-Every S3 failure becomes :class:`StorageError`; the caller decides how long to back off.
+Every S3 failure becomes :class:`StorageError`; the caller decides how long to back off. An
+object that changed since it was listed (412 on If-Match, 404, other size or MD5) is
+:class:`ObjectChangedError` instead: an overwrite is not an outage.
 Downloads stream to disk in fixed chunks, so memory does not grow with model size.
 """
 
@@ -24,7 +26,7 @@ from urllib3 import BaseHTTPResponse
 from agent.writeback import Writeback
 from modelsync import s3
 from modelsync.config import MinioConfig
-from modelsync.errors import PublishError, StorageError
+from modelsync.errors import ObjectChangedError, PublishError, StorageError
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 1024 * 1024
@@ -99,7 +101,9 @@ class Bucket:
             yield response
         except S3Error as exc:
             if exc.code == "PreconditionFailed":
-                raise StorageError(f"s3://{self.name}/{key} changed during download") from None
+                raise ObjectChangedError(f"s3://{self.name}/{key} changed since it was listed") from None
+            if exc.code == "NoSuchKey":
+                raise ObjectChangedError(f"s3://{self.name}/{key} was deleted since it was listed") from None
             raise StorageError(f"cannot get s3://{self.name}/{key}: {_describe(exc)}") from None
         except (MinioException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise StorageError(f"cannot get s3://{self.name}/{key}: {_describe(exc)}") from None
@@ -127,10 +131,17 @@ class Bucket:
         # If-Match: the object we listed, or a clean failure if it changed meanwhile.
         with self._get(obj.key, {"If-Match": f'"{obj.etag}"'}) as response:
             written = _stream_to_file(response.stream(CHUNK_BYTES), dest, digest, stop, on_bytes)
+        # A whole answer (urllib3 checks Content-Length) that is not the listed object: it was
+        # replaced meanwhile by a server that ignores If-Match.
         if written != obj.size:
-            raise StorageError(f"s3://{self.name}/{obj.key}: got {written} bytes, expected {obj.size}")
+            raise ObjectChangedError(
+                f"s3://{self.name}/{obj.key} changed since it was listed: got {written} bytes, "
+                f"expected {obj.size}"
+            )
         if digest is not None and digest.hexdigest() != obj.md5:
-            raise StorageError(f"s3://{self.name}/{obj.key}: MD5 does not match the ETag")
+            raise ObjectChangedError(
+                f"s3://{self.name}/{obj.key} changed since it was listed: MD5 does not match the ETag"
+            )
 
     def reachable(self) -> bool:
         return self.problem() is None

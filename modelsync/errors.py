@@ -47,6 +47,14 @@ class StorageError(ModelsyncError):
     """The S3 endpoint could not be reached or answered with an error."""
 
 
+class ObjectChangedError(ModelsyncError):
+    """An object was overwritten or deleted between the listing and its download.
+
+    Not an outage (the bucket answered): the version is listed again and retried on its own,
+    the others go on.
+    """
+
+
 class PublishError(ModelsyncError):
     """A version could not be staged or published (disk full, permission denied, bad data)."""
 

@@ -37,6 +37,12 @@ def check_safe(key: str) -> None:
         raise UnsafeKeyError(key, "empty key")
     if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
         raise UnsafeKeyError(key[:64] + "...", f"longer than {MAX_KEY_BYTES} bytes")
+    try:
+        # A lone surrogate ("\ud800" in JSON) names no file and no S3 object; refused here,
+        # every later encode of the key (file names, lengths, logs) would raise.
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnsafeKeyError(key, "not encodable as UTF-8 (lone surrogate)") from None
     if key.startswith("/"):
         raise UnsafeKeyError(key, "absolute path")
     if "\\" in key:

@@ -21,6 +21,8 @@ UNSAFE = [
     ".modelsync/intents/x.json",
     ".modelsync",
     "m/1/" + "é" * 511,  # 1,026 bytes: over S3's 1,024
+    "m/1/model-\ud800.bin",  # a lone surrogate: no UTF-8 form, no S3 object, no file name
+    "m/1/\udcff",
 ]
 
 

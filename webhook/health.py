@@ -1,7 +1,8 @@
 """Liveness and readiness.
 
 Ready means: intents can be written, and the agent is alive (fresh heartbeat in its status
-file) and can reach the bucket. Not ready answers 503 with the reasons.
+file), can reach the bucket and has no part of its loop failing again and again. Not ready
+answers 503 with the reasons.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 
+from modelsync.agentstatus import loop_problems
 from modelsync.config import Config
 from modelsync.intents import IntentWriter
 
@@ -37,7 +39,7 @@ def agent_problems(settings: Config) -> list[str]:
     storage = status.get("storage") or {}
     if storage.get("reachable") is False:
         problems.append("agent cannot reach the bucket")
-    return problems
+    return problems + loop_problems(status)
 
 
 @bp.get("/readyz")
