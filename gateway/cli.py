@@ -9,7 +9,6 @@ import sys
 import threading
 from types import FrameType
 
-from gateway import reporters
 from gateway.errors import SpillError
 from gateway.factory import build_predictor
 from modelsync import logsetup
@@ -47,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {settings.source}: gateway.reporting.spill_dir: {exc}", file=sys.stderr)
         return 2
 
-    from gateway.kafkaworker import KafkaWorker
+    from gateway.kafka.worker import KafkaWorker
 
     if kafka.metrics_port:
         from prometheus_client import start_http_server
@@ -63,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    predictor.reporters.start()
+    predictor.reporting.start()
     try:
         return KafkaWorker(kafka, predictor).run(stop)
     finally:
-        reporters.close_all()
+        predictor.reporting.close()
         predictor.service.close()
         log.info("kafka provider stopped")

@@ -1,4 +1,4 @@
-"""The prediction reporter: never blocks the request path, never loses a record.
+"""One sink's prediction reporter: never blocks the request path, never loses a record.
 
 ``submit`` appends a :class:`~gateway.prediction.Call` to a bounded in-memory queue and
 returns; when the queue is full, or the reporter is stopping, the call's records go straight
@@ -36,7 +36,7 @@ MAX_BACKOFF = 30.0
 RESCAN_SECONDS = 10.0  # how often to look for segments that dead processes left behind
 
 
-class Reporter:
+class SinkReporter:
     """One sink: a queue, its sender thread and its spill, started in the process that uses it
     (gunicorn preloads the app before forking, and threads do not survive a fork)."""
 
