@@ -12,7 +12,10 @@ import re
 from dataclasses import dataclass
 
 from modelsync.errors import UnsafeKeyError
-from modelsync.names import MODEL_NAME, VERSION
+
+# "X as X": keys.MODEL_NAME and keys.VERSION stay importable under mypy --strict.
+from modelsync.names import MODEL_NAME as MODEL_NAME
+from modelsync.names import VERSION as VERSION
 
 STATE_DIR_NAME = ".modelsync"
 MAX_VERSION = 2**63 - 1
