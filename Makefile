@@ -4,12 +4,16 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit clean bench bench-full soak
+.PHONY: run test lint typecheck unit clean bench bench-full soak lock
 
-$(STAMP): pyproject.toml
+# The test and bench extras install at the versions in requirements-dev.lock (what passed
+# here), so a fresh machine later gets the same; `make lock` moves both locks forward.
+DEV_LOCK := requirements-dev.lock
+
+$(STAMP): pyproject.toml $(DEV_LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -c $(DEV_LOCK) -e '.[test]'
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -35,7 +39,7 @@ unit: $(STAMP)
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[test,bench]'
+	$(BIN)/pip install --quiet -c $(DEV_LOCK) -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
 # The load generator is a Debian package, not a wheel: stop at once with the command that fixes it.
@@ -52,6 +56,14 @@ bench-full: $(BENCH_STAMP)
 ## soak: the long fault-injection runs (kill -9 rounds, webhook kills, fuzzing)
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
+
+## lock: resolve requirements.lock (the images) and requirements-dev.lock (make's venv) again
+lock: $(STAMP)
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --universal --generate-hashes \
+		-o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra bench --python-version 3.11 --universal \
+		-o $(DEV_LOCK)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -372,7 +372,7 @@ class Agent:
         except Cancelled:
             return None
         except (ModelsyncError, OSError) as exc:
-            return self._failed(pending, str(exc) if isinstance(exc, ModelsyncError) else f"{exc}")
+            return self._failed(pending, str(exc))
         except Exception as exc:  # one odd version must not starve the ones after it
             return self._failed(pending, f"{type(exc).__name__}: {exc}")
 

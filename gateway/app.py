@@ -12,6 +12,8 @@ from flask import Flask
 from gateway import metrics, rest
 from gateway.errors import SpillError
 from gateway.factory import build_predictor
+from gateway.inference import Predictor
+from gateway.reporting import Reporting
 from modelsync.web import StartupError, new_app, register_errors
 
 log = logging.getLogger(__name__)
@@ -35,3 +37,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     sinks = ", ".join(s.name for s in gateway.reporting.sinks) or "none"
     log.info("gateway ready: model service %s, sinks: %s", gateway.model_service.url, sinks)
     return app
+
+
+def reporting_of(app: Flask) -> Reporting:
+    """The app's reporters: gunicorn's hooks start them in each worker (threads do not survive
+    the fork) and close them when it exits."""
+    predictor: Predictor = app.extensions["predictor"]
+    return predictor.reporting

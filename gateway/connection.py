@@ -15,9 +15,20 @@ from dataclasses import dataclass, field
 
 import httptools
 
+from modelsync.gatewayconfig import DEFAULT_MAX_ANSWER_BYTES
+
 
 class ConnectFailed(OSError):
     """The connection could not be made: nothing was sent, so trying again is safe."""
+
+
+class AnswerTooLarge(OSError):
+    """The answer grew past the cap: the connection is dropped rather than buffer it all (a
+    broken or hostile server could otherwise fill the gateway's memory)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(0, f"the model server's answer is larger than {limit} bytes")
+        self.limit = limit
 
 
 class ClosedBeforeAnswer(OSError):
@@ -27,7 +38,9 @@ class ClosedBeforeAnswer(OSError):
 
 
 @dataclass
-class Answer:
+class ParsedResponse:
+    """The model server's HTTP answer, filled in by httptools' callbacks as it arrives."""
+
     status: int = 0
     content_type: str = "application/json"
     chunks: list[bytes] = field(default_factory=list)
@@ -72,13 +85,21 @@ class Answer:
 
 class Connection:
     def __init__(
-        self, host: str, port: int, *, connect_timeout: float, read_timeout: float, tls: ssl.SSLContext | None
+        self,
+        host: str,
+        port: int,
+        *,
+        connect_timeout: float,
+        read_timeout: float,
+        tls: ssl.SSLContext | None,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
     ) -> None:
         self.host = host
         self.port = port
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.tls = tls
+        self.max_answer_bytes = max_answer_bytes  # head and body together, as read off the socket
         self.sock: socket.socket | None = None
         self.answered = 0  # answers read on this socket: a reused one can be stale
         self._host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"  # IPv6 in brackets
@@ -119,7 +140,7 @@ class Connection:
 
     def exchange(
         self, method: str, path: str, headers: dict[str, str], body: bytes | None
-    ) -> tuple[Answer, bool]:
+    ) -> tuple[ParsedResponse, bool]:
         """Send one request and read its whole answer; also says whether to keep the connection."""
         assert self.sock is not None
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self._host_header}"]
@@ -141,17 +162,21 @@ class Connection:
         self.answered += 1
         return answer, answer.keep_alive
 
-    def _read_answer(self, first: bytes) -> Answer:
+    def _read_answer(self, first: bytes) -> ParsedResponse:
         assert self.sock is not None
-        answer = Answer()
+        answer = ParsedResponse()
         parser = answer.parser = httptools.HttpResponseParser(answer)
         data = first
+        received = len(first)
         while True:
+            if received > self.max_answer_bytes:
+                raise AnswerTooLarge(self.max_answer_bytes)
             if data:
                 parser.feed_data(data)
             if answer.complete:
                 break
             data = self.sock.recv(65536)
+            received += len(data)
             if not data:
                 if answer.headers_done and not answer.framed:
                     break  # a body that ends where the connection does (HTTP/1.0 style)

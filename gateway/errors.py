@@ -10,10 +10,20 @@ class GatewayError(Exception):
 class ModelServiceUnavailable(GatewayError):
     """The model server could not be reached, or did not answer in time: nothing to pass on."""
 
-    def __init__(self, message: str, *, timed_out: bool = False, sent: bool = True) -> None:
+    def __init__(
+        self, message: str, *, timed_out: bool = False, sent: bool = True, bad_answer: bool = False
+    ) -> None:
         super().__init__(message)
         self.timed_out = timed_out
         self.sent = sent  # False: the request never left, so sending it again is safe
+        self.bad_answer = bad_answer  # it answered, but nothing the gateway can pass on
+
+    @property
+    def status(self) -> int:
+        """What the gateway answers its client instead."""
+        if self.bad_answer:
+            return 502
+        return 504 if self.timed_out else 503
 
 
 class SinkError(GatewayError):

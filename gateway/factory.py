@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from gateway.inference import Predictor
 from gateway.modelservice import HttpModelService
-from gateway.reporter import Reporter
-from gateway.reporters import Reporters
+from gateway.reporting import Reporting
+from gateway.sinkreporter import SinkReporter
 from gateway.sinks import build_sink
 from gateway.spill import Spill
 from modelsync.config import Config
@@ -15,12 +15,12 @@ BUCKET_BATCH_RECORDS = 1000
 BUCKET_BATCH_SECONDS = 10.0
 
 
-def build_reporter(config: Config, sink: SinkConfig) -> Reporter:
+def build_reporter(config: Config, sink: SinkConfig) -> SinkReporter:
     reporting = config.gateway.reporting
     bucket = sink.type == "bucket"
     spill = Spill(reporting.spill_dir / sink.name)
     spill.prepare()  # fail at start-up, with the path, rather than on the first request
-    return Reporter(
+    return SinkReporter(
         build_sink(sink, config.minio),
         spill,
         queue_size=reporting.queue_size,
@@ -35,5 +35,5 @@ def build_reporter(config: Config, sink: SinkConfig) -> Reporter:
 
 def build_predictor(config: Config) -> Predictor:
     reporting = config.gateway.reporting
-    reporters = Reporters([build_reporter(config, sink) for sink in reporting.sinks], reporting.input_rate)
+    reporters = Reporting([build_reporter(config, sink) for sink in reporting.sinks], reporting.input_rate)
     return Predictor(HttpModelService(config.gateway.model_service), reporters)

@@ -37,16 +37,16 @@ def post_fork(server: Any, worker: Any) -> None:
     # bounds that wait for a small loss of throughput (measured in bench.gateway_overhead).
     sys.setswitchinterval(SWITCH_INTERVAL)
 
-    from gateway import reporters
+    from gateway.app import reporting_of
 
     # Now, not on the first request: a worker that gets no traffic still replays the spill.
-    reporters.start_all()
+    reporting_of(worker.app.wsgi()).start()
 
 
 def worker_exit(server: Any, worker: Any) -> None:
-    from gateway import reporters
+    from gateway.app import reporting_of
 
-    reporters.close_all()
+    reporting_of(worker.app.wsgi()).close()
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -16,15 +16,16 @@ from gateway import metrics
 from gateway.errors import ModelServiceUnavailable
 from gateway.modelservice import ModelService
 from gateway.prediction import Call
-from gateway.reporters import Reporters
+from gateway.reporting import Reporting
 
 JSON = "application/json"
 MAX_LABELLED_MODELS = 1000  # model versions with labels of their own, per process
-_KNOWN: set[tuple[str, str]] = set()
 
 
 @dataclass(frozen=True)
-class Answer:
+class ClientAnswer:
+    """What the gateway answers its client: the REST response, or the Kafka reply."""
+
     status: int
     body: bytes
     content_type: str
@@ -42,10 +43,29 @@ def error_body(message: str) -> bytes:
     return json.dumps({"error": message}).encode()
 
 
+class ModelLabels:
+    """The metric labels of model versions. Names a client made up must not become label
+    values (anyone could grow the metrics without bound): a name is a label once the model
+    server has answered 2xx for it, up to ``limit`` of them."""
+
+    def __init__(self, limit: int = MAX_LABELLED_MODELS) -> None:
+        self.limit = limit
+        self._known: set[tuple[str, str]] = set()
+
+    def of(self, model: str, version: str | None, status: int) -> tuple[str, str]:
+        key = (model, version or "default")
+        if 200 <= status < 300:
+            if key not in self._known and len(self._known) < self.limit:
+                self._known.add(key)
+            return key if key in self._known else ("other", "other")
+        return key if key in self._known else ("unknown", "unknown")
+
+
 class Predictor:
-    def __init__(self, service: ModelService, reporters: Reporters) -> None:
+    def __init__(self, service: ModelService, reporting: Reporting) -> None:
         self.service = service
-        self.reporters = reporters
+        self.reporting = reporting
+        self.labels = ModelLabels()
 
     def infer(
         self,
@@ -57,10 +77,10 @@ class Predictor:
         request_id: str,
         possible_duplicate: bool = False,
         record_unreachable: bool = True,
-    ) -> Answer:
+    ) -> ClientAnswer:
         requested_at = time.time()
         started = time.perf_counter()
-        keep_inputs = self.reporters.wants_inputs()
+        keep_inputs = self.reporting.wants_inputs()
         error: str | None = None
         http_status: int | None = None
         service_seconds = 0.0
@@ -68,18 +88,17 @@ class Predictor:
             response = self.service.infer(model, version, body, request_id)
         except ModelServiceUnavailable as exc:
             error = str(exc)
-            status = 504 if exc.timed_out else 503
-            answer = Answer(
-                status, error_body(error), JSON, retry_safe=not exc.sent, unreachable=not exc.sent
+            answer = ClientAnswer(
+                exc.status, error_body(error), JSON, retry_safe=not exc.sent, unreachable=not exc.sent
             )
         else:
             http_status, service_seconds = response.status, response.elapsed
-            answer = Answer(response.status, response.body, response.content_type)
+            answer = ClientAnswer(response.status, response.body, response.content_type)
             if not answer.ok:
                 body = normalise_error(response.status, response.body)
-                answer = Answer(response.status, body, JSON, retry_safe=response.status == 503)
+                answer = ClientAnswer(response.status, body, JSON, retry_safe=response.status == 503)
         duration = time.perf_counter() - started
-        model_label, version_label = _labels(model, version, answer.status)
+        model_label, version_label = self.labels.of(model, version, answer.status)
         if http_status is not None:
             metrics.MODEL_SERVICE_LATENCY.labels(model_label, version_label).observe(service_seconds)
         status_label = str(answer.status)
@@ -87,7 +106,7 @@ class Predictor:
         metrics.LATENCY.labels(model_label, version_label, provider, status_label).observe(duration)
         if answer.unreachable and not record_unreachable:
             return answer
-        self.reporters.submit(
+        self.reporting.submit(
             Call(
                 request_id=request_id,
                 model=model,
@@ -103,17 +122,6 @@ class Predictor:
             )
         )
         return answer
-
-
-def _labels(model: str, version: str | None, status: int) -> tuple[str, str]:
-    # Names a client made up must not become label values (anyone could grow the metrics
-    # without bound): a name is a label once the model server has answered 2xx for it.
-    key = (model, version or "default")
-    if 200 <= status < 300:
-        if key not in _KNOWN and len(_KNOWN) < MAX_LABELLED_MODELS:
-            _KNOWN.add(key)
-        return key if key in _KNOWN else ("other", "other")
-    return key if key in _KNOWN else ("unknown", "unknown")
 
 
 def normalise_error(status: int, body: bytes) -> bytes:

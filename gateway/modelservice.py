@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from gateway.connection import ClosedBeforeAnswer, ConnectFailed, Connection
+from gateway.connection import AnswerTooLarge, ClosedBeforeAnswer, ConnectFailed, Connection
 from gateway.errors import ModelServiceUnavailable
 from modelsync.gatewayconfig import ModelServiceConfig
 
@@ -62,6 +62,7 @@ class HttpModelService:
         self._connect_timeout = config.connect_timeout_seconds
         self._read_timeout = config.timeout_seconds
         self._retries = config.connect_retries
+        self._max_answer_bytes = config.max_answer_bytes
         self._local = threading.local()
         self._all: list[Connection] = []
         self._lock = threading.Lock()
@@ -95,6 +96,11 @@ class HttpModelService:
         except TimeoutError:
             connection.close()
             raise ModelServiceUnavailable("model server did not answer in time", timed_out=True) from None
+        except AnswerTooLarge as exc:
+            connection.close()
+            raise ModelServiceUnavailable(
+                f"{exc.strerror} (gateway.model_service.max_answer_bytes)", bad_answer=True
+            ) from None
         except (OSError, httptools.HttpParserError) as exc:
             # Sent, then the connection broke: not retried, the server may have acted on it.
             connection.close()
@@ -113,6 +119,7 @@ class HttpModelService:
                 connect_timeout=self._connect_timeout,
                 read_timeout=self._read_timeout,
                 tls=self._tls,
+                max_answer_bytes=self._max_answer_bytes,
             )
             self._local.connection = connection
             with self._lock:

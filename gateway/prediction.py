@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-PROVIDERS = ("rest", "kafka")
-
 
 @dataclass(frozen=True)
 class Call:

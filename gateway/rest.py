@@ -6,20 +6,17 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 
 from flask import Blueprint, Response, current_app, request
 
 from gateway.errors import ModelServiceUnavailable
-from gateway.inference import JSON, Answer, Predictor, error_body, normalise_error
+from gateway.inference import JSON, Predictor, error_body, normalise_error
+from gateway.inference import ClientAnswer as Answer
 from gateway.modelservice import ModelService
+from modelsync.names import is_request_id, model_problem
 
 bp = Blueprint("rest", __name__)
-
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
 
 
 def _predictor() -> Predictor:
@@ -39,16 +36,13 @@ def _respond(answer: Answer, request_id: str | None = None) -> Response:
 
 
 def _bad_path(model: str, version: str | None) -> Response | None:
-    if not NAME.match(model):
-        return _respond(Answer(400, error_body(f"invalid model name {model[:130]!r}"), JSON))
-    if version is not None and not VERSION.match(version):
-        return _respond(Answer(400, error_body(f"invalid model version {version[:66]!r}"), JSON))
-    return None
+    problem = model_problem(model, version)
+    return None if problem is None else _respond(Answer(400, error_body(problem), JSON))
 
 
 def _request_id() -> str:
     given = request.headers.get("X-Request-Id", "")
-    return given if REQUEST_ID.match(given) else uuid.uuid4().hex
+    return given if is_request_id(given) else uuid.uuid4().hex
 
 
 @bp.post("/v2/models/<model>/infer")

@@ -25,7 +25,6 @@ log = logging.getLogger(__name__)
 
 SUFFIX = ".jsonl"
 CURSOR = ".cursor"
-READ_CHUNK = 1024 * 1024
 
 
 class Segment:

@@ -1,8 +1,13 @@
-"""modelsync: event-driven sync of ML models from MinIO into an OpenVINO Model Server volume.
+"""modelsync: event-driven sync of ML models from MinIO into an OpenVINO Model Server volume,
+and a prediction gateway in front of the model server.
 
-This package holds what the webhook and the agent both need (configuration, the schemas,
-object-key rules, atomic file writes). The two processes talk to each other only through
-intent files that follow ``schemas/intent.schema.json``.
+Three processes use this package: the **webhook** (``webhook/``) turns MinIO's bucket events
+into intent files, the **agent** (``agent/``) turns intents into published versions and
+``config.json``, and the **gateway** (``gateway/``) serves and records predictions. This
+package holds what they share (configuration, the schemas, name and object-key rules, atomic
+file writes, the S3 client, the Flask helpers) and imports none of them. The webhook and the
+agent talk only through intent files that follow ``schemas/intent.schema.json``; see
+ARCHITECTURE.md.
 """
 
 __version__ = "0.1.0"

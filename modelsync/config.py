@@ -251,11 +251,12 @@ def _frozen(value: Any) -> Any:
     return value
 
 
-def _thawed(value: Any) -> Any:
+def thaw(value: Any) -> Any:
+    """A plain, mutable copy of a frozen mapping (for writing it into JSON)."""
     if isinstance(value, Mapping):
-        return {k: _thawed(v) for k, v in value.items()}
+        return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, tuple):
-        return [_thawed(v) for v in value]
+        return [thaw(v) for v in value]
     return value
 
 
@@ -330,8 +331,3 @@ def _build(source: Path, raw: Mapping[str, Any]) -> Config:
     webhook = WebhookConfig(auth_token=Secret(token) if token else None, **webhook_raw)
     gateway = build_gateway(source, raw.get("gateway"))
     return Config(source=source, minio=minio, sync=sync, ovms=ovms, webhook=webhook, gateway=gateway)
-
-
-def thaw(value: Any) -> Any:
-    """A plain, mutable copy of a frozen mapping (for writing it into JSON)."""
-    return _thawed(value)

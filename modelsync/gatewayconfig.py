@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from modelsync.errors import ConfigError
 
 DEFAULT_SPILL_DIR = Path("/var/lib/modelsync-gateway/spill")
+DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class ModelServiceConfig:
     timeout_seconds: float = 30.0
     connect_timeout_seconds: float = 2.0
     connect_retries: int = 2
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES  # a larger answer is a 502, not buffered
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 from modelsync.errors import UnsafeKeyError
 
+# "X as X": keys.MODEL_NAME and keys.VERSION stay importable under mypy --strict.
+from modelsync.names import MODEL_NAME as MODEL_NAME
+from modelsync.names import VERSION as VERSION
+
 STATE_DIR_NAME = ".modelsync"
-MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-VERSION = re.compile(r"[1-9][0-9]{0,18}")
 MAX_VERSION = 2**63 - 1
 MAX_SEGMENT_BYTES = 255  # NAME_MAX on Linux file systems
 MAX_KEY_BYTES = 1024  # S3's limit: a longer key cannot come from a real bucket

@@ -671,3 +671,27 @@ def test_helm_chart_values_match_the_manifests(tmp_path: Path) -> None:
         assert needle in template
     for path in ("/readyz", "/healthz", "restartPolicy: Always", "emptyDir"):
         assert path in template
+
+
+# -- the development environment ----------------------------------------------------------------
+
+
+def test_make_installs_the_test_and_bench_extras_at_locked_versions() -> None:
+    """requirements-dev.lock pins every package of the test and bench extras (by the command
+    that heads it), and every pip install in the Makefile is constrained by it."""
+    text = (ROOT / "requirements-dev.lock").read_text()
+    assert "uv pip compile pyproject.toml --extra test --extra bench" in text.splitlines()[1]
+    pinned = {
+        m.group(1).lower().replace("_", "-") for m in re.finditer(r"^([A-Za-z0-9._-]+)==\S+", text, re.M)
+    }
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    wanted = {
+        re.match(r"[A-Za-z0-9._-]+", d).group(0).lower().replace("_", "-")
+        for d in [*extras["test"], *extras["bench"]]
+    }
+    assert wanted <= pinned, f"not in requirements-dev.lock: {wanted - pinned}"
+    assert not re.search(r"^[A-Za-z0-9._-]+(>=|<|~=|\s*$)", text, re.M), "every line is an exact pin"
+    makefile = (ROOT / "Makefile").read_text()
+    installs = [line for line in makefile.splitlines() if "pip install" in line and "-e " in line]
+    assert installs and all("-c $(DEV_LOCK)" in line for line in installs)
+    assert "DEV_LOCK := requirements-dev.lock" in makefile

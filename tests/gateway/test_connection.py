@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from gateway.connection import Connection
+from gateway.connection import AnswerTooLarge, Connection
 from gateway.errors import ModelServiceUnavailable
 from gateway.modelservice import HttpModelService
 from modelsync.gatewayconfig import ModelServiceConfig
@@ -137,3 +137,60 @@ def test_a_kept_alive_connection_the_server_drops_is_retried_once_on_a_new_one()
         service.close()
         server.close()
     assert len(seen) == 3
+
+
+def endless_chunked_answer(conn: socket.socket) -> None:
+    """A broken server: a chunked answer that never ends, until the client hangs up."""
+    conn.recv(65536)
+    conn.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+    chunk = b"%x\r\n%s\r\n" % (8192, b"x" * 8192)
+    try:
+        while True:
+            conn.sendall(chunk)
+    except OSError:
+        return  # the client closed the connection: what the test wants
+
+
+def test_an_answer_larger_than_the_cap_is_refused_not_buffered(peer: Callable[[Script], int]) -> None:
+    connection = Connection(
+        "127.0.0.1",
+        peer(endless_chunked_answer),
+        connect_timeout=2,
+        read_timeout=5,
+        tls=None,
+        max_answer_bytes=100_000,
+    )
+    connection.open()
+    with pytest.raises(AnswerTooLarge, match="larger than 100000 bytes"):
+        connection.exchange("POST", "/v2/models/m/infer", {}, b"{}")
+
+
+def test_an_answer_within_the_cap_still_arrives(peer: Callable[[Script], int]) -> None:
+    body = b"y" * 90_000
+
+    def script(conn: socket.socket) -> None:
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        conn.recv(65536)
+
+    connection = Connection(
+        "127.0.0.1", peer(script), connect_timeout=2, read_timeout=5, tls=None, max_answer_bytes=100_000
+    )
+    connection.open()
+    answer, _ = connection.exchange("GET", "/v2", {}, None)
+    assert answer.body == body
+
+
+def test_the_gateway_answers_502_naming_the_setting_when_the_answer_is_too_large(
+    peer: Callable[[Script], int],
+) -> None:
+    port = peer(endless_chunked_answer)
+    config = ModelServiceConfig(url=f"http://127.0.0.1:{port}", max_answer_bytes=100_000, connect_retries=0)
+    service = HttpModelService(config)
+    try:
+        with pytest.raises(ModelServiceUnavailable) as failure:
+            service.infer("m", None, b"{}", "r")
+    finally:
+        service.close()
+    assert failure.value.status == 502 and failure.value.sent
+    assert "gateway.model_service.max_answer_bytes" in str(failure.value)

@@ -16,7 +16,7 @@ import requests
 
 from gateway.encoding import encode
 from gateway.prediction import Call
-from gateway.reporter import Reporter
+from gateway.sinkreporter import SinkReporter
 from gateway.sinks.file import FileSink
 from gateway.spill import Spill
 from modelsync import schema
@@ -50,13 +50,13 @@ def file_sink(path: Path, **options: object) -> FileSink:
 
 
 @pytest.fixture
-def make_reporter(tmp_path: Path) -> Iterator[Callable[..., Reporter]]:
-    made: list[Reporter] = []
+def make_reporter(tmp_path: Path) -> Iterator[Callable[..., SinkReporter]]:
+    made: list[SinkReporter] = []
 
-    def make(sink: FileSink, queue_size: int = 1000, batch_size: int = 50) -> Reporter:
+    def make(sink: FileSink, queue_size: int = 1000, batch_size: int = 50) -> SinkReporter:
         spill = Spill(tmp_path / "spill" / sink.name)
         spill.prepare()
-        reporter = Reporter(
+        reporter = SinkReporter(
             sink, spill, queue_size=queue_size, batch_size=batch_size, flush_seconds=0.02, retry_seconds=0.05
         )
         made.append(reporter)
@@ -72,7 +72,7 @@ def request_ids(path: Path) -> Counter[str]:
 
 
 def test_sink_down_then_up_every_record_arrives_once(
-    tmp_path: Path, make_reporter: Callable[..., Reporter]
+    tmp_path: Path, make_reporter: Callable[..., SinkReporter]
 ) -> None:
     target = tmp_path / "mount" / "predictions.jsonl"  # the mount is not there yet: sink down
     reporter = make_reporter(file_sink(target))
@@ -96,7 +96,7 @@ def test_sink_down_then_up_every_record_arrives_once(
 
 
 def test_a_full_queue_spills_instead_of_blocking(
-    tmp_path: Path, make_reporter: Callable[..., Reporter]
+    tmp_path: Path, make_reporter: Callable[..., SinkReporter]
 ) -> None:
     target = tmp_path / "predictions.jsonl"
     reporter = make_reporter(file_sink(target), queue_size=2, batch_size=1)
@@ -112,7 +112,7 @@ def test_a_full_queue_spills_instead_of_blocking(
 
 
 def test_close_drains_the_queue_and_a_new_process_replays_what_was_left(
-    tmp_path: Path, make_reporter: Callable[..., Reporter]
+    tmp_path: Path, make_reporter: Callable[..., SinkReporter]
 ) -> None:
     target = tmp_path / "mount" / "predictions.jsonl"
     first = make_reporter(file_sink(target))
@@ -129,7 +129,7 @@ def test_close_drains_the_queue_and_a_new_process_replays_what_was_left(
 
 
 def test_a_torn_line_from_a_killed_writer_is_left_out(
-    tmp_path: Path, make_reporter: Callable[..., Reporter]
+    tmp_path: Path, make_reporter: Callable[..., SinkReporter]
 ) -> None:
     spill_dir = tmp_path / "spill" / "file"
     spill_dir.mkdir(parents=True)
@@ -142,7 +142,7 @@ def test_a_torn_line_from_a_killed_writer_is_left_out(
     assert all(json.loads(line) for line in target.read_text().splitlines())
 
 
-def test_replay_resumes_at_its_cursor(tmp_path: Path, make_reporter: Callable[..., Reporter]) -> None:
+def test_replay_resumes_at_its_cursor(tmp_path: Path, make_reporter: Callable[..., SinkReporter]) -> None:
     """A replay cut short (the process died after delivering part of a segment) does not
     deliver that part again."""
     spill_dir = tmp_path / "spill" / "file"
@@ -158,7 +158,9 @@ def test_replay_resumes_at_its_cursor(tmp_path: Path, make_reporter: Callable[..
     assert set(request_ids(target)) == {f"req-{i}" for i in range(4, 10)}
 
 
-def test_file_sink_rotates_and_loses_nothing(tmp_path: Path, make_reporter: Callable[..., Reporter]) -> None:
+def test_file_sink_rotates_and_loses_nothing(
+    tmp_path: Path, make_reporter: Callable[..., SinkReporter]
+) -> None:
     target = tmp_path / "predictions.jsonl"
     reporter = make_reporter(file_sink(target, max_bytes=4096, backups=1000), batch_size=5)
     for index in range(300):
@@ -208,7 +210,7 @@ def test_gateway_spills_while_its_sink_is_down_and_loses_nothing_across_a_restar
 
 
 def test_one_prediction_has_one_id_in_every_sink(
-    tmp_path: Path, make_reporter: Callable[..., Reporter]
+    tmp_path: Path, make_reporter: Callable[..., SinkReporter]
 ) -> None:
     first, second = tmp_path / "a" / "p.jsonl", tmp_path / "b" / "p.jsonl"
     first.parent.mkdir()
@@ -226,7 +228,7 @@ def test_one_prediction_has_one_id_in_every_sink(
 
 
 def test_a_hostile_request_still_gets_its_record_and_the_sender_goes_on(
-    tmp_path: Path, make_reporter: Callable[..., Reporter]
+    tmp_path: Path, make_reporter: Callable[..., SinkReporter]
 ) -> None:
     """inputs: all, and a body nested deeper than Python's parser goes: the record is written
     without inputs, and every later record still arrives."""

@@ -16,7 +16,7 @@ from devstack.broker import Broker
 from gateway.encoding import encode
 from gateway.errors import SinkError
 from gateway.prediction import Call
-from gateway.reporter import Reporter
+from gateway.sinkreporter import SinkReporter
 from gateway.sinks.bucket import BucketSink
 from gateway.sinks.http import HttpSink
 from gateway.sinks.kafka import KafkaSink
@@ -77,10 +77,10 @@ def sink_config(kind: str, **options: object) -> SinkConfig:
     return SinkConfig(kind, kind, MappingProxyType(options))
 
 
-def reporter_for(sink: Any, tmp_path: Path) -> Reporter:
+def reporter_for(sink: Any, tmp_path: Path) -> SinkReporter:
     spill = Spill(tmp_path / "spill")
     spill.prepare()
-    return Reporter(sink, spill, queue_size=100, batch_size=20, flush_seconds=0.02, retry_seconds=0.05)
+    return SinkReporter(sink, spill, queue_size=100, batch_size=20, flush_seconds=0.02, retry_seconds=0.05)
 
 
 def test_http_sink_posts_cloudevents_and_replays_after_an_outage(

@@ -2,7 +2,7 @@
 
 A request is a message whose value is a KServe v2 inference request (JSON) and whose
 headers name the model (``model``, optional ``model-version``, ``correlation-id``,
-``reply-to``); see ``gateway/kafkarequest.py``. The answer goes to the reply topic with the
+``reply-to``); see ``gateway/kafka/request.py``. The answer goes to the reply topic with the
 same correlation id; a request that fails for good (not JSON, no model, the model server
 refusing it) also goes to the dead-letter topic with the reason. While the model server
 cannot be reached at all, nothing is answered or committed: the batch is read again, with a
@@ -26,7 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from gateway import metrics
 from gateway.inference import Predictor
-from gateway.kafkarequest import Handled, Outgoing, Request, RequestHandler, where
+from gateway.kafka.request import Handled, Outgoing, Request, RequestHandler, where
 from modelsync.gatewayconfig import KafkaConfig
 
 log = logging.getLogger(__name__)

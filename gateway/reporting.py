@@ -1,24 +1,22 @@
 """Every configured sink's reporter in one process, and the inputs policy (none, all, or a
-sample rate). gunicorn's hooks and the Kafka worker start and stop them all at once."""
+sample rate). The process that uses them owns them (the REST app through its predictor, the
+Kafka worker's command), and gunicorn's hooks and the Kafka command start and stop them all
+at once."""
 
 from __future__ import annotations
 
 import random
 import time
-import weakref
 from collections.abc import Sequence
 
 from gateway.prediction import Call
-from gateway.reporter import Reporter
-
-_LIVE: weakref.WeakSet[Reporters] = weakref.WeakSet()
+from gateway.sinkreporter import SinkReporter
 
 
-class Reporters:
-    def __init__(self, reporters: Sequence[Reporter], input_rate: float) -> None:
+class Reporting:
+    def __init__(self, reporters: Sequence[SinkReporter], input_rate: float) -> None:
         self.reporters = tuple(reporters)
         self.input_rate = input_rate
-        _LIVE.add(self)
 
     def wants_inputs(self) -> bool:
         if not self.reporters or self.input_rate <= 0.0:
@@ -36,21 +34,10 @@ class Reporters:
             reporter.start()
 
     def close(self, seconds: float = 20.0) -> None:
-        """Stop every sender at once, then wait for them within one shared deadline (gunicorn
-        kills a worker ``graceful_timeout`` after SIGTERM)."""
+        """Spill every queue and stop every sender at once, then wait for them within one
+        shared deadline (gunicorn kills a worker ``graceful_timeout`` after SIGTERM)."""
         deadline = time.monotonic() + seconds
         for reporter in self.reporters:
             reporter.stop()
         for reporter in self.reporters:
             reporter.close(deadline)
-
-
-def start_all() -> None:
-    for reporters in list(_LIVE):
-        reporters.start()
-
-
-def close_all() -> None:
-    """Spill every reporter's queue and stop it (gunicorn's worker_exit, the Kafka worker's exit)."""
-    for reporters in list(_LIVE):
-        reporters.close()

@@ -1,4 +1,4 @@
-"""The prediction reporter: never blocks the request path, never loses a record.
+"""One sink's prediction reporter: never blocks the request path, never loses a record.
 
 ``submit`` appends a :class:`~gateway.prediction.Call` to a bounded in-memory queue and
 returns; when the queue is full, or the reporter is stopping, the call's records go straight
@@ -36,7 +36,23 @@ MAX_BACKOFF = 30.0
 RESCAN_SECONDS = 10.0  # how often to look for segments that dead processes left behind
 
 
-class Reporter:
+def to_retry(exc: SinkError, lines: Sequence[bytes]) -> list[bytes]:
+    """The lines of a batch to send again after ``exc``: those the sink says did not arrive,
+    or, when it cannot say, all but the ones it refused for good (each copy once: two equal
+    records are two predictions)."""
+    if exc.undelivered is not None:
+        return list(exc.undelivered)
+    refused = Counter(exc.rejected)
+    retry = []
+    for line in lines:
+        if refused[line] > 0:
+            refused[line] -= 1
+        else:
+            retry.append(line)
+    return retry
+
+
+class SinkReporter:
     """One sink: a queue, its sender thread and its spill, started in the process that uses it
     (gunicorn preloads the app before forking, and threads do not survive a fork)."""
 
@@ -198,16 +214,7 @@ class Reporter:
         """Keep what the sink refused for good; return what should be tried again."""
         if exc.rejected:
             self._reject(exc.rejected, str(exc))
-        if exc.undelivered is not None:
-            return list(exc.undelivered)
-        refused = Counter(exc.rejected)
-        retry = []
-        for line in lines:
-            if refused[line] > 0:
-                refused[line] -= 1
-            else:
-                retry.append(line)
-        return retry
+        return to_retry(exc, lines)
 
     def _replay(self) -> None:
         now = time.monotonic()

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import Message
 
-from gateway.inference import JSON, Answer, Predictor, error_body
-from gateway.rest import NAME, REQUEST_ID, VERSION
+from gateway.inference import JSON, ClientAnswer, Predictor, error_body
 from modelsync.gatewayconfig import KafkaConfig
+from modelsync.names import is_request_id, model_problem
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class Request:
         headers = {k.lower(): v.decode("utf-8", "replace") for k, v in raw_headers(message)}
         given = headers.get("correlation-id", "")
         # It travels on to the model server as X-Request-Id: one token of printable ASCII only.
-        correlation = given if REQUEST_ID.match(given) else "{}-{}-{}".format(*where(message))
+        correlation = given if is_request_id(given) else "{}-{}-{}".format(*where(message))
         # Only topics the operator listed: a client must not make the gateway write anywhere.
         asked = headers.get("reply-to", "")
         reply_to = asked if asked in config.reply_to_topics else config.reply_topic
@@ -123,10 +123,9 @@ class RequestHandler:
     def _problem(self, request: Request) -> str | None:
         if not request.model:
             return "no model: set the 'model' header (or gateway.kafka.default_model)"
-        if not NAME.match(request.model):
-            return f"invalid model name {request.model[:130]!r}"
-        if request.version is not None and not VERSION.match(request.version):
-            return f"invalid model version {request.version[:66]!r}"
+        problem = model_problem(request.model, request.version)
+        if problem is not None:
+            return problem
         try:
             document = json.loads(request.message.value() or b"")
         except (ValueError, RecursionError) as exc:
@@ -135,7 +134,7 @@ class RequestHandler:
             return "request is not a JSON object (expected a KServe v2 inference request)"
         return None
 
-    def _infer(self, request: Request) -> Answer:
+    def _infer(self, request: Request) -> ClientAnswer:
         """Asked again only while that is safe (no connection, or a 503 'not ready')."""
         delay = 0.2
         attempt = 1
@@ -176,7 +175,7 @@ class RequestHandler:
             headers.append(("possible-duplicate", "true"))
         return headers
 
-    def reply(self, request: Request, answer: Answer) -> Outgoing:
+    def reply(self, request: Request, answer: ClientAnswer) -> Outgoing:
         headers = self._headers(request)
         headers += [("status", str(answer.status)), ("content-type", answer.content_type)]
         return Outgoing(request.reply_to, answer.body, headers, key=request.correlation.encode())
@@ -189,7 +188,7 @@ class RequestHandler:
             request.correlation,
             reason,
         )
-        reply = self.reply(request, Answer(status, error_body(reason), JSON))
+        reply = self.reply(request, ClientAnswer(status, error_body(reason), JSON))
         dead = Outgoing(
             self.config.dead_letter_topic,
             (message.value() or b"") if with_body else b"",
@@ -199,7 +198,7 @@ class RequestHandler:
         return Handled(reply, dead)
 
 
-def _error_text(answer: Answer) -> str:
+def _error_text(answer: ClientAnswer) -> str:
     try:
         document = json.loads(answer.body)
     except (ValueError, RecursionError):

@@ -1,0 +1,52 @@
+"""The Kafka provider as a process: its reporters, metrics server and signals around the
+worker's loop (``python -m gateway kafka`` calls :func:`serve`)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from types import FrameType
+
+from gateway.errors import SpillError
+from gateway.factory import build_predictor
+from gateway.kafka.worker import KafkaWorker
+from modelsync.config import Config
+
+log = logging.getLogger(__name__)
+
+
+def serve(settings: Config) -> int:
+    """Run until SIGTERM or SIGINT; 2 for a configuration the provider cannot start with."""
+    kafka = settings.gateway.kafka
+    if not kafka.enabled:
+        print(f"configuration error: {settings.source}: gateway.kafka.enabled is false", file=sys.stderr)
+        return 2
+    try:
+        predictor = build_predictor(settings)
+    except SpillError as exc:
+        print(f"configuration error: {settings.source}: gateway.reporting.spill_dir: {exc}", file=sys.stderr)
+        return 2
+
+    if kafka.metrics_port:
+        from prometheus_client import start_http_server
+
+        start_http_server(kafka.metrics_port)
+        log.info("kafka provider: metrics on port %d", kafka.metrics_port)
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("kafka provider: %s received; finishing the current batch", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    predictor.reporting.start()
+    try:
+        return KafkaWorker(kafka, predictor).run(stop)
+    finally:
+        predictor.reporting.close()
+        predictor.service.close()
+        log.info("kafka provider stopped")
