@@ -16,24 +16,39 @@ from agent.localstate import LocalState
 from agent.pending import Listing, Pending, settled, signature
 from agent.stager import Stager, model_dir_for
 from agent.status import StatusReporter
-from agent.storage import Bucket, RemoteObject
+from agent.storage import Bucket, Cancelled, RemoteObject, StopFlag
 from modelsync import keys
-from modelsync.errors import UnsafeKeyError
+from modelsync.errors import PublishError, UnsafeKeyError
 
 log = logging.getLogger(__name__)
 
 
 def group_listing(objects: list[RemoteObject], single_model: str | None) -> dict[tuple[str, int], Listing]:
+    """Every object under a version's prefix, by version and path inside it.
+
+    That includes paths that cannot be files on disk (too long, unsafe): :class:`VersionSync`
+    refuses such a version instead of publishing it without the file. Keys outside the layout
+    are left out, unsafe ones with a warning.
+    """
     grouped: dict[tuple[str, int], Listing] = {}
     for obj in objects:
-        try:
-            ref = keys.parse_key(obj.key, single_model)
-        except UnsafeKeyError as exc:
-            log.warning("skipping bucket object: %s", exc)
+        located = keys.locate(obj.key, single_model)
+        if located is None:
+            try:
+                keys.check_safe(obj.key)
+            except UnsafeKeyError as exc:
+                log.warning("skipping bucket object: %s", exc)
             continue
-        if ref is not None:
-            grouped.setdefault((ref.model, ref.version), {})[ref.path] = obj
+        model, version, path = located
+        grouped.setdefault((model, version), {})[path] = obj
     return grouped
+
+
+def _fs_limit(path: Path, name: str, default: int) -> int:
+    try:
+        return os.pathconf(path, name)
+    except (OSError, ValueError):
+        return default
 
 
 def disk_files(directory: Path) -> set[str]:
@@ -42,6 +57,19 @@ def disk_files(directory: Path) -> set[str]:
         for name in files:
             found.add(os.path.relpath(os.path.join(root, name), directory).replace(os.sep, "/"))
     return found
+
+
+class _Stoppable:
+    """A stream whose reads stop when the agent does (a large file must not delay SIGTERM)."""
+
+    def __init__(self, stream: manifest.Readable, stop: StopFlag) -> None:
+        self.stream = stream
+        self.stop = stop
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self.stop.is_set():
+            raise Cancelled("metadata.json")
+        return self.stream.read(size)
 
 
 class VersionSync:
@@ -68,6 +96,9 @@ class VersionSync:
         self.settle = settle_seconds
         self.retired: list[Path] = []  # removed versions, deleted once config.json moved on
         self.replaced: list[tuple[str, int]] = []  # versions swapped in place: OVMS must reload
+        self.large_metadata: dict[tuple[str, str], bool] = {}  # (key, etag) -> is a manifest
+        self.name_max = _fs_limit(models_path, "PC_NAME_MAX", keys.MAX_SEGMENT_BYTES)
+        self.path_max = _fs_limit(models_path, "PC_PATH_MAX", 4096)
 
     def list_version(self, model: str, version: int) -> Listing:
         prefix = keys.version_prefix(model, version, self.single_model)
@@ -79,6 +110,7 @@ class VersionSync:
         model, version = pending.key
         listing = pending.listing if pending.listing is not None else self.list_version(model, version)
         pending.listing = None
+        self._check_placeable(model, version, listing)
         target = self.models_path / model / str(version)
         current = self.state.version(model, version)
         if not listing:
@@ -92,17 +124,64 @@ class VersionSync:
             return "waiting"
         return self._publish(model, version, listing, expected, target)
 
+    def _check_placeable(self, model: str, version: int, listing: Listing) -> None:
+        """Refuse the version when a file of it cannot be on disk: never publish it without."""
+        problems = []
+        for path, obj in sorted(listing.items()):
+            problem = keys.placement_problem(obj.key, path, self.name_max) or self._too_long(
+                model, version, path
+            )
+            if problem:
+                problems.append((obj.key, problem))
+        if problems:
+            key, problem = problems[0]
+            more = f" (and {len(problems) - 1} more key(s))" if len(problems) > 1 else ""
+            raise PublishError(
+                f"model {model}:{version}: key {key!r} in bucket {self.bucket.name} cannot be a file "
+                f"on this volume: {problem}{more}; not publishing the version without it"
+            )
+
+    def _too_long(self, model: str, version: int, path: str) -> str | None:
+        # The longest path the agent uses for the file: inside the staging directory.
+        staging = self.models_path / model / f"{dirswap.STAGING_PREFIX}{version}-00000000"
+        size = len(os.fsencode(staging / path)) + 1  # PATH_MAX counts the NUL
+        if size > self.path_max:
+            return (
+                f"its path on disk would be {size} bytes, over the file system's limit of "
+                f"{self.path_max} bytes (PATH_MAX)"
+            )
+        return None
+
     def _expected_files(
         self, model: str, version: int, listing: Listing
     ) -> dict[str, manifest.Expected] | None:
         obj = listing.get(manifest.MANIFEST_NAME)
         if obj is None:
             return None
+        if obj.size > manifest.MAX_MANIFEST_BYTES:
+            if self._is_manifest(obj):
+                raise PublishError(
+                    f"model {model}:{version}: metadata.json is a manifest (it has a files map) of "
+                    f"{obj.size} bytes, over the {manifest.MAX_MANIFEST_BYTES} bytes a manifest may "
+                    "have; list fewer files, or drop the files map to make it plain metadata"
+                )
+            return None  # plain metadata: downloaded like any other file, settle time applies
         try:
-            return manifest.parse(self.bucket.read_small(obj.key))
+            return manifest.parse(self.bucket.read_small(obj.key, manifest.MAX_MANIFEST_BYTES))
         except manifest.ManifestError as exc:
             log.warning("model %s:%s: %s; falling back to the settle time", model, version, exc)
             return None
+
+    def _is_manifest(self, obj: RemoteObject) -> bool:
+        """Streams a large metadata.json once per ETag (a settle wait looks again and again)."""
+        known = self.large_metadata.get((obj.key, obj.etag))
+        if known is None:
+            with self.bucket.stream(obj) as response:
+                known = manifest.has_files_key(_Stoppable(response, self.stager.stop))
+            if len(self.large_metadata) >= 1024:
+                self.large_metadata.clear()  # a bound, not an LRU: rebuilding costs one read
+            self.large_metadata[(obj.key, obj.etag)] = known
+        return known
 
     def _complete(
         self, pending: Pending, listing: Listing, expected: dict[str, manifest.Expected] | None
