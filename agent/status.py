@@ -40,6 +40,7 @@ class StatusReporter:
             "pending_intents": 0,
             "counters": {"downloaded_files": 0, "downloaded_bytes": 0, "reused_files": 0},
             "models": {},
+            "collisions": {},  # bucket models a hand-written config.json entry keeps out
         }
 
     # -- updates (any thread) -------------------------------------------------------------

@@ -59,6 +59,19 @@ def disk_files(directory: Path) -> set[str]:
     return found
 
 
+def path_too_long(models_path: Path, model: str, version: int, path: str, path_max: int) -> str | None:
+    """Why the file's path on disk would be over PATH_MAX; ``None`` when it fits."""
+    # The longest path the agent uses for the file: inside the staging directory.
+    staging = models_path / model / f"{dirswap.STAGING_PREFIX}{version}-00000000"
+    size = len(os.fsencode(staging / path)) + 1  # PATH_MAX counts the NUL
+    if size > path_max:
+        return (
+            f"its path on disk would be {size} bytes, over the file system's limit of "
+            f"{path_max} bytes (PATH_MAX)"
+        )
+    return None
+
+
 class _Stoppable:
     """A stream whose reads stop when the agent does (a large file must not delay SIGTERM)."""
 
@@ -128,8 +141,8 @@ class VersionSync:
         """Refuse the version when a file of it cannot be on disk: never publish it without."""
         problems = []
         for path, obj in sorted(listing.items()):
-            problem = keys.placement_problem(obj.key, path, self.name_max) or self._too_long(
-                model, version, path
+            problem = keys.placement_problem(obj.key, path, self.name_max) or path_too_long(
+                self.models_path, model, version, path, self.path_max
             )
             if problem:
                 problems.append((obj.key, problem))
@@ -140,17 +153,6 @@ class VersionSync:
                 f"model {model}:{version}: key {key!r} in bucket {self.bucket.name} cannot be a file "
                 f"on this volume: {problem}{more}; not publishing the version without it"
             )
-
-    def _too_long(self, model: str, version: int, path: str) -> str | None:
-        # The longest path the agent uses for the file: inside the staging directory.
-        staging = self.models_path / model / f"{dirswap.STAGING_PREFIX}{version}-00000000"
-        size = len(os.fsencode(staging / path)) + 1  # PATH_MAX counts the NUL
-        if size > self.path_max:
-            return (
-                f"its path on disk would be {size} bytes, over the file system's limit of "
-                f"{self.path_max} bytes (PATH_MAX)"
-            )
-        return None
 
     def _expected_files(
         self, model: str, version: int, listing: Listing
