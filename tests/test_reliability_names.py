@@ -15,7 +15,7 @@ from typing import Any
 from agent import manifest
 from agent.versionsync import path_too_long
 from tests.conftest import Bucket, Volume
-from tests.helpers import free_port, http_ok, served_models, wait_for
+from tests.helpers import free_port, http_ok, minio_event, served_models, wait_for
 from tests.test_agent_cli import agent_cli
 from tests.test_operations import metric
 
@@ -148,7 +148,7 @@ def test_a_path_over_path_max_is_named_with_the_limit(tmp_path: Path) -> None:
 
 
 def test_with_model_name_the_root_layout_is_the_model_and_never_flaps(
-    volume: Volume, bucket: Bucket, start_agent
+    volume: Volume, bucket: Bucket, start_agent, start_webhook
 ) -> None:
     volume.settings["ovms"]["model_name"] = "face"
     volume.settings["sync"]["interval"] = 0.5  # many full reconciles during the test
@@ -168,6 +168,10 @@ def test_with_model_name_the_root_layout_is_the_model_and_never_flaps(
         result = agent_cli(volume, "resync", *scope, "--wait", "20")
         assert result.returncode == 0, result.stdout + result.stderr
         assert json.loads(result.stdout)["versions"] == {"face:1": "in_sync"}
+    # An event for the shadowed key is outside the layout: counted as ignored, no intent.
+    webhook = start_webhook()
+    answer = webhook.post_event(minio_event(bucket.name, "face/1/model.bin"))
+    assert answer.status_code == 200 and answer.json()["ignored"] == 1, answer.text
     assert published.read_bytes() == b"root layout"
     assert published.stat().st_ino == inode, "face:1 was replaced"
     current = status(volume)
