@@ -10,7 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
-from agent import dirswap, manifest, metrics
+from agent import dirswap, manifest, metrics, placement
 from agent.inflight import InFlight
 from agent.localstate import LocalState
 from agent.pending import Listing, Pending, settled, signature
@@ -44,32 +44,12 @@ def group_listing(objects: list[RemoteObject], single_model: str | None) -> dict
     return grouped
 
 
-def _fs_limit(path: Path, name: str, default: int) -> int:
-    try:
-        return os.pathconf(path, name)
-    except (OSError, ValueError):
-        return default
-
-
 def disk_files(directory: Path) -> set[str]:
     found = set()
     for root, _dirs, files in os.walk(directory):
         for name in files:
             found.add(os.path.relpath(os.path.join(root, name), directory).replace(os.sep, "/"))
     return found
-
-
-def path_too_long(models_path: Path, model: str, version: int, path: str, path_max: int) -> str | None:
-    """Why the file's path on disk would be over PATH_MAX; ``None`` when it fits."""
-    # The longest path the agent uses for the file: inside the staging directory.
-    staging = models_path / model / f"{dirswap.STAGING_PREFIX}{version}-00000000"
-    size = len(os.fsencode(staging / path)) + 1  # PATH_MAX counts the NUL
-    if size > path_max:
-        return (
-            f"its path on disk would be {size} bytes, over the file system's limit of "
-            f"{path_max} bytes (PATH_MAX)"
-        )
-    return None
 
 
 class _Stoppable:
@@ -110,8 +90,7 @@ class VersionSync:
         self.retired: list[Path] = []  # removed versions, deleted once config.json moved on
         self.replaced: list[tuple[str, int]] = []  # versions swapped in place: OVMS must reload
         self.large_metadata: dict[tuple[str, str], bool] = {}  # (key, etag) -> is a manifest
-        self.name_max = _fs_limit(models_path, "PC_NAME_MAX", keys.MAX_SEGMENT_BYTES)
-        self.path_max = _fs_limit(models_path, "PC_PATH_MAX", 4096)
+        self.limits = placement.Limits.of(models_path)
 
     def list_version(self, model: str, version: int) -> Listing:
         prefix = keys.version_prefix(model, version, self.single_model)
@@ -123,7 +102,7 @@ class VersionSync:
         model, version = pending.key
         listing = pending.listing if pending.listing is not None else self.list_version(model, version)
         pending.listing = None
-        self._check_placeable(model, version, listing)
+        self.limits.check(self.bucket.name, model, version, listing)
         target = self.models_path / model / str(version)
         current = self.state.version(model, version)
         if not listing:
@@ -136,23 +115,6 @@ class VersionSync:
         if not self._complete(pending, listing, expected):
             return "waiting"
         return self._publish(model, version, listing, expected, target)
-
-    def _check_placeable(self, model: str, version: int, listing: Listing) -> None:
-        """Refuse the version when a file of it cannot be on disk: never publish it without."""
-        problems = []
-        for path, obj in sorted(listing.items()):
-            problem = keys.placement_problem(obj.key, path, self.name_max) or path_too_long(
-                self.models_path, model, version, path, self.path_max
-            )
-            if problem:
-                problems.append((obj.key, problem))
-        if problems:
-            key, problem = problems[0]
-            more = f" (and {len(problems) - 1} more key(s))" if len(problems) > 1 else ""
-            raise PublishError(
-                f"model {model}:{version}: key {key!r} in bucket {self.bucket.name} cannot be a file "
-                f"on this volume: {problem}{more}; not publishing the version without it"
-            )
 
     def _expected_files(
         self, model: str, version: int, listing: Listing

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import manifest
-from agent.versionsync import path_too_long
+from agent.placement import parent_directories, path_too_long
 from tests.conftest import Bucket, Volume
 from tests.helpers import free_port, http_ok, minio_event, served_models, wait_for
 from tests.test_agent_cli import agent_cli
@@ -142,6 +142,11 @@ def test_a_path_over_path_max_is_named_with_the_limit(tmp_path: Path) -> None:
     assert problem is not None
     assert "over the file system's limit of 4096 bytes (PATH_MAX)" in problem
     assert path_too_long(tmp_path, "m", 1, path, 4096) is None
+
+
+def test_a_file_where_other_keys_need_a_directory_is_found() -> None:
+    assert parent_directories(["a", "a/b/c", "x/y"]) == {"a", "a/b", "x"}
+    assert "a" in parent_directories(["a", "a/b"])  # m/1/a and m/1/a/b: one must go
 
 
 # -- defect 7: ovms.model_name and two keys for one version -------------------------------------
