@@ -69,16 +69,23 @@ def has_files_key(stream: Readable) -> bool:
     """Whether the JSON document read from ``stream`` has a top-level ``files`` key.
 
     Streamed (ijson), so memory does not grow with the document; stops at that key. Not an
-    object, or not JSON: not a manifest. Errors of ``stream.read`` itself propagate.
+    object, or not JSON: not a manifest. Errors of ``stream.read`` itself propagate. Events
+    without prefixes and a depth count: ijson's prefixes grow with the nesting, and a hostile
+    document nested a million deep would cost their square in memory.
     """
+    depth = 0
     try:
-        for prefix, event, value in ijson.parse(stream):
-            if prefix != "":
-                continue
-            if event == "map_key" and value == "files":
+        for event, value in ijson.basic_parse(stream):
+            if event in ("start_map", "start_array"):
+                depth += 1
+            elif event in ("end_map", "end_array"):
+                depth -= 1
+            elif depth == 1 and event == "map_key" and value == "files":
                 return True
-            if event not in ("start_map", "map_key"):
+            if depth == 0:
                 return False  # a top-level scalar or array, or the end of the object
+            if depth == 1 and event == "start_array":
+                return False  # the top level is an array
     except ijson.JSONError:
         return False
     return False

@@ -47,9 +47,14 @@ def test_a_plain_metadata_json_over_the_manifest_bound_is_a_file_like_any_other(
     bucket.put("m/1/metadata.json", big_object.encode())
     bucket.put("m/2/model.bin", b"two")
     bucket.put("m/2/metadata.json", big_array.encode())
+    hostile = b'{"a": ' + b"[" * 1_500_000  # nested deep: must not cost memory by its depth
+    bucket.put("m/3/model.bin", b"three")
+    bucket.put("m/3/metadata.json", hostile)
     agent = start_agent()
     wait_for(lambda: served_models(volume.ovms_config).get("m"), what="m served")
-    wait_for(lambda: (volume.models / "m" / "2").is_dir() and (volume.models / "m" / "1").is_dir(), what="m")
+    wait_for(lambda: all((volume.models / "m" / str(v)).is_dir() for v in (1, 2, 3)), what="m:1, m:2, m:3")
+    assert (volume.models / "m" / "3" / "metadata.json").read_bytes() == hostile
+    assert agent.alive()
     assert (volume.models / "m" / "1" / "metadata.json").read_bytes() == big_object.encode()
     assert (volume.models / "m" / "2" / "metadata.json").read_bytes() == big_array.encode()
     assert "larger than" not in agent.log and "failed" not in agent.log
@@ -84,6 +89,8 @@ def test_has_files_key_reads_only_the_top_level(tmp_path: Path) -> None:
         b"not json at all": False,
         b'{"a": 1, "files": {"x": 1}, "b": ': True,  # found before the document breaks
         b"": False,
+        b'{"a": ' + b"[" * 1_000_000: False,  # nested a million deep: memory must not grow with it
+        b'{"a": ' + b'{"b": ' * 500_000: False,
     }
     for data, expected in cases.items():
         path = tmp_path / "metadata.json"
