@@ -266,6 +266,7 @@ class Agent:
             # Outside the layout (<model_name>/... too, when ovms.model_name is set).
             ignored = len(objects) - sum(len(listing) for listing in remote.values())
             metrics.IGNORED_OBJECTS.set(ignored)
+            self.versions.report_shadowed(objects)
             self.next_reconcile = time.monotonic() + self.config.sync.interval
             metrics.LAST_RECONCILE.set_to_current_time()
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)

@@ -91,6 +91,25 @@ class VersionSync:
         self.replaced: list[tuple[str, int]] = []  # versions swapped in place: OVMS must reload
         self.large_metadata: dict[tuple[str, str], bool] = {}  # (key, etag) -> is a manifest
         self.limits = placement.Limits.of(models_path)
+        self.shadowed = 0  # keys under <model_name>/ at the last full listing
+
+    def report_shadowed(self, objects: list[RemoteObject]) -> None:
+        """Say (when it changes) that keys under ``<model_name>/`` are not that model's."""
+        if self.single_model is None:
+            return
+        prefix = f"{self.single_model}/"
+        shadowed = sum(1 for obj in objects if obj.key.startswith(prefix))
+        if shadowed and shadowed != self.shadowed:
+            log.warning(
+                "ignoring %d object(s) under %s: with ovms.model_name=%s that model's versions are "
+                "at the bucket root (<version>/<file>); unset ovms.model_name to serve %s<version>/",
+                shadowed,
+                prefix,
+                self.single_model,
+                prefix,
+                extra={"model": self.single_model, "event": "layout"},
+            )
+        self.shadowed = shadowed
 
     def list_version(self, model: str, version: int) -> Listing:
         prefix = keys.version_prefix(model, version, self.single_model)

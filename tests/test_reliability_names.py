@@ -168,7 +168,7 @@ def test_with_model_name_the_root_layout_is_the_model_and_never_flaps(
     bucket.put("1/model.bin", b"root layout")
     bucket.put("face/1/model.bin", b"model-name prefix")  # would be face:1 too
     bucket.put("other/1/model.bin", b"another model")
-    start_agent()
+    agent = start_agent()
     published = volume.models / "face" / "1" / "model.bin"
     wait_for(published.exists, what="face:1")
     assert published.read_bytes() == b"root layout"
@@ -189,6 +189,7 @@ def test_with_model_name_the_root_layout_is_the_model_and_never_flaps(
     current = status(volume)
     assert current["counters"]["downloaded_files"] == 2  # face:1 and other:1, once each
     assert current["last_reconcile"]["ignored"] == 1  # face/1/model.bin
+    assert agent.log.count("ignoring 1 object(s) under face/: with ovms.model_name=face") == 1
     assert set(served_models(volume.ovms_config)) == {"face", "other"}
 
 
