@@ -57,11 +57,9 @@ class Limits:
 
     @classmethod
     def of(cls, models_path: Path) -> Limits:
-        return cls(
-            models_path,
-            _fs_limit(models_path, "PC_NAME_MAX", keys.MAX_SEGMENT_BYTES),
-            _fs_limit(models_path, "PC_PATH_MAX", 4096),
-        )
+        # Never above 255: the keys module (and the webhook) hold every segment to that.
+        name_max = min(_fs_limit(models_path, "PC_NAME_MAX", keys.MAX_SEGMENT_BYTES), keys.MAX_SEGMENT_BYTES)
+        return cls(models_path, name_max, _fs_limit(models_path, "PC_PATH_MAX", 4096))
 
     def check(self, bucket: str, model: str, version: int, listing: Listing) -> None:
         """Raise PublishError naming the first key of the version that cannot be a file."""
