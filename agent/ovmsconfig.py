@@ -107,6 +107,8 @@ def merge(
     entries = []
     for item in document.get("model_config_list") or []:
         name = item.get("config", {}).get("name") if isinstance(item, dict) else None
+        if name in foreign and item["config"].get("base_path") == str(ovms.base_path / name):
+            continue  # the agent's own entry beside a hand-written one: OVMS takes one name once
         if name in ours:
             if name in wanted:
                 entries.append(wanted.pop(name))  # keep its place in the list

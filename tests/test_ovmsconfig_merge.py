@@ -50,3 +50,13 @@ def test_the_agents_own_entries_are_updated_and_removed() -> None:
     assert merged.document["monitoring"] == {"metrics": {"enable": True}}
     assert merged.collisions == {}
     assert ovmsconfig.hand_written(current, ovms("/mnt/models")) == {"a": "/models/a", "gone": "/models/gone"}
+
+
+def test_the_agents_own_entry_gives_way_to_a_hand_written_one_of_the_same_name() -> None:
+    hand = {"name": "shadow", "base_path": "/opt/shadow"}
+    current = {
+        "model_config_list": [{"config": {"name": "shadow", "base_path": "/models/shadow"}}, {"config": hand}]
+    }
+    merged = ovmsconfig.merge(current, ovms(), published=["shadow"], managed=["shadow"])
+    assert merged.document["model_config_list"] == [{"config": hand}]
+    assert merged.collisions == {"shadow": "/opt/shadow"}
