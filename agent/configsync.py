@@ -58,11 +58,11 @@ class ConfigSync:
             self._failed(str(exc), "config")
             return
         self.status.config_result(swapped)
-        self._report_collisions(merged.collisions)
         if swapped:
             metrics.CONFIG_SWAPS.inc()
             served = len(published) - len(merged.collisions)
             log.info("config.json updated: %d model(s) served from %s", served, models_path)
+        self._report_collisions(merged.collisions)
         self.reload_owed = (self.reload_owed or swapped) and self.ovms is not None
         if self.ovms is not None and self.reload_owed and not self._reload(self.ovms):
             return
