@@ -209,8 +209,10 @@ def test_a_hand_written_entry_wins_a_name_collision_until_the_operator_removes_i
     agent = start_agent()
     url = f"http://127.0.0.1:{port}/metrics"
     wait_for(lambda: "other" in served_models(volume.ovms_config), what="other served")
-    wait_for(lambda: "shadow" in status(volume).get("collisions", {}), what="the collision in status.json")
+    wait_for((volume.models / "shadow" / "1" / "model.onnx").exists, what="shadow's files on disk")
+    # Both versions went into config.json in one swap: the hand-written entry must be untouched.
     assert served_models(volume.ovms_config)["shadow"] == hand
+    wait_for(lambda: "shadow" in status(volume).get("collisions", {}), what="the collision in status.json")
     assert status(volume)["collisions"]["shadow"] == {
         "hand_written_base_path": "/opt/models/shadow",
         "bucket_versions_in": str(volume.models / "shadow"),
