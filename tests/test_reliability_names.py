@@ -235,6 +235,7 @@ def test_a_hand_written_entry_wins_a_name_collision_until_the_operator_removes_i
     agent_cli(volume, "resync", "--model", "shadow", "--wait", "20")
     wait_for(lambda: "shadow" in status(volume).get("collisions", {}), what="the collision again")
     assert served_models(volume.ovms_config)["shadow"] == hand
+    downloads = status(volume)["counters"]["downloaded_files"]
     document = json.loads(volume.ovms_config.read_text())
     document["model_config_list"] = [e for e in document["model_config_list"] if e["config"] != hand]
     tmp = volume.ovms_config.with_name(".operator-edit")
@@ -249,3 +250,4 @@ def test_a_hand_written_entry_wins_a_name_collision_until_the_operator_removes_i
     )
     wait_for(lambda: not status(volume).get("collisions"), what="collision cleared")
     assert "model shadow: the name collision in config.json is resolved" in agent.log
+    assert status(volume)["counters"]["downloaded_files"] == downloads, "served from disk, no download"
