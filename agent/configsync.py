@@ -21,6 +21,7 @@ from modelsync.config import Config
 from modelsync.errors import OvmsConfigError
 
 log = logging.getLogger(__name__)
+COLLISION_RECHECK_SECONDS = 2.0
 
 
 class ConfigSync:
@@ -35,6 +36,7 @@ class ConfigSync:
         self._backoff = Backoff(base=1.0, cap=30.0)
         self._retry_at = 0.0
         self._last_error: str | None = None
+        self.collisions: dict[str, str] = {}  # model -> base_path of the hand-written entry
 
     def due(self) -> bool:
         return self.owed and time.monotonic() >= self._retry_at
@@ -49,8 +51,8 @@ class ConfigSync:
             models_path = self.config.sync.models_path
             stale = ovmsconfig.stale_entries(current, self.config.ovms, models_path, published)
             managed = set(self.state.models) | stale
-            document = ovmsconfig.merge(current, self.config.ovms, published, managed)
-            swapped = ovmsconfig.swap_if_changed(path, document, on_disk)
+            merged = ovmsconfig.merge(current, self.config.ovms, published, managed)
+            swapped = ovmsconfig.swap_if_changed(path, merged.document, on_disk)
         except OvmsConfigError as exc:
             self.status.config_result(False, str(exc))
             self._failed(str(exc), "config")
@@ -58,15 +60,43 @@ class ConfigSync:
         self.status.config_result(swapped)
         if swapped:
             metrics.CONFIG_SWAPS.inc()
-            log.info("config.json updated: %d model(s) served from %s", len(published), models_path)
+            served = len(published) - len(merged.collisions)
+            log.info("config.json updated: %d model(s) served from %s", served, models_path)
+        self._report_collisions(merged.collisions)
         self.reload_owed = (self.reload_owed or swapped) and self.ovms is not None
         if self.ovms is not None and self.reload_owed and not self._reload(self.ovms):
             return
         self.owed = False
         self._backoff.reset()
+        if self.collisions:  # read config.json again until the operator resolves it
+            self.owed, self._retry_at = True, time.monotonic() + COLLISION_RECHECK_SECONDS
         if self._last_error is not None:
             log.info("config.json and OVMS are in step again")
             self._last_error = None
+
+    def _report_collisions(self, collisions: dict[str, str]) -> None:
+        """Said once per collision in the log; in status.json and the metric while it lasts."""
+        models_path = self.config.sync.models_path
+        for name in sorted(set(collisions) - set(self.collisions)):
+            log.warning(
+                "model %s: config.json has a hand-written entry of that name (base_path %s); keeping "
+                "it, the bucket's versions stay in %s unserved until that entry is removed or one "
+                "of the two is renamed",
+                name,
+                collisions[name],
+                models_path / name,
+                extra={"model": name, "event": "collision"},
+            )
+        for name in sorted(set(self.collisions) - set(collisions)):
+            log.info("model %s: the name collision in config.json is resolved", name, extra={"model": name})
+        self.collisions = collisions
+        metrics.CONFIG_COLLISIONS.set(len(collisions))
+        self.status.update(
+            collisions={
+                name: {"hand_written_base_path": base, "bucket_versions_in": str(models_path / name)}
+                for name, base in collisions.items()
+            }
+        )
 
     def _reload(self, ovms: OvmsClient) -> bool:
         """False when the reload is still owed (OVMS did not answer)."""

@@ -33,6 +33,13 @@ LOOP_FAILURES = Gauge(
     ["step"],
 )
 CONFIG_SWAPS = Counter("modelsync_agent_config_swaps_total", "config.json replacements")
+IGNORED_OBJECTS = Gauge(
+    "modelsync_agent_ignored_objects", "Bucket objects outside the layout at the last full reconcile"
+)
+CONFIG_COLLISIONS = Gauge(
+    "modelsync_agent_config_collisions",
+    "Bucket models left out of config.json because a hand-written entry has their name",
+)
 
 # Every reason label exists from the start, so dashboards show zeros instead of gaps.
 for _reason in ("storage", "publish", "config", "ovms_reload", "intent", "object_changed"):

@@ -1,7 +1,8 @@
 """Merging the agent's models into OVMS's config.json, validating, swapping atomically.
 
 Entries for models the agent manages are added, updated or removed; everything else in the
-file (hand-written models, pipelines, mediapipe graphs, monitoring) is kept as it was. The
+file (hand-written models, pipelines, mediapipe graphs, monitoring) is kept as it was, even
+when a bucket model has the name of a hand-written model entry (a collision, reported). The
 result must pass the OVMS schema before it replaces the file; an unchanged result is not
 written, so OVMS (which hashes the file) is not made to reload for nothing.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -62,19 +64,51 @@ def entry_for(ovms: OvmsConfig, model: str) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class Merged:
+    document: dict[str, Any]
+    # Published models not entered because a hand-written entry has the name: name -> its base_path
+    collisions: dict[str, str]
+
+
+def hand_written(current: dict[str, Any] | None, ovms: OvmsConfig) -> dict[str, str]:
+    """Model entries the agent did not write, by name, with their base_path.
+
+    The agent writes ``base_path: <ovms.base_path>/<name>``; any other base_path is someone
+    else's entry (the rule :func:`stale_entries` uses too, so it needs no memory of its own).
+    """
+    found = {}
+    for item in (current or {}).get("model_config_list") or []:
+        config = item.get("config") if isinstance(item, dict) else None
+        if not isinstance(config, dict) or not isinstance(config.get("name"), str):
+            continue
+        if config.get("base_path") != str(ovms.base_path / config["name"]):
+            found[config["name"]] = str(config.get("base_path"))
+    return found
+
+
 def merge(
     current: dict[str, Any] | None,
     ovms: OvmsConfig,
     published: Iterable[str],
     managed: Iterable[str],
-) -> dict[str, Any]:
-    """The new document: ``published`` models present, other ``managed`` ones gone."""
+) -> Merged:
+    """The new document: ``published`` models present, other ``managed`` ones gone.
+
+    A hand-written entry is never replaced nor removed: a published model of the same name is
+    left out and reported as a collision until the operator removes the entry or renames one.
+    """
     document = dict(current or {})
-    wanted = {m: entry_for(ovms, m) for m in sorted(published)}
-    ours = set(managed) | set(wanted)
+    foreign = hand_written(current, ovms)
+    names = set(published)
+    collisions = {m: foreign[m] for m in sorted(names & set(foreign))}
+    wanted = {m: entry_for(ovms, m) for m in sorted(names - set(foreign))}
+    ours = (set(managed) | set(wanted)) - set(foreign)
     entries = []
     for item in document.get("model_config_list") or []:
         name = item.get("config", {}).get("name") if isinstance(item, dict) else None
+        if name in foreign and item["config"].get("base_path") == str(ovms.base_path / name):
+            continue  # the agent's own entry beside a hand-written one: OVMS takes one name once
         if name in ours:
             if name in wanted:
                 entries.append(wanted.pop(name))  # keep its place in the list
@@ -82,7 +116,7 @@ def merge(
         entries.append(item)
     entries.extend(wanted.values())
     document["model_config_list"] = entries
-    return document
+    return Merged(document, collisions)
 
 
 def stale_entries(

@@ -282,6 +282,10 @@ class Agent:
             pending.forced = pending.forced or forced
             queued.add(key)
         if model is None:
+            # Outside the layout (<model_name>/... too, when ovms.model_name is set).
+            ignored = len(objects) - sum(len(listing) for listing in remote.values())
+            metrics.IGNORED_OBJECTS.set(ignored)
+            self.versions.report_shadowed(objects)
             self.next_reconcile = time.monotonic() + self.config.sync.interval
             metrics.LAST_RECONCILE.set_to_current_time()
             metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
@@ -290,6 +294,7 @@ class Agent:
                     "at": time.time(),
                     "ok": True,
                     "objects": len(objects),
+                    "ignored": ignored,
                     "duration_seconds": round(time.monotonic() - started, 3),
                     "queued": len(queued),
                 }

@@ -22,6 +22,7 @@ from agent.localstate import FileState, VersionState
 from agent.manifest import Expected
 from agent.progress import Progress
 from agent.storage import Bucket, Cancelled, RemoteObject, StopFlag
+from modelsync import keys
 from modelsync.atomic import fsync_dir
 from modelsync.errors import PublishError
 
@@ -108,6 +109,8 @@ class Stager:
         reused = 0
         directories = {staging}
         for path, obj in sorted(remote.items()):
+            if not keys.is_safe_relpath(path):  # VersionSync refuses these first; never write one
+                raise PublishError(f"{label}: refusing to stage {path!r}: not a safe relative path")
             dest = staging / path
             if dest.parent not in directories:
                 _mkdirs(dest.parent)

@@ -42,6 +42,7 @@ class StatusReporter:
             "loop": {"failure_threshold": None, "failing_steps": {}},
             "counters": {"downloaded_files": 0, "downloaded_bytes": 0, "reused_files": 0},
             "models": {},
+            "collisions": {},  # bucket models a hand-written config.json entry keeps out
         }
 
     # -- updates (any thread) -------------------------------------------------------------

@@ -42,6 +42,11 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
         f"pending intents: {status.get('pending_intents', 0)}",
     ]
     lines.extend(f"FAILING: {problem}" for problem in loop_problems(status))
+    for model, info in sorted((status.get("collisions") or {}).items()):
+        lines.append(
+            f"NAME COLLISION: {model}: config.json's hand-written entry (base_path "
+            f"{info.get('hand_written_base_path')}) is kept; the bucket's versions are not served"
+        )
     last_error = status.get("last_error")
     if last_error:
         lines.append(f"last error ({_ago(last_error.get('at'), now)}): {last_error.get('message')}")

@@ -112,6 +112,12 @@ class Bucket:
                 response.close()
                 response.release_conn()
 
+    @contextlib.contextmanager
+    def stream(self, obj: RemoteObject) -> Iterator[BaseHTTPResponse]:
+        """The object as listed, to read as a stream (If-Match: a change fails cleanly)."""
+        with self._get(obj.key, {"If-Match": f'"{obj.etag}"'}) as response:
+            yield response
+
     def read_small(self, key: str, limit: int = 1024 * 1024) -> bytes:
         with self._get(key) as response:
             data = response.read(limit + 1)

@@ -10,29 +10,37 @@ import shutil
 import time
 from pathlib import Path
 
-from agent import dirswap, manifest, metrics
+from agent import dirswap, manifest, metrics, placement
 from agent.inflight import InFlight
 from agent.localstate import LocalState
 from agent.pending import Listing, Pending, settled, signature
 from agent.stager import Stager, model_dir_for
 from agent.status import StatusReporter
-from agent.storage import Bucket, RemoteObject
+from agent.storage import Bucket, Cancelled, RemoteObject, StopFlag
 from modelsync import keys
-from modelsync.errors import UnsafeKeyError
+from modelsync.errors import PublishError, UnsafeKeyError
 
 log = logging.getLogger(__name__)
 
 
 def group_listing(objects: list[RemoteObject], single_model: str | None) -> dict[tuple[str, int], Listing]:
+    """Every object under a version's prefix, by version and path inside it.
+
+    That includes paths that cannot be files on disk (too long, unsafe): :class:`VersionSync`
+    refuses such a version instead of publishing it without the file. Keys outside the layout
+    are left out, unsafe ones with a warning.
+    """
     grouped: dict[tuple[str, int], Listing] = {}
     for obj in objects:
-        try:
-            ref = keys.parse_key(obj.key, single_model)
-        except UnsafeKeyError as exc:
-            log.warning("skipping bucket object: %s", exc)
+        located = keys.locate(obj.key, single_model)
+        if located is None:
+            try:
+                keys.check_safe(obj.key)
+            except UnsafeKeyError as exc:
+                log.warning("skipping bucket object: %s", exc)
             continue
-        if ref is not None:
-            grouped.setdefault((ref.model, ref.version), {})[ref.path] = obj
+        model, version, path = located
+        grouped.setdefault((model, version), {})[path] = obj
     return grouped
 
 
@@ -42,6 +50,19 @@ def disk_files(directory: Path) -> set[str]:
         for name in files:
             found.add(os.path.relpath(os.path.join(root, name), directory).replace(os.sep, "/"))
     return found
+
+
+class _Stoppable:
+    """A stream whose reads stop when the agent does (a large file must not delay SIGTERM)."""
+
+    def __init__(self, stream: manifest.Readable, stop: StopFlag) -> None:
+        self.stream = stream
+        self.stop = stop
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self.stop.is_set():
+            raise Cancelled("metadata.json")
+        return self.stream.read(size)
 
 
 class VersionSync:
@@ -68,6 +89,27 @@ class VersionSync:
         self.settle = settle_seconds
         self.retired: list[Path] = []  # removed versions, deleted once config.json moved on
         self.replaced: list[tuple[str, int]] = []  # versions swapped in place: OVMS must reload
+        self.large_metadata: dict[tuple[str, str], bool] = {}  # (key, etag) -> is a manifest
+        self.limits = placement.Limits.of(models_path)
+        self.shadowed = 0  # keys under <model_name>/ at the last full listing
+
+    def report_shadowed(self, objects: list[RemoteObject]) -> None:
+        """Say (when it changes) that keys under ``<model_name>/`` are not that model's."""
+        if self.single_model is None:
+            return
+        prefix = f"{self.single_model}/"
+        shadowed = sum(1 for obj in objects if obj.key.startswith(prefix))
+        if shadowed and shadowed != self.shadowed:
+            log.warning(
+                "ignoring %d object(s) under %s: with ovms.model_name=%s that model's versions are "
+                "at the bucket root (<version>/<file>); unset ovms.model_name to serve %s<version>/",
+                shadowed,
+                prefix,
+                self.single_model,
+                prefix,
+                extra={"model": self.single_model, "event": "layout"},
+            )
+        self.shadowed = shadowed
 
     def list_version(self, model: str, version: int) -> Listing:
         prefix = keys.version_prefix(model, version, self.single_model)
@@ -79,6 +121,7 @@ class VersionSync:
         model, version = pending.key
         listing = pending.listing if pending.listing is not None else self.list_version(model, version)
         pending.listing = None
+        self.limits.check(self.bucket.name, model, version, listing)
         target = self.models_path / model / str(version)
         current = self.state.version(model, version)
         if not listing:
@@ -98,11 +141,30 @@ class VersionSync:
         obj = listing.get(manifest.MANIFEST_NAME)
         if obj is None:
             return None
+        if obj.size > manifest.MAX_MANIFEST_BYTES:
+            if self._is_manifest(obj):
+                raise PublishError(
+                    f"model {model}:{version}: metadata.json is a manifest (it has a files map) of "
+                    f"{obj.size} bytes, over the {manifest.MAX_MANIFEST_BYTES} bytes a manifest may "
+                    "have; list fewer files, or drop the files map to make it plain metadata"
+                )
+            return None  # plain metadata: downloaded like any other file, settle time applies
         try:
-            return manifest.parse(self.bucket.read_small(obj.key))
+            return manifest.parse(self.bucket.read_small(obj.key, manifest.MAX_MANIFEST_BYTES))
         except manifest.ManifestError as exc:
             log.warning("model %s:%s: %s; falling back to the settle time", model, version, exc)
             return None
+
+    def _is_manifest(self, obj: RemoteObject) -> bool:
+        """Streams a large metadata.json once per ETag (a settle wait looks again and again)."""
+        known = self.large_metadata.get((obj.key, obj.etag))
+        if known is None:
+            with self.bucket.stream(obj) as response:
+                known = manifest.has_files_key(_Stoppable(response, self.stager.stop))
+            if len(self.large_metadata) >= 1024:
+                self.large_metadata.clear()  # a bound, not an LRU: rebuilding costs one read
+            self.large_metadata[(obj.key, obj.etag)] = known
+        return known
 
     def _complete(
         self, pending: Pending, listing: Listing, expected: dict[str, manifest.Expected] | None

@@ -4,6 +4,11 @@ Bucket layout: ``<model>/<version>/<path>``; or, when ``ovms.model_name`` is set
 model at the bucket root as ``<version>/<path>``. ``version`` is a positive integer without
 leading zeros (OVMS reads the leading digits of a directory name, so ``01`` and ``1`` would
 be the same version on disk).
+
+With ``ovms.model_name`` set, that model's versions are only at the root: a key
+``<model_name>/<version>/...`` is outside the layout. Otherwise two keys (``1/x`` and
+``<model_name>/1/x``) would name one file, and which one is served would depend on whether
+the whole bucket or one version's prefix was listed. Other models keep ``<model>/<version>/``.
 """
 
 from __future__ import annotations
@@ -79,20 +84,54 @@ def is_safe_relpath(path: str) -> bool:
     )
 
 
-def parse_key(key: str, single_model: str | None = None) -> ObjectRef | None:
-    """The model file a safe key names, or ``None`` when the key is outside the layout."""
-    check_safe(key)
+def locate(key: str, single_model: str | None = None) -> tuple[str, int, str] | None:
+    """The version whose prefix holds ``key`` and the rest of the key, from its leading
+    segments alone; ``None`` when the key is outside the layout.
+
+    It says nothing about whether the rest can be a file on disk (see :func:`placement_problem`):
+    a listing must know every key under a version's prefix, to refuse the version rather than
+    publish it without a file.
+    """
     segments = key.split("/")
-    if single_model is not None and is_version(segments[0]):
-        model, version, rest = single_model, segments[0], segments[1:]
-    elif len(segments) >= 3 and is_model_name(segments[0]) and is_version(segments[1]):
-        model, version, rest = segments[0], segments[1], segments[2:]
-    else:
+    if single_model is not None and len(segments) >= 2 and is_version(segments[0]):
+        return single_model, int(segments[0]), "/".join(segments[1:])
+    if single_model is not None and segments[0] == single_model:
+        return None  # the layout rule: that model lives at the root
+    if len(segments) >= 3 and is_model_name(segments[0]) and is_version(segments[1]):
+        return segments[0], int(segments[1]), "/".join(segments[2:])
+    return None
+
+
+def placement_problem(key: str, path: str, name_max: int = MAX_SEGMENT_BYTES) -> str | None:
+    """Why ``path`` (the part of ``key`` inside its version) cannot be a file of the version
+    directory; ``None`` when it can. ``name_max`` is the file system's NAME_MAX."""
+    try:
+        check_safe(key)
+    except UnsafeKeyError as exc:
+        return exc.reason
+    if not path or "" in path.split("/"):
+        return "empty path segment (a leading, doubled or trailing '/')"
+    for segment in path.split("/"):
+        size = len(segment.encode("utf-8", "surrogatepass"))
+        if size > name_max:
+            return (
+                f"path segment of {size} bytes is over the file system's limit of {name_max} bytes "
+                "for a file name (NAME_MAX)"
+            )
+    return None
+
+
+def parse_key(key: str, single_model: str | None = None) -> ObjectRef | None:
+    """The model file a safe key names, or ``None`` when the key is outside the layout (or
+    cannot be a file: a listing sees those through :func:`locate` and refuses the version)."""
+    check_safe(key)
+    located = locate(key, single_model)
+    if located is None:
         return None
-    path = "/".join(rest)
+    model, version, path = located
     if not is_safe_relpath(path):
         return None
-    return ObjectRef(model, int(version), path)
+    return ObjectRef(model, version, path)
 
 
 def version_prefix(model: str, version: int, single_model: str | None = None) -> str:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from modelsync.errors import UnsafeKeyError
-from modelsync.keys import ObjectRef, check_safe, parse_key, version_prefix
+from modelsync.keys import (
+    ObjectRef,
+    check_safe,
+    locate,
+    model_prefix,
+    parse_key,
+    placement_problem,
+    version_prefix,
+)
 
 UNSAFE = [
     "",
@@ -76,3 +84,34 @@ def test_single_model_layout() -> None:
     assert parse_key("3/model.xml") is None
     assert version_prefix("face", 3, "face") == "3/"
     assert version_prefix("other", 3, "face") == "other/3/"
+
+
+def test_with_model_name_its_prefix_is_outside_the_layout() -> None:
+    # One rule for every reader: the root holds that model; "<model_name>/<v>/" names nothing.
+    assert parse_key("face/3/model.xml", "face") is None
+    assert locate("face/3/model.xml", "face") is None
+    assert locate("3/model.xml", "face") == ("face", 3, "model.xml")
+    assert locate("face/3/model.xml") == ("face", 3, "model.xml")  # without model_name: a model
+    assert model_prefix("face", "face") == ""
+    assert model_prefix("other", "face") == "other/"
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("m/1/" + "a" * 256, "over the file system's limit of 255 bytes for a file name (NAME_MAX)"),
+        ("m/1/sub/" + "é" * 128 + "/x", "path segment of 256 bytes"),
+        ("m/1//x", "empty path segment"),
+        ("m/1/a//b", "empty path segment"),
+        ("m/1/../../x", "'.' or '..' path segment"),
+        ("m/1/a\\b", "backslash in key"),
+        ("m/1/a\x07b", "NUL or control character in key"),
+    ],
+)
+def test_keys_under_a_version_that_cannot_be_files_are_located_with_a_reason(key: str, reason: str) -> None:
+    located = locate(key)
+    assert located is not None and located[:2] == ("m", 1)
+    problem = placement_problem(key, located[2])
+    assert problem is not None and reason in problem
+    assert placement_problem("m/1/" + "a" * 200, "a" * 200, name_max=143) is not None  # eCryptfs-like
+    assert placement_problem("m/1/ok/file.bin", "ok/file.bin") is None

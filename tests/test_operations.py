@@ -38,7 +38,8 @@ def test_agent_metrics_port(volume: Volume, bucket: Bucket, start_agent) -> None
     )
     assert metric(url, "modelsync_agent_downloaded_bytes_total") == 1500.0
     assert metric(url, "modelsync_agent_downloaded_files_total") == 2.0
-    assert metric(url, "modelsync_agent_config_swaps_total") == 2.0  # the empty start, then m
+    # The version is counted when it is renamed into place, config.json swapped just after.
+    wait_for(lambda: metric(url, "modelsync_agent_config_swaps_total") == 2.0, what="the empty start, then m")
     assert metric(url, "modelsync_agent_failures_total", {"reason": "storage"}) == 0.0
     assert (metric(url, "modelsync_agent_last_reconcile_success_timestamp_seconds") or 0) > 0
     assert metric(url, "modelsync_agent_intents_pending") == 0.0
