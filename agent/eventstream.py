@@ -63,6 +63,7 @@ class EventReader:
         self.backoff = Backoff(base=0.5, cap=10.0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_failure: str | None = None
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -84,13 +85,19 @@ class EventReader:
                 delay = self.backoff.next_delay()
                 message = f"event topic {self.kafka.topic}: {exc}"
                 self.report.set_connected(False, message)
-                log.error("%s; reconnecting in %.1fs", message, delay)
+                # Said once per distinct failure: an outage of hours must not flood the log.
+                level = logging.DEBUG if message == self._last_failure else logging.ERROR
+                log.log(level, "%s; reconnecting in %.1fs", message, delay)
+                self._last_failure = message
                 self._stop.wait(delay)
 
     def _session(self) -> None:
         consumer = Consumer(self._settings())
         try:
             self._assign(consumer)
+            if self._last_failure is not None:
+                log.info("event topic %s is readable again", self.kafka.topic)
+            self._last_failure = None
             self.backoff.reset()
             next_refresh = time.monotonic() + REFRESH_SECONDS
             while not self._stop.is_set():

@@ -255,11 +255,18 @@ def test_resync_in_fleet_mode_reaches_every_replica(fleet: Fleet, bucket: Bucket
 
 def test_resync_fails_clearly_when_the_broker_is_away(fleet: Fleet, fleet_broker: FleetBroker) -> None:
     (replica,), _ = fleet(1)
+    webhook = launch_webhook(replica.volume, replica.volume.root / "webhook.log")
     fleet_broker.proxy.stop()
     try:
         done = agent_cli(replica, "resync", "--wait", "1")
+        answer = requests.post(
+            f"{webhook.url}/v1/resync?wait=1", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
+        )
     finally:
         fleet_broker.proxy.start()
+        webhook.proc.stop()
     assert done.returncode == 1
     assert "cannot publish resync" in done.stderr and "nothing was requested" in done.stderr
+    assert answer.status_code == 503, answer.text
+    assert "cannot publish resync" in answer.json()["error"]
     assert not list((replica.models / ".modelsync" / "intents").glob("*.json"))
