@@ -95,8 +95,6 @@ class EventReader:
         consumer = Consumer(self._settings())
         try:
             self._assign(consumer)
-            if self._last_failure is not None:
-                log.info("event topic %s is readable again", self.kafka.topic)
             self._last_failure = None
             self.backoff.reset()
             next_refresh = time.monotonic() + REFRESH_SECONDS
@@ -122,13 +120,25 @@ class EventReader:
             "reconnect.backoff.ms": 200,
             "reconnect.backoff.max.ms": 5000,
             "socket.connection.setup.timeout.ms": int(BROKER_TIMEOUT * 1000),
-            "error_cb": self._on_error,
+            "error_cb": self._on_error,  # outages are reported there, once, not per retry
+            "log_level": 2,
+            "log.connection.close": False,
             "logger": logging.getLogger("agent.eventstream.librdkafka"),
         }
 
+    def _connected(self) -> None:
+        if not self.report.connected and self.report.last_error is not None:
+            log.info("event topic %s is readable again", self.kafka.topic)
+        self.report.set_connected(True)
+
     def _on_error(self, error: KafkaError) -> None:
         if error.code() in _DOWN:
-            self.report.set_connected(False, f"event topic {self.kafka.topic}: {error.str()}")
+            message = f"event topic {self.kafka.topic}: {error.str()}"
+            if self.report.connected:
+                log.warning(
+                    "%s; the agent keeps serving and reconciling, reading resumes when it answers", message
+                )
+            self.report.set_connected(False, message)
 
     # -- where to read from ---------------------------------------------------------------
     def _assign(self, consumer: Consumer) -> None:
@@ -146,7 +156,7 @@ class EventReader:
             self.request_reconcile()
         self.position = stored
         consumer.assign([TopicPartition(self.kafka.topic, p, self._start(consumer, p)) for p in partitions])
-        self.report.set_connected(True)
+        self._connected()
         log.info("reading partitions %s of topic %s", partitions, self.kafka.topic)
 
     def _partitions(self, consumer: Consumer) -> list[int]:
@@ -204,7 +214,7 @@ class EventReader:
             )
         for partition in partitions:
             self._watermarks(consumer, partition)
-        self.report.set_connected(True)
+        self._connected()
 
     # -- messages -------------------------------------------------------------------------
     def _apply(self, messages: list[Message]) -> None:
@@ -230,7 +240,7 @@ class EventReader:
                 self.report.partition(partition).position = offset
         for message, result in handled:
             self._account(message, result)
-        self.report.set_connected(True)
+        self._connected()
 
     def _message_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._AUTO_OFFSET_RESET:
