@@ -83,7 +83,8 @@ class EventReader:
                 self._session()
             except Exception as exc:  # never ends the thread: the agent keeps serving regardless
                 delay = self.backoff.next_delay()
-                message = f"event topic {self.kafka.topic}: {exc}"
+                self.report.reconnects += 1
+                message = f"event topic {self.kafka.topic}: {_describe(exc)}"
                 self.report.set_connected(False, message)
                 # Said once per distinct failure: an outage of hours must not flood the log.
                 level = logging.DEBUG if message == self._last_failure else logging.ERROR
@@ -264,3 +265,10 @@ class EventReader:
                 intent.get("model", "*"),
                 intent.get("version", "*"),
             )
+
+
+def _describe(exc: Exception) -> str:
+    """librdkafka's own sentence rather than the repr of its error object."""
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return str(exc.args[0].str())
+    return str(exc)

@@ -163,6 +163,10 @@ def test_broker_outage_keeps_serving_then_converges_from_the_topic(
             CONVERGE,
             what="every replica reports the broker down",
         )
+        # Long enough for each reader to give up its session (and start a new one, with backoff).
+        wait_for(
+            lambda: all(r.event_source()["reconnects"] for r in replicas), CONVERGE, what="sessions lost"
+        )
         health = agent_cli(replicas[0], "health")
         assert health.returncode == 0, health.stderr
         assert health.stdout.strip() == "degraded"
