@@ -229,7 +229,7 @@ class EventReader:
             if error is not None:
                 self._message_error(error)
                 continue
-            result = eventmessages.handle(message.value(), message.headers(), self.config, self.writer)
+            result = self._handle(message)
             handled.append((message, result))
             intents.extend(result.intents)
             advanced[int(message.partition() or 0)] = int(message.offset() or 0) + 1
@@ -242,6 +242,13 @@ class EventReader:
         for message, result in handled:
             self._account(message, result)
         self._connected()
+
+    def _handle(self, message: Message) -> eventmessages.Handled:
+        try:
+            return eventmessages.handle(message.value(), message.headers(), self.config, self.writer)
+        except Exception as exc:  # a message nobody foresaw must not be re-read forever
+            reason = f"unexpected {type(exc).__name__}: {str(exc)[:200]}"
+            return eventmessages.Handled(eventmessages.Outcome.POISON, reason=reason)
 
     def _message_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._AUTO_OFFSET_RESET:
