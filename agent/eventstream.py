@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from agent import eventmessages, kafkaposition
 from agent.eventreport import EventReport
@@ -178,17 +178,18 @@ class EventReader:
         return int(low), int(high)
 
     def _start(self, consumer: Consumer, partition: int) -> int:
-        state = self.report.partition(partition)
+        """Where to read ``partition`` from; a start other than the stored one is stored at
+        once, so a warning (and its reconcile) is not repeated at every restart."""
         offset = self.position.partitions.get(partition)
+        low, high = self._watermarks(consumer, partition)
         if offset is None:
             log.info(
                 "partition %d of topic %s is new to this replica: reading it from its start",
                 partition,
                 self.kafka.topic,
             )
-            return int(OFFSET_BEGINNING)
-        low, high = self._watermarks(consumer, partition)
-        if not low <= offset <= high:
+            offset = self._moved(partition, low)
+        elif not low <= offset <= high:
             log.warning(
                 "partition %d of topic %s no longer holds offset %d (it holds %d..%d): reading from "
                 "its earliest offset, and a full reconcile catches up on what is gone",
@@ -199,8 +200,13 @@ class EventReader:
                 high,
             )
             self.request_reconcile()
-            return int(OFFSET_BEGINNING)
-        state.position = offset
+            offset = self._moved(partition, low)
+        self.report.partition(partition).position = offset
+        return offset
+
+    def _moved(self, partition: int, offset: int) -> int:
+        self.position.partitions[partition] = offset
+        kafkaposition.save(self.path, self.position)
         return offset
 
     def _refresh(self, consumer: Consumer) -> None:
@@ -209,10 +215,9 @@ class EventReader:
         partitions = self._partitions(consumer)
         added = [p for p in partitions if p not in self.report.partitions]
         if added:
-            log.info("topic %s gained partitions %s: reading them from their start", self.kafka.topic, added)
-            consumer.incremental_assign(
-                [TopicPartition(self.kafka.topic, p, OFFSET_BEGINNING) for p in added]
-            )
+            log.info("topic %s gained partitions %s", self.kafka.topic, added)
+            starts = [TopicPartition(self.kafka.topic, p, self._start(consumer, p)) for p in added]
+            consumer.incremental_assign(starts)
         for partition in partitions:
             self._watermarks(consumer, partition)
         self._connected()

@@ -149,10 +149,14 @@ class Replica:
         self.runs.append(proc)
         wait_for(lambda: self.volume.ovms_config.exists() or not proc.alive(), 30, what="agent start")
         assert proc.alive(), proc.log
-        wait_for(
-            lambda: (self.status().get("event_source") or {}).get("connected"), 30, what="reader connected"
-        )
+        wait_for(self._reading, 30, what="reader connected")
         return proc
+
+    def _reading(self) -> bool:
+        """This run's reader has its partitions (not a status left by the previous run)."""
+        status = self.status()
+        pid = self.proc.popen.pid if self.proc else None
+        return status.get("pid") == pid and bool((status.get("event_source") or {}).get("connected"))
 
     def status(self) -> dict[str, Any]:
         try:

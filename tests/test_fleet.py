@@ -190,7 +190,8 @@ def test_broker_outage_keeps_serving_then_converges_from_the_topic(
 
 def test_poison_messages_are_counted_and_skipped(fleet: Fleet, bucket: Bucket) -> None:
     limit = 64 * 1024  # the webhook's body limit bounds a message's value too
-    (replica,), minio = fleet(1, webhook={"max_body_bytes": limit})
+    port = free_port()
+    (replica,), minio = fleet(1, webhook={"max_body_bytes": limit}, sync={"metrics_port": port})
     huge = minio_event(bucket.name, "m/9/model.onnx")
     huge["padding"] = "P" * limit  # otherwise a valid event: over the size limit only
     unsafe = minio_event(bucket.name, "m/1/../../outside.onnx")
@@ -209,6 +210,32 @@ def test_poison_messages_are_counted_and_skipped(fleet: Fleet, bucket: Bucket) -
     assert "P" * 200 not in log, "a poison message's body was logged"
     assert not replica.has_version("m", 9) and not (replica.models.parent / "outside.onnx").exists()
     assert replica.proc is not None and replica.proc.alive()
+    metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    for line in (
+        'modelsync_agent_event_messages_total{outcome="poison"} 4.0',
+        'modelsync_agent_event_messages_total{outcome="applied"} 2.0',
+        'modelsync_agent_event_messages_total{outcome="ignored"} 1.0',
+        "modelsync_agent_event_source_connected 1.0",
+    ):
+        assert line in metrics, line
+    assert re.search(r'^modelsync_agent_event_source_lag\{partition="0"\} 0\.0$', metrics, re.M)
+
+
+def test_a_position_the_topic_no_longer_holds_restarts_from_its_earliest_offset(fleet: Fleet) -> None:
+    (replica,), minio = fleet(1)
+    minio.upload("m/1/model.onnx", b"before")
+    wait_for(lambda: replica.serves("m", 1, b"before"), CONVERGE, what="m:1")
+    assert replica.proc is not None and replica.proc.stop(timeout=30) == 0
+    # As after the topic was deleted and created again: offsets beyond what it holds.
+    position = replica.models / ".modelsync" / "kafka-position.json"
+    position.write_text(json.dumps({"topic": minio.topic, "partitions": {"0": 999, "1": 999, "2": 999}}))
+    minio.upload("m/2/model.onnx", b"after")
+
+    replica.start()
+    wait_for(lambda: replica.serves("m", 2, b"after"), CONVERGE, what="m:2")
+    assert replica.proc.log.count("no longer holds offset 999") == 3
+    wait_for(lambda: replica.position() == minio.end_offsets(), CONVERGE, what="position at the end again")
+    wait_for(lambda: sum(replica.event_source()["messages"].values()) == 2, 10, what="both messages re-read")
 
 
 def test_new_replica_joining_late_converges_to_the_bucket(fleet: Fleet) -> None:
