@@ -271,6 +271,8 @@ def test_resync_in_fleet_mode_reaches_every_replica(fleet: Fleet, bucket: Bucket
             result = replica.models / ".modelsync" / "results" / f"{outcome['id']}.json"
             wait_for(result.exists, CONVERGE, what=f"resync result in {replica.models}")
             assert json.loads(result.read_text())["status"] == "applied"
+            line = f"last resync {outcome['id']}: applied"
+            wait_for(lambda r=replica, x=line: x in agent_cli(r, "status").stdout, 10, what=line)
     finally:
         webhook.proc.stop()
 
