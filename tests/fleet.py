@@ -143,6 +143,7 @@ class Replica:
         return self.volume.models
 
     def start(self) -> Process:
+        new = not (self.models / ".modelsync" / "kafka-position.json").exists()
         log_path = self.volume.root / "agent.log"
         proc = Process([sys.executable, "-m", "agent", "run"], child_env(self.volume), log_path)
         self.proc = proc
@@ -150,6 +151,10 @@ class Replica:
         wait_for(lambda: self.volume.ovms_config.exists() or not proc.alive(), 30, what="agent start")
         assert proc.alive(), proc.log
         wait_for(self._reading, 30, what="reader connected")
+        if new:
+            # A new replica asks for a full reconcile once it recorded the topic's end: let it
+            # run, so a test's "no reconcile since" starts after it.
+            wait_for(self._reconciled_since_position, 30, what="reconcile after the position was recorded")
         return proc
 
     def _reading(self) -> bool:
@@ -157,6 +162,11 @@ class Replica:
         status = self.status()
         pid = self.proc.popen.pid if self.proc else None
         return status.get("pid") == pid and bool((status.get("event_source") or {}).get("connected"))
+
+    def _reconciled_since_position(self) -> bool:
+        position = self.models / ".modelsync" / "kafka-position.json"
+        last = self.status().get("last_reconcile") or {}
+        return bool(last) and float(last["at"]) > position.stat().st_mtime
 
     def status(self) -> dict[str, Any]:
         try:
