@@ -233,7 +233,7 @@ def arguments() -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="N=3 only, fewer uploads, one repeat")
-    parser.add_argument("--ns", default="3,6,12,24,48", help="replica counts for fleet mode (comma-separated)")
+    parser.add_argument("--ns", default="3,6,12,24,48", help="fleet-mode replica counts, comma-separated")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--uploads", type=int, default=20)
     return parser.parse_args()
