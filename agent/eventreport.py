@@ -31,6 +31,7 @@ class EventReport:
     connected: bool = False
     last_error: dict[str, Any] | None = None
     last_message_at: float | None = None
+    reconnects: int = 0  # sessions given up (broker unreachable, topic gone) and started again
     messages: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
     partitions: dict[int, PartitionState] = field(default_factory=dict)
 
@@ -63,6 +64,7 @@ class EventReport:
             "connected": self.connected,
             "last_error": dict(self.last_error) if self.last_error else None,
             "last_message_at": self.last_message_at,
+            "reconnects": self.reconnects,
             "messages": dict(self.messages),
             "partitions": {
                 str(n): {"position": s.position, "end": s.end, "lag": s.lag}

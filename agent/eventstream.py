@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from agent import eventmessages, kafkaposition
 from agent.eventreport import EventReport
@@ -63,6 +63,7 @@ class EventReader:
         self.backoff = Backoff(base=0.5, cap=10.0)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._last_failure: str | None = None
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -82,15 +83,20 @@ class EventReader:
                 self._session()
             except Exception as exc:  # never ends the thread: the agent keeps serving regardless
                 delay = self.backoff.next_delay()
-                message = f"event topic {self.kafka.topic}: {exc}"
+                self.report.reconnects += 1
+                message = f"event topic {self.kafka.topic}: {_describe(exc)}"
                 self.report.set_connected(False, message)
-                log.error("%s; reconnecting in %.1fs", message, delay)
+                # Said once per distinct failure: an outage of hours must not flood the log.
+                level = logging.DEBUG if message == self._last_failure else logging.ERROR
+                log.log(level, "%s; reconnecting in %.1fs", message, delay)
+                self._last_failure = message
                 self._stop.wait(delay)
 
     def _session(self) -> None:
         consumer = Consumer(self._settings())
         try:
             self._assign(consumer)
+            self._last_failure = None
             self.backoff.reset()
             next_refresh = time.monotonic() + REFRESH_SECONDS
             while not self._stop.is_set():
@@ -115,13 +121,25 @@ class EventReader:
             "reconnect.backoff.ms": 200,
             "reconnect.backoff.max.ms": 5000,
             "socket.connection.setup.timeout.ms": int(BROKER_TIMEOUT * 1000),
-            "error_cb": self._on_error,
+            "error_cb": self._on_error,  # outages are reported there, once, not per retry
+            "log_level": 2,
+            "log.connection.close": False,
             "logger": logging.getLogger("agent.eventstream.librdkafka"),
         }
 
+    def _connected(self) -> None:
+        if not self.report.connected and self.report.last_error is not None:
+            log.info("event topic %s is readable again", self.kafka.topic)
+        self.report.set_connected(True)
+
     def _on_error(self, error: KafkaError) -> None:
         if error.code() in _DOWN:
-            self.report.set_connected(False, f"event topic {self.kafka.topic}: {error.str()}")
+            message = f"event topic {self.kafka.topic}: {error.str()}"
+            if self.report.connected:
+                log.warning(
+                    "%s; the agent keeps serving and reconciling, reading resumes when it answers", message
+                )
+            self.report.set_connected(False, message)
 
     # -- where to read from ---------------------------------------------------------------
     def _assign(self, consumer: Consumer) -> None:
@@ -139,7 +157,7 @@ class EventReader:
             self.request_reconcile()
         self.position = stored
         consumer.assign([TopicPartition(self.kafka.topic, p, self._start(consumer, p)) for p in partitions])
-        self.report.set_connected(True)
+        self._connected()
         log.info("reading partitions %s of topic %s", partitions, self.kafka.topic)
 
     def _partitions(self, consumer: Consumer) -> list[int]:
@@ -160,17 +178,18 @@ class EventReader:
         return int(low), int(high)
 
     def _start(self, consumer: Consumer, partition: int) -> int:
-        state = self.report.partition(partition)
+        """Where to read ``partition`` from; a start other than the stored one is stored at
+        once, so a warning (and its reconcile) is not repeated at every restart."""
         offset = self.position.partitions.get(partition)
+        low, high = self._watermarks(consumer, partition)
         if offset is None:
             log.info(
                 "partition %d of topic %s is new to this replica: reading it from its start",
                 partition,
                 self.kafka.topic,
             )
-            return int(OFFSET_BEGINNING)
-        low, high = self._watermarks(consumer, partition)
-        if not low <= offset <= high:
+            offset = self._moved(partition, low)
+        elif not low <= offset <= high:
             log.warning(
                 "partition %d of topic %s no longer holds offset %d (it holds %d..%d): reading from "
                 "its earliest offset, and a full reconcile catches up on what is gone",
@@ -181,8 +200,13 @@ class EventReader:
                 high,
             )
             self.request_reconcile()
-            return int(OFFSET_BEGINNING)
-        state.position = offset
+            offset = self._moved(partition, low)
+        self.report.partition(partition).position = offset
+        return offset
+
+    def _moved(self, partition: int, offset: int) -> int:
+        self.position.partitions[partition] = offset
+        kafkaposition.save(self.path, self.position)
         return offset
 
     def _refresh(self, consumer: Consumer) -> None:
@@ -191,13 +215,12 @@ class EventReader:
         partitions = self._partitions(consumer)
         added = [p for p in partitions if p not in self.report.partitions]
         if added:
-            log.info("topic %s gained partitions %s: reading them from their start", self.kafka.topic, added)
-            consumer.incremental_assign(
-                [TopicPartition(self.kafka.topic, p, OFFSET_BEGINNING) for p in added]
-            )
+            log.info("topic %s gained partitions %s", self.kafka.topic, added)
+            starts = [TopicPartition(self.kafka.topic, p, self._start(consumer, p)) for p in added]
+            consumer.incremental_assign(starts)
         for partition in partitions:
             self._watermarks(consumer, partition)
-        self.report.set_connected(True)
+        self._connected()
 
     # -- messages -------------------------------------------------------------------------
     def _apply(self, messages: list[Message]) -> None:
@@ -211,7 +234,7 @@ class EventReader:
             if error is not None:
                 self._message_error(error)
                 continue
-            result = eventmessages.handle(message.value(), message.headers(), self.config, self.writer)
+            result = self._handle(message)
             handled.append((message, result))
             intents.extend(result.intents)
             advanced[int(message.partition() or 0)] = int(message.offset() or 0) + 1
@@ -223,7 +246,14 @@ class EventReader:
                 self.report.partition(partition).position = offset
         for message, result in handled:
             self._account(message, result)
-        self.report.set_connected(True)
+        self._connected()
+
+    def _handle(self, message: Message) -> eventmessages.Handled:
+        try:
+            return eventmessages.handle(message.value(), message.headers(), self.config, self.writer)
+        except Exception as exc:  # a message nobody foresaw must not be re-read forever
+            reason = f"unexpected {type(exc).__name__}: {str(exc)[:200]}"
+            return eventmessages.Handled(eventmessages.Outcome.POISON, reason=reason)
 
     def _message_error(self, error: KafkaError) -> None:
         if error.code() == KafkaError._AUTO_OFFSET_RESET:
@@ -247,3 +277,10 @@ class EventReader:
                 intent.get("model", "*"),
                 intent.get("version", "*"),
             )
+
+
+def _describe(exc: Exception) -> str:
+    """librdkafka's own sentence rather than the repr of its error object."""
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return str(exc.args[0].str())
+    return str(exc)

@@ -225,6 +225,8 @@ class Agent:
         except ModelsyncError as exc:
             outcome.update(status="failed", error=str(exc))
         self.results.write(intent["id"], outcome)
+        # In fleet mode each replica resyncs under the publisher's id: `agent status` shows it.
+        self.status.update(last_resync={"id": intent["id"], "status": outcome["status"], "at": time.time()})
         self.inbox.done(intent["id"])
 
     # -- reconcile ------------------------------------------------------------------------

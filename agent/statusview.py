@@ -57,6 +57,11 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
     ]
     if status.get("event_source"):
         lines.append(_event_source(status["event_source"], now))
+    resync = status.get("last_resync")
+    if resync:
+        lines.append(
+            f"last resync {resync.get('id')}: {resync.get('status')} ({_ago(resync.get('at'), now)})"
+        )
     last_error = status.get("last_error")
     if last_error:
         lines.append(f"last error ({_ago(last_error.get('at'), now)}): {last_error.get('message')}")

@@ -30,7 +30,7 @@ def resync_value(intent: dict[str, Any]) -> bytes:
     return json.dumps({k: intent[k] for k in RESYNC_FIELDS if k in intent}).encode()
 
 
-def publish_resync(kafka: KafkaEventsConfig, intent: dict[str, Any], timeout: float = 10.0) -> None:
+def publish_resync(kafka: KafkaEventsConfig, intent: dict[str, Any], timeout: float = 5.0) -> None:
     """Produce the resync command with ``acks=all`` and return once the broker has it."""
     producer = Producer(
         {
