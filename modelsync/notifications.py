@@ -9,6 +9,7 @@ here; the caller writes every intent of a body or none (a refused body leaves no
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -20,6 +21,8 @@ from modelsync.intents import IntentWriter
 from modelsync.records import classify
 
 MAX_JSON_DEPTH_ERROR = "body nests too deeply"
+# Raw UTF-8 cannot hold a surrogate; only an escape can, so the walk runs only when one is there.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class Refusal(Enum):
@@ -54,12 +57,24 @@ def loads(data: bytes) -> Any:
     except UnicodeDecodeError as exc:
         raise Refused(Refusal.BAD_JSON, f"body is not UTF-8 (byte {exc.start})") from None
     try:
-        return json.loads(text)
+        document = json.loads(text)
     except json.JSONDecodeError as exc:
         message = f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         raise Refused(Refusal.BAD_JSON, message) from None
     except RecursionError:
         raise Refused(Refusal.BAD_JSON, MAX_JSON_DEPTH_ERROR) from None
+    if _SURROGATE_ESCAPE.search(data) and not _encodable(document):
+        # json accepts "\ud800" and returns a str no later step can write as UTF-8.
+        raise Refused(Refusal.BAD_JSON, "body holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape)")
+    return document
+
+
+def _encodable(document: Any) -> bool:
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def records_of(body: Any) -> list[dict[str, Any]]:

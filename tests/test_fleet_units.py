@@ -133,6 +133,12 @@ def test_records_not_ours_are_ignored(settings: Config, writer: IntentWriter, bo
     assert (handled.outcome, handled.reason, handled.intents) == (Outcome.IGNORED, reason, [])
 
 
+def _surrogate_key() -> bytes:
+    body = minio_event("models", "m/1/f")
+    body["Records"][0]["s3"]["object"]["key"] = "m%2F1%2F\ud800.onnx"  # json.dumps writes \ud800
+    return value(body)
+
+
 def _bad_utf8_key() -> bytes:
     body = minio_event("models", "m/1/f")
     body["Records"][0]["s3"]["object"]["key"] = "m%2F1%2F%FF"
@@ -143,6 +149,7 @@ def _bad_utf8_key() -> bytes:
     ("raw", "reason"),
     [
         (b"not json {", "bad_json"),
+        (_surrogate_key(), "lone UTF-16 surrogate"),
         (b"\xff\xfe", "bad_json"),
         (value({"Records": "nope"}), "schema"),
         (value({"Records": []}), "schema"),
@@ -163,6 +170,11 @@ def test_poison_is_reported_without_its_body(
 
 
 RESYNC = [("modelsync-command", b"resync")]
+
+
+def test_a_surrogate_pair_is_an_ordinary_character(settings: Config, writer: IntentWriter) -> None:
+    handled = handle(value(minio_event("models", "m/1/\U0001f600.onnx")), None, settings, writer)
+    assert handled.outcome is Outcome.APPLIED and handled.intents[0]["path"] == "\U0001f600.onnx"
 
 
 def test_resync_command_keeps_the_publishers_id(settings: Config, writer: IntentWriter) -> None:
