@@ -19,6 +19,8 @@ from agent.inflight import InFlight
 from agent.localstate import LocalState
 from agent.loophealth import LoopHealth
 from agent.pending import Pending, signature
+from agent.preflight import Preflight
+from agent.refusals import Refusals
 from agent.retry import Backoff
 from agent.stager import Stager
 from agent.status import StatusReporter
@@ -61,6 +63,11 @@ class Agent:
             config.ovms.model_name,
             config.sync.settle_seconds,
             InFlight(config.state_dir / "inflight.json"),
+        )
+        self.versions.refusals = Refusals(config.state_dir / "refused.json", self.status)
+        sync = config.sync
+        self.versions.preflight = Preflight.configured(
+            sync.preflight, sync.preflight_timeout_seconds, sync.preflight_memory_mb
         )
         self.ovms_config = ConfigSync(config, self.state, self.status)
         self.pending: dict[tuple[str, int], Pending] = {}
@@ -218,7 +225,9 @@ class Agent:
             versions.update({f"{m}:{v}": "not_synced" for m, v in queued})
             versions.update(results)
             failed = sorted(
-                k for k, v in versions.items() if v in ("not_synced", "failed", "retrying", "waiting")
+                k
+                for k, v in versions.items()
+                if v in ("not_synced", "failed", "retrying", "waiting", "refused")
             )
             outcome.update(status="failed" if failed else "applied", versions=versions)
             if failed:
@@ -353,6 +362,9 @@ class Agent:
             self.versions.clean_retired()
         for pending in done:
             self.pending.pop(pending.key, None)
+            if outcomes[f"{pending.model}:{pending.version}"] == "refused":
+                self._fail_refused(pending)
+                continue
             self._commit(pending.intents)
             if outcomes[f"{pending.model}:{pending.version}"] == "published":
                 log.info(
@@ -362,6 +374,14 @@ class Agent:
                     extra={"model": pending.model, "version": pending.version, "event": "synced"},
                 )
         return outcomes
+
+    def _fail_refused(self, pending: Pending) -> None:
+        """A refused version's intents go to failed/ with the reason (agent/refusals.py)."""
+        refusal = self.versions.refusals.entries.get(pending.key) if self.versions.refusals else None
+        reason = f"refused by {refusal.by.value}: {refusal.reason}" if refusal else "refused"
+        for intent_id in pending.intents:
+            self.inbox.fail(intent_id, reason)
+            self.seen.discard(intent_id)
 
     def _run_one(self, pending: Pending) -> str | None:
         try:

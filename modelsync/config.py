@@ -68,6 +68,10 @@ class SyncConfig:
     heartbeat_seconds: float = 2.0
     metrics_port: int | None = None
     progress_seconds: float = 10.0
+    # OpenVINO pre-flight of each staged version (agent/preflight.py): off, read or compile.
+    preflight: str = "read"
+    preflight_timeout_seconds: float = 60.0
+    preflight_memory_mb: int = 4096
 
 
 @dataclass(frozen=True)

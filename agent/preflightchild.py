@@ -1,0 +1,48 @@
+"""The pre-flight child: open one model with the OpenVINO runtime and say whether it loads.
+
+``python -m agent.preflightchild <read|compile> <model path> <address space limit in bytes>``
+prints one JSON line, ``{"ok": true}`` or ``{"ok": false, "error": "..."}``, and exits 0. The
+limit is set before openvino is imported, so a model that needs more memory fails here (an
+exception, or the child dies) and never grows the agent. Run by :mod:`agent.preflight` only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+
+# A test hook: the child hangs, so that the parent's time limit is what ends it.
+HANG_ENV = "MODELSYNC_PREFLIGHT_TEST_HANG"
+
+
+def check(mode: str, path: str) -> None:
+    import openvino  # only ever in this child, after the memory limit
+
+    core = openvino.Core()
+    model = core.read_model(path)
+    if mode == "compile":
+        core.compile_model(model, "CPU")
+
+
+def main(argv: list[str]) -> int:
+    mode, path, limit = argv[0], argv[1], int(argv[2])
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    if os.environ.get(HANG_ENV):
+        time.sleep(3600)
+    try:
+        check(mode, path)
+    except MemoryError:
+        print(json.dumps({"ok": False, "error": f"out of memory (limit {limit // 2**20} MiB)"}))
+        return 0
+    except Exception as exc:  # OpenVINO raises RuntimeError and friends: each is the model's refusal
+        print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()}))
+        return 0
+    print(json.dumps({"ok": True}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
