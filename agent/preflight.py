@@ -93,7 +93,9 @@ class Preflight:
             return Verdict(True)
         started = time.monotonic()
         verdict = self._run(target)
-        verdict = Verdict(verdict.ok, verdict.reason, time.monotonic() - started)
+        # The staging directory's name means nothing to a reader: name the version instead.
+        reason = verdict.reason.replace(str(directory), f"{model}/{version}")
+        verdict = Verdict(verdict.ok, reason, time.monotonic() - started)
         log.info(
             "model %s:%s pre-flight (%s) %s in %.2fs%s",
             model,

@@ -38,7 +38,8 @@ def main(argv: list[str]) -> int:
         print(json.dumps({"ok": False, "error": f"out of memory (limit {limit // 2**20} MiB)"}))
         return 0
     except Exception as exc:  # OpenVINO raises RuntimeError and friends: each is the model's refusal
-        print(json.dumps({"ok": False, "error": f"{type(exc).__name__}: {exc}".strip()}))
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())  # one line, for logs and tables
+        print(json.dumps({"ok": False, "error": reason}))
         return 0
     print(json.dumps({"ok": True}))
     return 0
