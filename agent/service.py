@@ -22,6 +22,7 @@ from agent.pending import Pending, signature
 from agent.preflight import Preflight
 from agent.refusals import Refusals
 from agent.retry import Backoff
+from agent.rollback import Rollback
 from agent.stager import Stager
 from agent.status import StatusReporter
 from agent.storage import Bucket, Cancelled
@@ -70,6 +71,10 @@ class Agent:
             sync.preflight, sync.preflight_timeout_seconds, sync.preflight_memory_mb
         )
         self.ovms_config = ConfigSync(config, self.state, self.status)
+        if self.ovms_config.ovms is not None:
+            self.versions.rollback = Rollback(
+                self.ovms_config.ovms, self.state, self.versions.refusals, self.ovms_config
+            )
         self.pending: dict[tuple[str, int], Pending] = {}
         self.seen: set[str] = set()
         self.storage_backoff = Backoff()
@@ -122,6 +127,7 @@ class Agent:
             ("config", self._apply_config),
             ("reconcile", self._reconcile_if_due),
             ("publish", self._process_due),
+            ("rollback", self._check_rollback),
         )
         ok = [self.loop.run(name, part) for name, part in parts]  # a list: every part runs
         self.status.update(pending_intents=len(self.seen))
@@ -131,6 +137,10 @@ class Agent:
     def _apply_config(self) -> None:
         if self.ovms_config.due():
             self.ovms_config.apply(force_reload=False)
+
+    def _check_rollback(self) -> None:
+        if self.versions.rollback is not None:
+            self.versions.rollback.poll()
 
     def _reconcile_if_due(self) -> None:
         if time.monotonic() >= self.next_reconcile:

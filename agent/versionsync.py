@@ -16,6 +16,7 @@ from agent.localstate import LocalState
 from agent.pending import Listing, Pending, settled, signature
 from agent.preflight import Preflight
 from agent.refusals import Refusals, RefusedBy
+from agent.rollback import Rollback
 from agent.stager import Stager, model_dir_for
 from agent.status import StatusReporter
 from agent.storage import Bucket, Cancelled, RemoteObject, StopFlag
@@ -96,6 +97,7 @@ class VersionSync:
         self.shadowed = 0  # keys under <model_name>/ at the last full listing
         self.preflight: Preflight | None = None  # set by the agent when sync.preflight is on
         self.refusals: Refusals | None = None
+        self.rollback: Rollback | None = None  # set by the agent when ovms.rest_url is
 
     def report_shadowed(self, objects: list[RemoteObject]) -> None:
         """Say (when it changes) that keys under ``<model_name>/`` are not that model's."""
@@ -215,7 +217,10 @@ class VersionSync:
         else:
             existed = target.exists()
             self.inflight.add(model, version)  # a crash from here on leaves a directory of ours
-            dirswap.publish(staged.directory, target)
+            if self.rollback is not None:
+                self.rollback.publish(model, version, staged.directory, target, signature(listing))
+            else:
+                dirswap.publish(staged.directory, target)
             if existed:
                 self.replaced.append((model, version))
         self.state.set_version(model, version, staged.files)
