@@ -18,6 +18,7 @@ def scaler_ir(factor: float) -> dict[str, bytes]:
     from openvino import opset13 as ops
 
     data = ops.parameter([1, 4], ov.Type.f32, name="input")
+    data.output(0).set_names({"input"})
     scaled = ops.multiply(data, ops.constant(np.full((1, 4), factor, dtype=np.float32)))
     scaled.output(0).set_names({"output"})
     model = ov.Model([ops.result(scaled)], [data], "scaler")
