@@ -125,11 +125,13 @@ def model_repository(var: Path) -> Path:
 def usage(s3: str, webhook_url: str, gateway_url: str, kafka: str, var: Path) -> str:
     sample_dir, model = var / "sample" / "2", sample.MODEL
     puts = "\n".join(
-        f"  curl -sX PUT --data-binary @{sample_dir / n} {s3}/{BUCKET}/{model}/2/{n}" for n in sample.files(2)
+        f"  curl -sX PUT -H 'Content-Type: application/octet-stream' --data-binary @{sample_dir / n} "
+        f"{s3}/{BUCKET}/{model}/2/{n}"
+        for n in sample.files(2)
     )
     auth = f"-H 'Authorization: Bearer {TOKEN}'"
     body = '{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}]}'
-    scaler = '{"id": "try-v2", "inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}'
+    scaler = '{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}'
     return f"""
 modelsync is running: S3 store {s3} (bucket '{BUCKET}'), webhook {webhook_url}, models under {var / "models"}
 The sample model {model}:1 (OpenVINO IR: output = input * 1) was in the bucket before the agent started:
@@ -145,11 +147,11 @@ the events MinIO would send; within a second version 2 is served in place of ver
   ls {var / "models" / model}
 
 Predict through the gateway {gateway_url} (KServe v2, as OVMS): version 2 answers [2, 4, 6, 8]:
-  curl -s -H 'Content-Type: application/json' -d '{scaler}' {gateway_url}/v2/models/{model}/infer
+  curl -s -H 'X-Request-Id: try-v2' -H 'Content-Type: application/json' -d '{scaler}' {gateway_url}/v2/models/{model}/infer
 
-Find the prediction's records in the '{PREDICTIONS}' bucket (one JSON line per output), then read one:
+Find that prediction's record (requestId try-v2) in the '{PREDICTIONS}' bucket (the gateway's bucket sink):
   curl -s '{s3}/{PREDICTIONS}?list-type=2&prefix=predictions/'
-  curl -s {s3}/{PREDICTIONS}/<Key from the listing>
+  .venv/bin/python -m devstack.records --s3 {s3} try-v2
 
 Ask for a resync and wait for its outcome; look at health and metrics:
   curl -s -X POST {auth} '{webhook_url}/v1/resync?wait=10'

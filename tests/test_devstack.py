@@ -13,8 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import requests
-
 from tests.conftest import ROOT
 from tests.helpers import free_port, http_ok, served_models, wait_for
 
@@ -33,16 +31,11 @@ def answered_by(command: str, version: str) -> dict | None:
     return answer if answer.get("model_version") == version else None
 
 
-def bucket_record(listing_command: str, s3_port: str, request_id: str, version: str) -> dict | None:
-    """The record of ``request_id`` found as a reader would: list the bucket, read each object."""
-    listing = subprocess.run(shlex.split(listing_command), capture_output=True, text=True, timeout=30).stdout
-    for key in re.findall(r"<Key>([^<]+)</Key>", listing):
-        body = requests.get(f"http://127.0.0.1:{s3_port}/predictions/{key}", timeout=10).text
-        for line in body.splitlines():
-            record = json.loads(line)
-            if record.get("requestId") == request_id and record.get("modelVersion") == version:
-                return record
-    return None
+def bucket_record(command: str, version: str) -> dict | None:
+    """The printed devstack.records command: the request's records in the predictions bucket."""
+    result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30, cwd=ROOT)
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    return next((r for r in records if r["modelVersion"] == version), None)
 
 
 def test_make_run_stack_serves_the_sample_and_the_curl_lines_work(tmp_path: Path) -> None:
@@ -70,9 +63,7 @@ def test_make_run_stack_serves_the_sample_and_the_curl_lines_work(tmp_path: Path
         wait_for(lambda: http_ok(f"http://127.0.0.1:{gateway_port}/healthz"), 30, what="gateway")
         lines = [line.strip() for line in log.read_text().splitlines() if line.strip().startswith("curl")]
         infer = next(line for line in lines if "/v2/models/scaler/infer" in line)
-        version_1 = wait_for(
-            lambda: run_json(infer).get("model_version") == "1" and run_json(infer), 30, what="v1"
-        )
+        version_1 = wait_for(lambda: answered_by(infer, "1"), 30, interval=0.2, what="scaler:1 served")
         assert version_1["outputs"][0]["data"] == [1.0, 2.0, 3.0, 4.0], version_1
 
         # Run the printed curl lines for version 2, as a reader would.
@@ -83,13 +74,11 @@ def test_make_run_stack_serves_the_sample_and_the_curl_lines_work(tmp_path: Path
             assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["accepted"] == 3
         # Served within a second or so of the event (a few seconds of slack for a busy machine).
-        answer = wait_for(
-            lambda: run_json(infer).get("model_version") == "2" and run_json(infer), 10, what="v2"
-        )
+        answer = wait_for(lambda: answered_by(infer, "2"), 10, interval=0.2, what="scaler:2 served")
         assert answer["outputs"][0]["data"] == [2.0, 4.0, 6.0, 8.0], answer  # only version 2 doubles
-        listing = next(line for line in lines if "list-type=2" in line)
-        record = wait_for(lambda: bucket_record(listing, f"{s3_port}", "try-v2", "2"), 20, what="record")
-        assert record["modelName"] == "scaler" and record["value"] == [2.0, 4.0, 6.0, 8.0], record
+        records = next(line.strip() for line in log.read_text().splitlines() if "devstack.records" in line)
+        record = wait_for(lambda: bucket_record(records, "2"), 20, interval=0.5, what="record")
+        assert record["modelName"] == "scaler" and record["value"]["data"] == [2.0, 4.0, 6.0, 8.0], record
 
         resync = next(line for line in lines if "resync" in line)
         outcome = subprocess.run(shlex.split(resync), capture_output=True, text=True, timeout=30)
