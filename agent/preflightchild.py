@@ -13,14 +13,28 @@ import os
 import resource
 import sys
 import time
+from typing import Any
 
 # A test hook: the child hangs, so that the parent's time limit is what ends it.
 HANG_ENV = "MODELSYNC_PREFLIGHT_TEST_HANG"
 
 
-def check(mode: str, path: str) -> None:
-    import openvino  # only ever in this child, after the memory limit
+def load_runtime(limit: int) -> Any:
+    """openvino, or None after saying why (the limit, not the model, is then at fault)."""
+    try:
+        import openvino  # only ever in this child, after the memory limit
+    except (ImportError, MemoryError, OSError) as exc:
+        detail = " ".join(str(exc).split())[-200:]
+        reason = (
+            f"the OpenVINO runtime could not be loaded within the pre-flight's memory limit of "
+            f"{limit // 2**20} MiB (sync.preflight_memory_mb): {type(exc).__name__}: …{detail}"
+        )
+        print(json.dumps({"ok": False, "error": reason}))
+        return None
+    return openvino
 
+
+def check(openvino: Any, mode: str, path: str) -> None:
     core = openvino.Core()
     model = core.read_model(path)
     if mode == "compile":
@@ -32,8 +46,11 @@ def main(argv: list[str]) -> int:
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     if os.environ.get(HANG_ENV):
         time.sleep(3600)
+    openvino = load_runtime(limit)
+    if openvino is None:
+        return 0
     try:
-        check(mode, path)
+        check(openvino, mode, path)
     except MemoryError:
         print(json.dumps({"ok": False, "error": f"out of memory (limit {limit // 2**20} MiB)"}))
         return 0

@@ -37,22 +37,29 @@ class Refusal:
     reason: str
     files: list[tuple[str, str, int]]  # the refused listing: (path, etag, size)
     at: float
+    settings: str = ""  # the pre-flight's settings when it refused (agent/preflight.py)
 
     def signature(self) -> Signature:
         return frozenset(self.files)
 
 
 class Refusals:
-    def __init__(self, path: Path, status: StatusReporter) -> None:
+    def __init__(self, path: Path, status: StatusReporter, preflight_settings: str = "") -> None:
         self.path = path
         self.status = status
+        # Pre-flight refusals under other settings (a higher time or memory limit) are tried again.
+        self.preflight_settings = preflight_settings
         self.entries: dict[tuple[str, int], Refusal] = {}
         try:
             raw: dict[str, Any] = json.loads(path.read_bytes())
             for key, item in raw["refused"].items():
                 model, version = key.rsplit(":", 1)
                 files = [(str(p), str(e), int(s)) for p, e, s in item["files"]]
-                refusal = Refusal(RefusedBy(item["by"]), str(item["reason"]), files, float(item["at"]))
+                by, settings = RefusedBy(item["by"]), str(item.get("settings", ""))
+                if by is RefusedBy.PREFLIGHT and settings != preflight_settings:
+                    log.info("model %s: the pre-flight settings changed; checking it again", key)
+                    continue
+                refusal = Refusal(by, str(item["reason"]), files, float(item["at"]), settings)
                 self.entries[(model, int(version))] = refusal
         except FileNotFoundError:
             pass
@@ -78,7 +85,8 @@ class Refusals:
         return None
 
     def add(self, model: str, version: int, listing: Signature, by: RefusedBy, reason: str) -> None:
-        refusal = Refusal(by, reason, sorted(listing), time.time())
+        settings = self.preflight_settings if by is RefusedBy.PREFLIGHT else ""
+        refusal = Refusal(by, reason, sorted(listing), time.time(), settings)
         self.entries[(model, version)] = refusal
         self._save()
         self._show(model, version, refusal)

@@ -65,8 +65,9 @@ class Agent:
             config.sync.settle_seconds,
             InFlight(config.state_dir / "inflight.json"),
         )
-        self.versions.refusals = Refusals(config.state_dir / "refused.json", self.status)
         sync = config.sync
+        settings = f"{sync.preflight}/{sync.preflight_timeout_seconds:g}s/{sync.preflight_memory_mb}MiB"
+        self.versions.refusals = Refusals(config.state_dir / "refused.json", self.status, settings)
         self.versions.preflight = Preflight.configured(
             sync.preflight, sync.preflight_timeout_seconds, sync.preflight_memory_mb
         )

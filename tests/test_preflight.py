@@ -97,7 +97,9 @@ def test_broken_versions_refused_previous_kept_then_fixed(
     assert all("refused by preflight" in r for r in failed_reasons(volume))
     ready = requests.get(f"{webhook.url}/readyz", timeout=5).json()
     assert set(ready["refused"]) == {"scaler:2", "scaler:3", "onnx:2"}, ready
-    assert "scaler:2" in _status_table(volume)
+    assert "REFUSED: scaler:2" in _status_table(volume)
+    # openvino ran in the pre-flight's children only, never in the agent's own memory.
+    assert "openvino" not in Path(f"/proc/{agent.popen.pid}/maps").read_text()
 
     # A new upload that changes the bytes is tried again, and published.
     upload(webhook, bucket, "scaler", 2, scaler_ir(2.0))
@@ -152,5 +154,11 @@ def test_preflight_memory_limit_is_a_refusal(
     webhook = start_webhook()
     upload(webhook, bucket, "scaler", 1, scaler_ir(1.0))
     found = wait_for(lambda: refusal(volume, "scaler", 1), what="refused by the memory limit")
-    assert found["by"] == "preflight" and found["reason"], found
+    assert "within the pre-flight's memory limit of 64 MiB" in found["reason"], found
     assert agent.alive()
+    # Raising the limit (a restart with other pre-flight settings) checks the same bytes again.
+    assert agent.stop() == 0
+    preflight_on(volume, "read", preflight_memory_mb=4096)
+    start_agent(wait_ready=False)
+    wait_for(lambda: published(volume, "scaler", 1), 30, what="published under the higher limit")
+    assert refusal(volume, "scaler", 1) is None
