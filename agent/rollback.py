@@ -115,6 +115,7 @@ class Rollback:
         else:
             if target.is_dir() and not target.is_symlink():
                 _drop(dirswap.retire(target))
+            _drop(held.previous_dir)  # a directory the state did not know: not ours to restore
             self.state.drop_version(model, version)
             restored = "removed, the version before it is served again"
         self.state.save()
