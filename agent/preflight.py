@@ -130,4 +130,6 @@ def _crash_reason(code: int, stderr: bytes) -> str:
     except ValueError:
         how = f"killed by signal {-code}"
     tail = stderr.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+    if code == -signal.SIGKILL:  # nobody but the kernel's OOM killer sends it to our child
+        how += ", likely out of memory: the container's memory limit must hold the model in the pre-flight"
     return f"pre-flight crashed ({how}): {tail[0][:300]}"
