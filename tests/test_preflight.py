@@ -17,7 +17,7 @@ from agent.preflight import model_file
 from agent.preflightchild import HANG_ENV
 from devstack.models import scaler_ir, scaler_onnx
 from tests.conftest import Bucket, Volume
-from tests.helpers import minio_event, served_models, wait_for
+from tests.helpers import free_port, minio_event, served_models, wait_for
 
 
 def upload(webhook, bucket: Bucket, model: str, version: int, files: dict[str, bytes]) -> None:
@@ -67,7 +67,8 @@ def test_model_files_follow_ovms_search_order(tmp_path: Path) -> None:
 def test_broken_versions_refused_previous_kept_then_fixed(
     mode: str, volume: Volume, bucket: Bucket, start_agent, start_webhook
 ) -> None:
-    preflight_on(volume, mode)
+    metrics_port = free_port()
+    preflight_on(volume, mode, metrics_port=metrics_port)
     agent = start_agent()
     webhook = start_webhook()
     good = scaler_ir(1.0)
@@ -98,6 +99,8 @@ def test_broken_versions_refused_previous_kept_then_fixed(
     ready = requests.get(f"{webhook.url}/readyz", timeout=5).json()
     assert set(ready["refused"]) == {"scaler:2", "scaler:3", "onnx:2"}, ready
     assert "REFUSED: scaler:2" in _status_table(volume)
+    metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    assert 'modelsync_agent_refused_version{by="preflight",model="scaler",version="2"} 1.0' in metrics
     # openvino ran in the pre-flight's children only, never in the agent's own memory.
     assert "openvino" not in Path(f"/proc/{agent.popen.pid}/maps").read_text()
 
@@ -105,6 +108,8 @@ def test_broken_versions_refused_previous_kept_then_fixed(
     upload(webhook, bucket, "scaler", 2, scaler_ir(2.0))
     wait_for(lambda: published(volume, "scaler", 2) and refusal(volume, "scaler", 2) is None, what="fixed")
     assert (volume.models / "scaler" / "2" / "model.bin").read_bytes() == scaler_ir(2.0)["model.bin"]
+    metrics = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    assert 'model="scaler",version="2"' not in metrics  # the refusal is over
     assert agent.alive()
 
 
