@@ -14,6 +14,7 @@ from flask import Blueprint, Response, current_app, request
 from gateway.errors import ModelServiceUnavailable
 from gateway.inference import JSON, Answer, Predictor, error_body, normalise_error
 from gateway.modelservice import ModelService
+from modelsync.web import request_body
 
 bp = Blueprint("rest", __name__)
 
@@ -58,7 +59,7 @@ def infer(model: str, version: str | None = None) -> Response:
     if bad is not None:
         return bad
     request_id = _request_id()
-    answer = _predictor().infer(model, version, request.get_data(), provider="rest", request_id=request_id)
+    answer = _predictor().infer(model, version, request_body(), provider="rest", request_id=request_id)
     return _respond(answer, request_id)
 
 

@@ -1,0 +1,165 @@
+"""The webhook's HTTP front under hostile clients, against real gunicorn processes: chunked
+bodies over the limit, strings JSON can carry but UTF-8 cannot, encoded slashes in the path,
+and slow clients (see tests/slowclients.py)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import socket
+from typing import Any
+
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.conftest import TOKEN, Bucket, Volume, Webhook
+from tests.helpers import minio_event
+
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+
+
+def chunks(data: bytes, size: int = 64 * 1024) -> Any:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def padded_event(bucket: str, total: int) -> bytes:
+    """A valid event whose JSON text is ``total`` bytes long (padding in a field MinIO sends)."""
+    event = minio_event(bucket, "m/1/model.bin")
+    event["Records"][0]["source"]["userAgent"] = ""
+    size = len(json.dumps(event).encode())
+    event["Records"][0]["source"]["userAgent"] = "x" * (total - size)
+    body = json.dumps(event).encode()
+    assert len(body) == total
+    return body
+
+
+def test_chunked_body_over_the_limit_is_413_and_writes_nothing(
+    volume: Volume, bucket: Bucket, start_webhook
+) -> None:
+    volume.settings["webhook"]["max_body_bytes"] = 4096
+    volume.write()
+    webhook = start_webhook()
+    # Valid JSON up to the limit would be accepted if the server cut the body there: it must not.
+    for total in (4097, 64 * 1024, 3 * 1024 * 1024):
+        body = padded_event(bucket.name, total)
+        answer = requests.post(webhook.url + "/minio/events", data=chunks(body), headers=AUTH, timeout=30)
+        assert answer.status_code == 413, (total, answer.status_code, answer.text)
+        assert "4096" in answer.json()["error"]
+    assert not list(volume.intents.glob("*.json"))
+    # At the limit, chunked is as good as Content-Length.
+    body = padded_event(bucket.name, 4096)
+    answer = requests.post(webhook.url + "/minio/events", data=chunks(body, 1000), headers=AUTH, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert len(list(volume.intents.glob("*.json"))) == 1
+
+
+# -- strings JSON can carry and UTF-8 cannot ----------------------------------------------
+def string_fields(document: Any, path: str = "") -> list[str]:
+    """The path (``Records[0].s3.object.key``) of every string value in ``document``."""
+    if isinstance(document, dict):
+        return [p for name, v in document.items() for p in string_fields(v, f"{path}.{name}".lstrip("."))]
+    if isinstance(document, list):
+        return [p for i, v in enumerate(document) for p in string_fields(v, f"{path}[{i}]")]
+    return [path] if isinstance(document, str) else []
+
+
+def parent_of(document: Any, path: str) -> tuple[Any, str | int]:
+    """The container holding the value at ``path``, and its name or index there."""
+    parts: list[str | int] = [
+        int(p[1:-1]) if p.startswith("[") else p for p in path.replace("[", ".[").split(".") if p
+    ]
+    target = document
+    for part in parts[:-1]:
+        target = target[part]
+    return target, parts[-1]
+
+
+def post_raw_json(webhook: Webhook, text: str) -> requests.Response:
+    return requests.post(webhook.url + "/minio/events", data=text.encode(), headers=AUTH, timeout=10)
+
+
+def test_escaped_surrogate_in_the_key_is_400_naming_the_field(
+    volume: Volume, bucket: Bucket, start_webhook
+) -> None:
+    webhook = start_webhook()
+    template = json.dumps(minio_event(bucket.name, "m/1/model.bin"))
+    for key in ("m%2F1%2F\\ud800", "m/1/\\udfff.bin", "m/1/a\\ud800\\u0041"):
+        text = template.replace('"m%2F1%2Fmodel.bin"', f'"{key}"')
+        answer = post_raw_json(webhook, text)
+        assert answer.status_code == 400, (key, answer.status_code, answer.text)
+        assert answer.json()["field"] == "Records[0].s3.object.key"
+    assert not list(volume.intents.glob("*.json"))
+    assert "Traceback" not in webhook.proc.log
+
+
+SURROGATE = st.integers(0xD800, 0xDFFF).map(chr)
+
+
+@st.composite
+def surrogate_text(draw: st.DrawFn) -> str:
+    """A string with at least one lone surrogate, anywhere in it."""
+    head = draw(st.text(max_size=8))
+    tail = draw(st.text(max_size=8))
+    return head + draw(SURROGATE) + tail
+
+
+def test_a_lone_surrogate_in_any_string_field_is_400_naming_it(
+    volume: Volume, bucket: Bucket, start_webhook
+) -> None:
+    webhook = start_webhook()
+    event = minio_event(bucket.name, "m/1/model.bin", etag="0" * 32, size=3)
+    fields = string_fields(event)
+    assert "Records[0].s3.object.key" in fields and len(fields) > 20
+    session = requests.Session()
+    seen: set[str] = set()
+
+    @settings(max_examples=120, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(field=st.sampled_from(fields), value=surrogate_text(), in_name=st.booleans())
+    def one(field: str, value: str, in_name: bool) -> None:
+        document = copy.deepcopy(event)
+        container, name = parent_of(document, field)
+        if in_name and isinstance(container, dict):
+            # The surrogate in a member's name, which the answer spells with backslash escapes.
+            container[value] = "x"
+            escaped = value.encode("utf-8", "backslashreplace").decode()
+            expected = field.rsplit(".", 1)[0] + "." + escaped if "." in field else escaped
+        else:
+            container[name] = value
+            expected = field
+        answer = session.post(webhook.url + "/minio/events", data=json.dumps(document), headers=AUTH)
+        assert answer.status_code == 400, (field, value, answer.status_code, answer.text)
+        assert answer.json()["field"] == expected, (field, answer.json())
+        seen.add(field)
+
+    one()
+    assert not list(volume.intents.glob("*.json"))
+    assert "Traceback" not in webhook.proc.log
+    assert len(seen) >= 10
+
+
+# -- the path as sent, not as decoded ------------------------------------------------------
+def raw_request(url: str, request_line: str, body: bytes = b"") -> tuple[int, bytes]:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = f"{request_line}\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        sock.sendall(head.encode() + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status = int(answer.split(b" ", 2)[1])
+    return status, answer.split(b"\r\n\r\n", 1)[1]
+
+
+def test_an_encoded_slash_in_the_path_is_400(volume: Volume, bucket: Bucket, start_webhook) -> None:
+    webhook = start_webhook()
+    body = json.dumps(minio_event(bucket.name, "m/1/model.bin")).encode()
+    for target in ("/minio%2Fevents", "/minio%2fevents", "/v1%2Fresync"):
+        status, answer = raw_request(webhook.url, f"POST {target} HTTP/1.1", body)
+        assert status == 400, (target, status, answer)
+        assert "%2F" in json.loads(answer)["error"]
+    assert not list(volume.intents.glob("*.json"))
+    status, _ = raw_request(webhook.url, "POST /minio/events HTTP/1.1", body)
+    assert status == 200
