@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import socket
+import time
 from typing import Any
 
 import requests
@@ -14,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import TOKEN, Bucket, Volume, Webhook
-from tests.helpers import minio_event
+from tests.helpers import minio_event, wait_for
+from tests.slowclients import slow_clients
 
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
@@ -163,3 +165,41 @@ def test_an_encoded_slash_in_the_path_is_400(volume: Volume, bucket: Bucket, sta
     assert not list(volume.intents.glob("*.json"))
     status, _ = raw_request(webhook.url, "POST /minio/events HTTP/1.1", body)
     assert status == 200
+
+
+# -- slow clients --------------------------------------------------------------------------
+SLOW = {"idle": 75, "line": 75, "head": 75, "body": 75}  # 300 connections at once
+BOUND = 4.0  # seconds, for the head and for the body (the defaults are 10 and 10)
+SLACK = 3.0  # the server checks deadlines every 0.25-1 s; this test's thread every 1 s
+
+
+def event_answer_seconds(webhook: Webhook, bucket: Bucket, key: str) -> float:
+    """A real event's round trip, which must be a 200; a starved server fails on the timeout."""
+    started = time.monotonic()
+    answer = webhook.post_event(minio_event(bucket.name, key))
+    assert answer.status_code == 200, answer.text
+    return time.monotonic() - started
+
+
+def test_hundreds_of_slow_clients_neither_starve_the_events_nor_stay_connected(
+    volume: Volume, bucket: Bucket, start_webhook
+) -> None:
+    webhook = start_webhook(
+        MODELSYNC_WEBHOOK_HEAD_TIMEOUT=str(BOUND), MODELSYNC_WEBHOOK_BODY_TIMEOUT=str(BOUND)
+    )
+    with slow_clients(webhook.url, SLOW) as clients:
+        assert clients.open_count() == sum(SLOW.values())
+        # Every event is answered while the slow ones hold their connections open.
+        rounds = [event_answer_seconds(webhook, bucket, f"m/1/part-{i}.bin") for i in range(20)]
+        assert clients.open_count() > 0.9 * sum(SLOW.values()), "slow clients closed too early"
+        assert max(rounds) < 2.0, rounds
+        assert requests.get(webhook.url + "/healthz", timeout=5).ok
+        # And the server cuts each of them off within its bound.
+        wait_for(lambda: clients.open_count() == 0, BOUND + 2 * SLACK, what="slow clients cut off")
+    for kind in SLOW:
+        lifetimes = clients.lifetimes(kind)
+        assert len(lifetimes) == SLOW[kind] and max(lifetimes) <= BOUND + SLACK, (kind, max(lifetimes))
+    # A client that had sent part of a request learns why.
+    assert all(c.answer.startswith(b"HTTP/1.1 408 ") for c in clients.clients if c.kind != "idle")
+    assert len(list(volume.intents.glob("*.json"))) == 20
+    print(f"\nslow clients: {sum(SLOW.values())} open, event round trip max {max(rounds):.3f}s")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+import time
 from collections.abc import Callable, Iterator
 
 import requests
@@ -13,6 +14,7 @@ import requests
 from tests.conftest import Volume
 from tests.gateway.conftest import Gateway, infer_body, read_jsonl
 from tests.helpers import wait_for
+from tests.slowclients import slow_clients
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 
@@ -105,3 +107,30 @@ def raw_get(gateway: Gateway, target: str) -> tuple[int, bytes]:
         while chunk := sock.recv(65536):
             answer += chunk
     return int(answer.split(b" ", 2)[1]), answer.split(b"\r\n\r\n", 1)[1]
+
+
+SLOW = {"idle": 40, "line": 40, "head": 40, "body": 40}  # 160 connections at once
+BOUND = 4.0  # seconds, head and body (the gateway's defaults are 10 and 60)
+SLACK = 3.0
+
+
+def test_slow_clients_neither_starve_inference_nor_stay_connected(
+    start_gateway: Callable[..., Gateway],
+) -> None:
+    gateway = start_gateway(
+        MODELSYNC_GATEWAY_THREADS="4",  # fewer threads than slow clients of any one kind
+        MODELSYNC_GATEWAY_HEAD_TIMEOUT=str(BOUND),
+        MODELSYNC_GATEWAY_BODY_TIMEOUT=str(BOUND),
+    )
+    with slow_clients(gateway.url, SLOW, path="/v2/models/adder/infer") as clients:
+        for _ in range(10):
+            started = time.monotonic()
+            answer = gateway.infer("adder", infer_body(), version="1")
+            assert answer.status_code == 200, answer.text
+            assert time.monotonic() - started < 2.0
+        assert clients.open_count() > 0.9 * sum(SLOW.values()), "slow clients closed too early"
+        wait_for(lambda: clients.open_count() == 0, BOUND + 2 * SLACK, what="slow clients cut off")
+    for kind in SLOW:
+        lifetimes = clients.lifetimes(kind)
+        assert len(lifetimes) == SLOW[kind] and max(lifetimes) <= BOUND + SLACK, (kind, max(lifetimes))
+    assert model_service_calls(gateway) == 10
