@@ -65,6 +65,7 @@ class Framing:
     head_done: bool = False
     complete: bool = False
     expect_continue: bool = False
+    continue_sent: bool = False
     content_length: int = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -142,6 +143,12 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             conn.data_ready = True
         return super().handle(conn)
 
+    def handle_request(self, req: Any, conn: TConn) -> Any:
+        if getattr(conn, "continued", False):
+            conn.continued = False
+            req._expected_100_continue = False
+        return super().handle_request(req, conn)
+
     def murder_pending(self) -> None:
         super().murder_pending()
         now = time.monotonic()
@@ -190,6 +197,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
                     self.hand_over(conn, pending)  # gunicorn sends the 100 or the app a 413
                     return
                 self.send_quietly(conn, CONTINUE)
+                framing.continue_sent = True
         # Past buffer_bytes (a long body, or a head gunicorn's limits will refuse) a thread reads
         # on, each read ending at the same deadline.
         too_big = len(pending.data) > self.buffer_bytes or framing.content_length > self.buffer_bytes
@@ -200,6 +208,9 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.forget(conn)
         conn.sock.deadline = pending.deadline
         conn.received = bytes(pending.data)
+        # gunicorn answers Expect: 100-continue when it has read the head; the loop already did,
+        # or the body is all here: one interim answer is enough.
+        conn.continued = pending.framing.continue_sent or pending.framing.complete
         self.enqueue_req(conn)
 
     def sweep(self, now: float) -> None:
