@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import re
 import selectors
 import socket
 import time
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
@@ -30,6 +30,8 @@ import httptools
 from gunicorn.workers.gthread import TConn, ThreadWorker  # type: ignore[import-untyped]
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,18})[ \t]*(?=\r\n|$)", re.I)
+_EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*(?=\r\n|$)", re.I)
 SWEEP_SECONDS = 0.25  # how often deadlines are checked while events keep the loop busy
 
 
@@ -58,22 +60,15 @@ class DeadlineSocket(socket.socket):
             super().settimeout(None)
 
 
-@dataclass
 class Framing:
-    """httptools callbacks: where the head and the message end, and what the head asked for."""
+    """httptools' callbacks: where the head and the message end. Only these two are set, so
+    a request costs no Python call per header."""
 
-    head_done: bool = False
-    complete: bool = False
-    expect_continue: bool = False
-    continue_sent: bool = False
-    content_length: int = 0
+    __slots__ = ("complete", "head_done")
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        lowered = name.lower()
-        if lowered == b"expect" and value.strip().lower() == b"100-continue":
-            self.expect_continue = True
-        elif lowered == b"content-length" and value.strip().isdigit():
-            self.content_length = int(value)
+    def __init__(self) -> None:
+        self.head_done = False
+        self.complete = False
 
     def on_headers_complete(self) -> None:
         self.head_done = True
@@ -82,17 +77,30 @@ class Framing:
         self.complete = True
 
 
-@dataclass
 class Pending:
     """A request being received by the event loop."""
 
-    deadline: float
-    framing: Framing = field(default_factory=Framing)
-    data: bytearray = field(default_factory=bytearray)
-    parser: Any = None
+    __slots__ = ("chunks", "content_length", "continue_sent", "deadline", "framing", "parser", "size")
 
-    def __post_init__(self) -> None:
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.framing = Framing()
         self.parser = httptools.HttpRequestParser(self.framing)
+        self.chunks: list[bytes] = []  # joined once, when a thread takes the request
+        self.size = 0
+        self.content_length = 0
+        self.continue_sent = False
+
+    def read_head(self) -> bool:
+        """Content-Length, from a complete head; whether the client waits for a 100 Continue.
+        Only for a request whose body is still to come (llhttp checked the syntax)."""
+        head = self.data().split(b"\r\n\r\n", 1)[0]
+        length = _CONTENT_LENGTH.search(head)
+        self.content_length = int(length.group(1)) if length else 0
+        return _EXPECT_CONTINUE.search(head) is not None
+
+    def data(self) -> bytes:
+        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
 
 
 class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -118,10 +126,13 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.receive(TConn(self.cfg, sock, address, listener.getsockname()), b"")
 
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
-        # A kept-alive connection's next request: received here too, not in a thread.
-        self.poller.unregister(client)
+        # A kept-alive connection's next request: received here too, not in a thread. Most
+        # requests come in one read, so the poller's registration changes only when not.
         self.keepalived_conns.remove(conn)
-        self.receive(conn, b"")
+        pending = Pending(time.monotonic() + self.head_timeout)
+        self.receiving[conn] = pending
+        if not self.read(conn, pending):
+            self.poller.modify(client, selectors.EVENT_READ, partial(self.on_readable, conn))
 
     def finish_request(self, conn: TConn, fs: Any) -> None:
         if not fs.cancelled() and fs.exception() is None and fs.result() is True and conn.parser:
@@ -158,7 +169,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     # -- receiving -------------------------------------------------------------------------
     def receive(self, conn: TConn, data: bytes) -> None:
-        pending = Pending(deadline=time.monotonic() + self.head_timeout)
+        pending = Pending(time.monotonic() + self.head_timeout)
         self.receiving[conn] = pending
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_readable, conn))
         if data:
@@ -166,60 +177,66 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     def on_readable(self, conn: TConn, _sock: Any) -> None:
         pending = self.receiving.get(conn)
-        if pending is None:
-            return
+        if pending is not None:
+            self.read(conn, pending)
+
+    def read(self, conn: TConn, pending: Pending) -> bool:
+        """One read; whether the connection left the loop (request complete, or closed)."""
         try:
             data = conn.sock.recv(64 * 1024)
         except (BlockingIOError, InterruptedError):
-            return
+            return False
         except OSError:
             data = b""
         if not data:
             self.drop(conn)
-            return
-        self.take(conn, pending, data)
+            return True
+        return self.take(conn, pending, data)
 
-    def take(self, conn: TConn, pending: Pending, data: bytes) -> None:
-        pending.data += data
+    def take(self, conn: TConn, pending: Pending, data: bytes) -> bool:
+        pending.chunks.append(data)
+        pending.size += len(data)
         framing = pending.framing
         head_was_done = framing.head_done
         try:
             pending.parser.feed_data(data)
         except httptools.HttpParserError:
             self.hand_over(conn, pending)  # gunicorn's parser gives the answer (400, 431...)
-            return
+            return True
         except httptools.HttpParserUpgrade:
             framing.complete = True
+        if framing.complete:
+            self.hand_over(conn, pending)
+            return True
         if framing.head_done and not head_was_done:
             pending.deadline = time.monotonic() + self.body_timeout
-            if framing.expect_continue and not framing.complete:
-                if framing.content_length > self.buffer_bytes:
-                    self.hand_over(conn, pending)  # gunicorn sends the 100 or the app a 413
-                    return
+            if pending.read_head() and pending.content_length <= self.buffer_bytes:
                 self.send_quietly(conn, CONTINUE)
-                framing.continue_sent = True
+                pending.continue_sent = True
         # Past buffer_bytes (a long body, or a head gunicorn's limits will refuse) a thread reads
-        # on, each read ending at the same deadline.
-        too_big = len(pending.data) > self.buffer_bytes or framing.content_length > self.buffer_bytes
-        if framing.complete or too_big:
+        # on, each read ending at the same deadline; with a Content-Length over it, at once (the
+        # apps answer 413 from the header, and gunicorn sends the 100 Continue if one is owed).
+        if pending.size > self.buffer_bytes or pending.content_length > self.buffer_bytes:
             self.hand_over(conn, pending)
+            return True
+        return False
 
     def hand_over(self, conn: TConn, pending: Pending) -> None:
         self.forget(conn)
         conn.sock.deadline = pending.deadline
-        conn.received = bytes(pending.data)
+        conn.received = pending.data()
         # gunicorn answers Expect: 100-continue when it has read the head; the loop already did,
         # or the body is all here: one interim answer is enough.
-        conn.continued = pending.framing.continue_sent or pending.framing.complete
+        conn.continued = pending.continue_sent or pending.framing.complete
         self.enqueue_req(conn)
 
     def sweep(self, now: float) -> None:
         for conn, pending in list(self.receiving.items()):
-            if pending.deadline <= now or (not self.alive and not pending.data):
+            if pending.deadline <= now or (not self.alive and not pending.size):
                 self.time_out(conn, pending)
 
     def time_out(self, conn: TConn, pending: Pending) -> None:
-        if pending.data:
+        if pending.size:
             what = "body" if pending.framing.head_done else "head"
             limit = self.body_timeout if pending.framing.head_done else self.head_timeout
             message = f"request {what} not received within {limit:g} seconds"
