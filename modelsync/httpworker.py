@@ -12,7 +12,11 @@ otherwise the connection is closed, with a 408 when the client had sent somethin
 
 A body larger than ``buffer_bytes`` is not held in memory here: the connection goes to a
 thread once that much has arrived (or at once when Content-Length says so, which is what the
-apps' 413 needs), and every read of the rest ends at the same deadline.
+apps' 413 needs), and every read of the rest ends at the same deadline. So does any request
+arriving while the worker already holds ``BUDGET_REQUESTS`` times ``buffer_bytes`` of
+unfinished requests: memory stays bounded, and at worst the threads are held as by gthread,
+for a bounded time. A response that the client does not read within ``body_timeout`` is
+abandoned (the connection is closed).
 """
 
 from __future__ import annotations
@@ -33,16 +37,33 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,18})[ \t]*(?=\r\n|$)", re.I)
 _EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*(?=\r\n|$)", re.I)
 SWEEP_SECONDS = 0.25  # how often deadlines are checked while events keep the loop busy
+STOP_LINGER_SECONDS = 2.0  # a stopping worker waits this long at most for requests being received
+BUDGET_REQUESTS = 32  # unfinished requests held in memory per worker, in units of buffer_bytes
 
 
 class DeadlineSocket(socket.socket):
-    """A socket whose blocking reads end at ``deadline`` (``time.monotonic()``) at the latest.
+    """A socket whose blocking reads end at ``deadline`` (``time.monotonic()``) at the latest,
+    and whose blocking ``sendall`` ends after ``send_timeout`` seconds.
 
-    Set when a thread takes the connection: whatever it still has to read (a body over
-    ``buffer_bytes``, a read-ahead request) is bounded too. Writes are not.
+    The deadline is set when a thread takes the connection: whatever it still has to read (a
+    body over ``buffer_bytes``, a read-ahead request) is bounded too. The loop's own reads and
+    writes are non-blocking and left alone.
     """
 
     deadline: float | None = None
+    send_timeout: float | None = None
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        if self.send_timeout is None or self.gettimeout() is not None:
+            super().sendall(data, flags)
+            return
+        super().settimeout(self.send_timeout)  # the whole sendall, not each send (Python 3.5+)
+        try:
+            super().sendall(data, flags)
+        except TimeoutError:
+            raise ConnectionResetError(errno.ECONNRESET, "answer not read in time") from None
+        finally:
+            super().settimeout(None)
 
     def recv(self, bufsize: int, flags: int = 0) -> bytes:
         if self.deadline is None or self.gettimeout() == 0.0:
@@ -111,7 +132,9 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.receiving: dict[TConn, Pending] = {}
+        self.buffered = 0  # bytes held in self.receiving
         self.next_sweep = 0.0
+        self.stop_deadline: float | None = None
 
     # -- gunicorn's entry points ---------------------------------------------------------
     def accept(self, listener: socket.socket) -> None:
@@ -123,6 +146,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             return
         self.nr_conns += 1
         sock = DeadlineSocket(client.family, client.type, client.proto, fileno=client.detach())
+        sock.send_timeout = self.body_timeout
         self.receive(TConn(self.cfg, sock, address, listener.getsockname()), b"")
 
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
@@ -196,6 +220,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
     def take(self, conn: TConn, pending: Pending, data: bytes) -> bool:
         pending.chunks.append(data)
         pending.size += len(data)
+        self.buffered += len(data)
         framing = pending.framing
         head_was_done = framing.head_done
         try:
@@ -216,7 +241,11 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         # Past buffer_bytes (a long body, or a head gunicorn's limits will refuse) a thread reads
         # on, each read ending at the same deadline; with a Content-Length over it, at once (the
         # apps answer 413 from the header, and gunicorn sends the 100 Continue if one is owed).
-        if pending.size > self.buffer_bytes or pending.content_length > self.buffer_bytes:
+        if (
+            pending.size > self.buffer_bytes
+            or pending.content_length > self.buffer_bytes
+            or self.buffered > BUDGET_REQUESTS * self.buffer_bytes
+        ):
             self.hand_over(conn, pending)
             return True
         return False
@@ -231,23 +260,29 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.enqueue_req(conn)
 
     def sweep(self, now: float) -> None:
+        if not self.alive and self.stop_deadline is None:
+            # Stopping: idle connections go now, requests on their way get a short while.
+            self.stop_deadline = now + STOP_LINGER_SECONDS
+        stopping = self.stop_deadline is not None and self.stop_deadline <= now
         for conn, pending in list(self.receiving.items()):
-            if pending.deadline <= now or (not self.alive and not pending.size):
+            if pending.deadline <= now or stopping or (self.stop_deadline and not pending.size):
                 self.time_out(conn, pending)
 
     def time_out(self, conn: TConn, pending: Pending) -> None:
         if pending.size:
-            what = "body" if pending.framing.head_done else "head"
-            limit = self.body_timeout if pending.framing.head_done else self.head_timeout
-            message = f"request {what} not received within {limit:g} seconds"
+            if self.alive:
+                what = "body" if pending.framing.head_done else "head"
+                limit = self.body_timeout if pending.framing.head_done else self.head_timeout
+                status, message = (
+                    "408 Request Timeout",
+                    f"request {what} not received within {limit:g} seconds",
+                )
+            else:
+                status, message = "503 Service Unavailable", "the server is stopping; send the request again"
             self.log.info("closing the connection from %s: %s", conn.client, message)
             body = b'{"error":"' + message.encode() + b'"}\n'
-            self.send_quietly(
-                conn,
-                b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                + f"Content-Length: {len(body)}\r\n\r\n".encode()
-                + body,
-            )
+            head = f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            self.send_quietly(conn, f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
         self.drop(conn)
 
     def drop(self, conn: TConn) -> None:
@@ -256,7 +291,9 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         conn.close()
 
     def forget(self, conn: TConn) -> None:
-        self.receiving.pop(conn, None)
+        pending = self.receiving.pop(conn, None)
+        if pending is not None:
+            self.buffered -= pending.size
         with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
 

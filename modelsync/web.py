@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from modelsync import logsetup
 from modelsync.config import Config, load_config
@@ -58,6 +58,10 @@ def register_errors(app: Flask) -> None:
         if status == 413:
             limit = app.config["MAX_CONTENT_LENGTH"]
             return error_response(413, f"request body is larger than the limit of {limit} bytes")
+        if isinstance(exc, ClientDisconnected):
+            # The body stopped short: the client went away, or was too slow for the server's
+            # body deadline (modelsync/httpworker.py).
+            return error_response(408, "request body not received in full (client too slow or gone)")
         return error_response(status, exc.description or exc.name)
 
     @app.errorhandler(Exception)
@@ -81,7 +85,10 @@ def request_body() -> bytes:
     parts: list[bytes] = []
     size = 0
     while size <= limit:
-        part: bytes = stream.read(limit + 1 - size)
+        try:
+            part: bytes = stream.read(limit + 1 - size)
+        except OSError:
+            raise ClientDisconnected() from None
         if not part:
             break
         parts.append(part)

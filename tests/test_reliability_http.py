@@ -203,3 +203,27 @@ def test_hundreds_of_slow_clients_neither_starve_the_events_nor_stay_connected(
     assert all(c.answer.startswith(b"HTTP/1.1 408 ") for c in clients.clients if c.kind != "idle")
     assert len(list(volume.intents.glob("*.json"))) == 20
     print(f"\nslow clients: {sum(SLOW.values())} open, event round trip max {max(rounds):.3f}s")
+
+
+def test_a_body_over_the_buffer_that_stalls_is_cut_at_the_same_deadline(
+    volume: Volume, bucket: Bucket, start_webhook
+) -> None:
+    # Past BUFFER_BYTES a thread reads the rest: each of its reads still ends at the deadline.
+    volume.settings["webhook"]["max_body_bytes"] = 3 * 1024 * 1024
+    volume.write()
+    webhook = start_webhook(
+        MODELSYNC_WEBHOOK_BUFFER_BYTES="100000", MODELSYNC_WEBHOOK_BODY_TIMEOUT=str(BOUND)
+    )
+    host, port = webhook.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=BOUND + 2 * SLACK) as sock:
+        head = f"POST /minio/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        sock.sendall(f"{head}Content-Length: 2000000\r\n\r\n".encode() + b"{" + b" " * 500_000)
+        started = time.monotonic()
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+        waited = time.monotonic() - started
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert "not received in full" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
+    assert waited <= BOUND + SLACK, waited
+    assert "Traceback" not in webhook.proc.log
