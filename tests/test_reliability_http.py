@@ -202,7 +202,10 @@ def test_hundreds_of_slow_clients_neither_starve_the_events_nor_stay_connected(
     # A client that had sent part of a request learns why.
     assert all(c.answer.startswith(b"HTTP/1.1 408 ") for c in clients.clients if c.kind != "idle")
     assert len(list(volume.intents.glob("*.json"))) == 20
-    print(f"\nslow clients: {sum(SLOW.values())} open, event round trip max {max(rounds):.3f}s")
+    cut = {kind: round(max(clients.lifetimes(kind)), 1) for kind in SLOW}
+    print(
+        f"\nslow clients: {sum(SLOW.values())} open, event round trip max {max(rounds):.3f}s, cut after {cut}"
+    )
 
 
 def test_a_body_over_the_buffer_that_stalls_is_cut_at_the_same_deadline(

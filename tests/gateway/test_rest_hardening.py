@@ -123,14 +123,18 @@ def test_slow_clients_neither_starve_inference_nor_stay_connected(
         MODELSYNC_GATEWAY_BODY_TIMEOUT=str(BOUND),
     )
     with slow_clients(gateway.url, SLOW, path="/v2/models/adder/infer") as clients:
+        took = []
         for _ in range(10):
             started = time.monotonic()
             answer = gateway.infer("adder", infer_body(), version="1")
             assert answer.status_code == 200, answer.text
-            assert time.monotonic() - started < 2.0
+            took.append(time.monotonic() - started)
+        assert max(took) < 2.0, took
         assert clients.open_count() > 0.9 * sum(SLOW.values()), "slow clients closed too early"
         wait_for(lambda: clients.open_count() == 0, BOUND + 2 * SLACK, what="slow clients cut off")
     for kind in SLOW:
         lifetimes = clients.lifetimes(kind)
         assert len(lifetimes) == SLOW[kind] and max(lifetimes) <= BOUND + SLACK, (kind, max(lifetimes))
     assert model_service_calls(gateway) == 10
+    cut = {kind: round(max(clients.lifetimes(kind)), 1) for kind in SLOW}
+    print(f"\ngateway slow clients: {sum(SLOW.values())} open, infer max {max(took):.3f}s, cut after {cut}")
