@@ -10,9 +10,10 @@ GATEWAY): ``BIND``, ``WORKERS``, ``THREADS``, ``ACCESS_LOG``, and the slow-clien
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 from modelsync.httpworker import worker_class
 
@@ -28,24 +29,23 @@ class Defaults:
     buffer_bytes: int
 
 
-class SettingError(SystemExit):
-    """A bad MODELSYNC_* value: one line and exit status 2, as every configuration error."""
-
-    def __init__(self, name: str, value: str, expected: str) -> None:
-        super().__init__(f"configuration error: environment: {name}={value!r}: expected {expected}")
-        self.code = 2
+def _refuse(name: str, value: str, expected: str) -> NoReturn:
+    """One line and exit status 2, as every configuration error (gunicorn has not logged yet)."""
+    print(f"configuration error: environment: {name}={value!r}: expected {expected}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def _number(name: str, default: float, kind: type[int] | type[float]) -> Any:
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
+    expected = f"a positive {'integer' if kind is int else 'number'}"
     try:
         value = kind(raw)
     except ValueError:
-        raise SettingError(name, raw, f"a positive {'integer' if kind is int else 'number'}") from None
-    if not value > 0:
-        raise SettingError(name, raw, f"a positive {'integer' if kind is int else 'number'}")
+        _refuse(name, raw, expected)
+    if not 0 < value < float("inf"):
+        _refuse(name, raw, expected)
     return value
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import socket
+import subprocess
 import time
 from typing import Any
 
@@ -14,9 +15,10 @@ import requests
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import TOKEN, Bucket, Volume, Webhook
+from tests.conftest import TOKEN, Bucket, Volume, Webhook, child_env
 from tests.helpers import minio_event, wait_for
 from tests.slowclients import slow_clients
+from webhook import gunicorn_command
 
 AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 
@@ -230,3 +232,23 @@ def test_a_body_over_the_buffer_that_stalls_is_cut_at_the_same_deadline(
     assert "not received in full" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["error"]
     assert waited <= BOUND + SLACK, waited
     assert "Traceback" not in webhook.proc.log
+
+
+def test_a_bad_bound_stops_gunicorn_with_one_line_and_exit_2(volume: Volume) -> None:
+    for name, value in (
+        ("HEAD_TIMEOUT", "soon"),
+        ("BODY_TIMEOUT", "0"),
+        ("BUFFER_BYTES", "1.5"),
+        ("THREADS", "-1"),
+    ):
+        variable = f"MODELSYNC_WEBHOOK_{name}"
+        result = subprocess.run(
+            gunicorn_command(),
+            env=child_env(volume, MODELSYNC_WEBHOOK_BIND="127.0.0.1:0", **{variable: value}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, (variable, result.returncode, result.stderr)
+        assert f"configuration error: environment: {variable}='{value}': expected a positive" in result.stderr
+        assert "Traceback" not in result.stderr
