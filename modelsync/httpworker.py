@@ -16,14 +16,14 @@ apps' 413 needs), and every read of the rest ends at the same deadline. So does 
 arriving while the worker already holds ``BUDGET_REQUESTS`` times ``buffer_bytes`` of
 unfinished requests: memory stays bounded, and at worst the threads are held as by gthread,
 for a bounded time. A response that the client does not read within ``body_timeout`` is
-abandoned (the connection is closed).
+abandoned (the connection is closed), and a graceful close drains the client's last bytes
+through the poller instead of blocking the loop (see :class:`modelsync.httpconn.Conn`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import re
 import selectors
 import socket
 import time
@@ -33,95 +33,13 @@ from typing import Any
 import httptools
 from gunicorn.workers.gthread import TConn, ThreadWorker  # type: ignore[import-untyped]
 
-CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,18})[ \t]*(?=\r\n|$)", re.I)
-_EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*(?=\r\n|$)", re.I)
+from modelsync.httpconn import CONTINUE, Conn, DeadlineSocket, Pending
+
 SWEEP_SECONDS = 0.25  # how often deadlines are checked while events keep the loop busy
 STOP_LINGER_SECONDS = 2.0  # a stopping worker waits this long at most for requests being received
+CLOSE_LINGER_SECONDS = 2.0  # how long a closed connection's unread input is drained (as gunicorn)
+CLOSE_DRAIN_BYTES = 64 * 1024
 BUDGET_REQUESTS = 32  # unfinished requests held in memory per worker, in units of buffer_bytes
-
-
-class DeadlineSocket(socket.socket):
-    """A socket whose blocking reads end at ``deadline`` (``time.monotonic()``) at the latest,
-    and whose blocking ``sendall`` ends after ``send_timeout`` seconds.
-
-    The deadline is set when a thread takes the connection: whatever it still has to read (a
-    body over ``buffer_bytes``, a read-ahead request) is bounded too. The loop's own reads and
-    writes are non-blocking and left alone.
-    """
-
-    deadline: float | None = None
-    send_timeout: float | None = None
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        if self.send_timeout is None or self.gettimeout() is not None:
-            super().sendall(data, flags)
-            return
-        super().settimeout(self.send_timeout)  # the whole sendall, not each send (Python 3.5+)
-        try:
-            super().sendall(data, flags)
-        except TimeoutError:
-            raise ConnectionResetError(errno.ECONNRESET, "answer not read in time") from None
-        finally:
-            super().settimeout(None)
-
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        if self.deadline is None or self.gettimeout() == 0.0:
-            return super().recv(bufsize, flags)
-        remaining = self.deadline - time.monotonic()
-        if remaining <= 0:
-            raise ConnectionResetError(errno.ECONNRESET, "request not received in time")
-        super().settimeout(remaining)
-        try:
-            return super().recv(bufsize, flags)
-        except TimeoutError:
-            # gunicorn logs a socket timeout with its traceback; a reset it logs at debug level.
-            raise ConnectionResetError(errno.ECONNRESET, "request not received in time") from None
-        finally:
-            super().settimeout(None)
-
-
-class Framing:
-    """httptools' callbacks: where the head and the message end. Only these two are set, so
-    a request costs no Python call per header."""
-
-    __slots__ = ("complete", "head_done")
-
-    def __init__(self) -> None:
-        self.head_done = False
-        self.complete = False
-
-    def on_headers_complete(self) -> None:
-        self.head_done = True
-
-    def on_message_complete(self) -> None:
-        self.complete = True
-
-
-class Pending:
-    """A request being received by the event loop."""
-
-    __slots__ = ("chunks", "content_length", "continue_sent", "deadline", "framing", "parser", "size")
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.framing = Framing()
-        self.parser = httptools.HttpRequestParser(self.framing)
-        self.chunks: list[bytes] = []  # joined once, when a thread takes the request
-        self.size = 0
-        self.content_length = 0
-        self.continue_sent = False
-
-    def read_head(self) -> bool:
-        """Content-Length, from a complete head; whether the client waits for a 100 Continue.
-        Only for a request whose body is still to come (llhttp checked the syntax)."""
-        head = self.data().split(b"\r\n\r\n", 1)[0]
-        length = _CONTENT_LENGTH.search(head)
-        self.content_length = int(length.group(1)) if length else 0
-        return _EXPECT_CONTINUE.search(head) is not None
-
-    def data(self) -> bytes:
-        return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)
 
 
 class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
@@ -132,6 +50,7 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.receiving: dict[TConn, Pending] = {}
+        self.lingering: dict[TConn, tuple[float, int]] = {}  # deadline, bytes drained
         self.buffered = 0  # bytes held in self.receiving
         self.next_sweep = 0.0
         self.stop_deadline: float | None = None
@@ -147,7 +66,9 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.nr_conns += 1
         sock = DeadlineSocket(client.family, client.type, client.proto, fileno=client.detach())
         sock.send_timeout = self.body_timeout
-        self.receive(TConn(self.cfg, sock, address, listener.getsockname()), b"")
+        conn = Conn(self.cfg, sock, address, listener.getsockname())
+        conn.worker = self
+        self.receive(conn, b"")
 
     def on_client_socket_readable(self, conn: TConn, client: Any) -> None:
         # A kept-alive connection's next request: received here too, not in a thread. Most
@@ -260,6 +181,9 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.enqueue_req(conn)
 
     def sweep(self, now: float) -> None:
+        for conn, (deadline, _) in list(self.lingering.items()):
+            if deadline <= now:
+                self.end_linger(conn)
         if not self.alive and self.stop_deadline is None:
             # Stopping: idle connections go now, requests on their way get a short while.
             self.stop_deadline = now + STOP_LINGER_SECONDS
@@ -283,12 +207,14 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             body = b'{"error":"' + message.encode() + b'"}\n'
             head = f"HTTP/1.1 {status}\r\nConnection: close\r\nContent-Type: application/json\r\n"
             self.send_quietly(conn, f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
-        self.drop(conn)
+        self.drop(conn, answered=bool(pending.size))
 
-    def drop(self, conn: TConn) -> None:
+    def drop(self, conn: TConn, answered: bool = False) -> None:
         self.forget(conn)
         self.nr_conns -= 1
-        conn.close()
+        # After an answer, close as gunicorn does: unread input would make the kernel reset the
+        # connection, and the client might never see the answer.
+        conn.close(graceful=answered)
 
     def forget(self, conn: TConn) -> None:
         pending = self.receiving.pop(conn, None)
@@ -296,6 +222,37 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             self.buffered -= pending.size
         with contextlib.suppress(KeyError, ValueError, OSError):
             self.poller.unregister(conn.sock)
+
+    # -- closing -----------------------------------------------------------------------------
+    def linger(self, conn: TConn) -> None:
+        """Half-close, then drain what the client still sends until it closes, without blocking."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+            conn.sock.setblocking(False)
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_lingering, conn))
+        except (OSError, KeyError, ValueError):
+            conn.sock.close()
+            return
+        self.lingering[conn] = (time.monotonic() + CLOSE_LINGER_SECONDS, 0)
+
+    def on_lingering(self, conn: TConn, _sock: Any) -> None:
+        try:
+            data = conn.sock.recv(64 * 1024)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        deadline, drained = self.lingering.get(conn, (0.0, 0))
+        if not data or drained + len(data) > CLOSE_DRAIN_BYTES:
+            self.end_linger(conn)
+        else:
+            self.lingering[conn] = (deadline, drained + len(data))
+
+    def end_linger(self, conn: TConn) -> None:
+        self.lingering.pop(conn, None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.poller.unregister(conn.sock)
+        conn.sock.close()
 
     @staticmethod
     def send_quietly(conn: TConn, data: bytes) -> None:

@@ -210,6 +210,32 @@ def test_hundreds_of_slow_clients_neither_starve_the_events_nor_stay_connected(
     )
 
 
+def test_clients_that_never_close_after_connection_close_do_not_stall_the_server(
+    volume: Volume, bucket: Bucket, start_webhook
+) -> None:
+    # gunicorn half-closes such a connection and waits up to 2 s for the client to close its
+    # side; done in the event loop with a blocking read, 60 of them stalled it for a minute.
+    webhook = start_webhook()
+    host, port = webhook.url.removeprefix("http://").split(":")
+    lingering = []
+    try:
+        for _ in range(60):
+            sock = socket.create_connection((host, int(port)), timeout=10)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            lingering.append(sock)
+        rounds = [event_answer_seconds(webhook, bucket, f"m/1/after-close-{i}.bin") for i in range(10)]
+        assert max(rounds) < 2.0, rounds
+        # Each of them got its answer, and the server closed its side.
+        for sock in lingering:
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            assert answer.startswith(b"HTTP/1.1 200 "), answer[:100]
+    finally:
+        for sock in lingering:
+            sock.close()
+
+
 def test_a_body_over_the_buffer_that_stalls_is_cut_at_the_same_deadline(
     volume: Volume, bucket: Bucket, start_webhook
 ) -> None:
