@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modelsync import atomic
+from modelsync.results import VersionOutcome
 
 log = logging.getLogger(__name__)
 STATUS_VERSION = 1
@@ -85,12 +86,18 @@ class StatusReporter:
         with self._lock:
             self.document["counters"][name] = self.document["counters"].get(name, 0) + amount
 
-    def version(self, model: str, version: int, state: str, **info: Any) -> None:
+    def last_error_message(self) -> str | None:
+        """The message of the last error reported, None when there was none."""
+        with self._lock:
+            last = self.document["last_error"]
+            return None if last is None else str(last["message"])
+
+    def version(self, model: str, version: int, state: VersionOutcome, **info: Any) -> None:
         with self._lock:
             entry = self.document["models"].setdefault(model, {"versions": {}})
             record = entry["versions"].setdefault(str(version), {})
-            record.update(state=state, **info)
-            if state == "published":
+            record.update(state=state.value, **info)
+            if state is VersionOutcome.PUBLISHED:
                 record.pop("error", None)
                 entry["last_sync"] = time.time()
                 entry.pop("last_error", None)

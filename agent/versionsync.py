@@ -19,6 +19,7 @@ from agent.status import StatusReporter
 from agent.storage import Bucket, Cancelled, RemoteObject, StopFlag
 from modelsync import keys
 from modelsync.errors import PublishError, UnsafeKeyError
+from modelsync.results import VersionOutcome
 
 log = logging.getLogger(__name__)
 
@@ -116,24 +117,38 @@ class VersionSync:
         objects = list(self.bucket.list(prefix))
         return group_listing(objects, self.single_model).get((model, version), {})
 
-    def run(self, pending: Pending) -> str:
-        """'published', 'removed', 'unchanged' or 'waiting' (then ``pending.due`` is set)."""
+    def run(self, pending: Pending) -> VersionOutcome:
+        """PUBLISHED, REMOVED, UNCHANGED or WAITING (then ``pending.due`` is set)."""
         model, version = pending.key
         listing = pending.listing if pending.listing is not None else self.list_version(model, version)
         pending.listing = None
         self.limits.check(self.bucket.name, model, version, listing)
         target = self.models_path / model / str(version)
-        current = self.state.version(model, version)
         if not listing:
-            if current is None and not target.is_dir():
-                return "unchanged"
+            if self.state.version(model, version) is None and not target.is_dir():
+                return VersionOutcome.UNCHANGED
             return self._remove(model, version, target)
-        if current is not None and current.signature() == signature(listing) and target.is_dir():
-            return "unchanged"
+        if self.in_step(model, version, listing):
+            return VersionOutcome.UNCHANGED
         expected = self._expected_files(model, version, listing)
         if not self._complete(pending, listing, expected):
-            return "waiting"
+            return VersionOutcome.WAITING
         return self._publish(model, version, listing, expected, target)
+
+    def in_step(self, model: str, version: int, listing: Listing) -> bool:
+        """The disk holds exactly this listing of the version (as the state recorded it)."""
+        current = self.state.version(model, version)
+        target = self.models_path / model / str(version)
+        return current is not None and current.signature() == signature(listing) and target.is_dir()
+
+    def replaced_in_place(self) -> bool:
+        """A version was swapped in place since :meth:`after_swap`: OVMS must reload, not poll."""
+        return bool(self.replaced)
+
+    def after_swap(self) -> None:
+        """config.json moved on: forget the versions replaced, delete the ones removed."""
+        self.replaced.clear()
+        self.clean_retired()
 
     def _expected_files(
         self, model: str, version: int, listing: Listing
@@ -193,7 +208,7 @@ class VersionSync:
         listing: Listing,
         expected: dict[str, manifest.Expected] | None,
         target: Path,
-    ) -> str:
+    ) -> VersionOutcome:
         if self.state.manage(model):
             self.state.save()  # before anything is renamed into place: a crash leaves it ours
         current = self.state.version(model, version)
@@ -221,7 +236,7 @@ class VersionSync:
         self.status.version(
             model,
             version,
-            "published",
+            VersionOutcome.PUBLISHED,
             files=len(listing),
             bytes=sum(o.size for o in listing.values()),
             synced_at=time.time(),
@@ -236,9 +251,9 @@ class VersionSync:
             time.monotonic() - started,
             extra={"model": model, "version": version, "event": "staged"},
         )
-        return "published"
+        return VersionOutcome.PUBLISHED
 
-    def _remove(self, model: str, version: int, target: Path) -> str:
+    def _remove(self, model: str, version: int, target: Path) -> VersionOutcome:
         model_dir_for(self.models_path, model)  # refuses a symlinked model directory
         if target.is_dir() and not target.is_symlink():
             self.retired.append(dirswap.retire(target))
@@ -253,7 +268,7 @@ class VersionSync:
             extra={"model": model, "version": version, "event": "removed"},
         )
         metrics.SYNCS.labels(outcome="removed").inc()
-        return "removed"
+        return VersionOutcome.REMOVED
 
     def clean_retired(self) -> None:
         for path in self.retired:

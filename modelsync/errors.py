@@ -59,5 +59,13 @@ class PublishError(ModelsyncError):
     """A version could not be staged or published (disk full, permission denied, bad data)."""
 
 
+class OvmsUnreachable(ModelsyncError):
+    """OVMS did not answer at all (down or starting): worth trying again."""
+
+
+class OvmsReloadError(ModelsyncError):
+    """OVMS answered a config reload with an error: it read the file, the error is about a model."""
+
+
 class OvmsConfigError(ModelsyncError):
     """The OVMS config.json on disk or the one modelsync built is not valid."""
