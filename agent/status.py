@@ -7,14 +7,23 @@ does not look like a dead agent) and after every change. The webhook's ``/readyz
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Unpack
 
 from modelsync import atomic
+from modelsync.agentstatus import (
+    Counter,
+    FailingStep,
+    ModelStatus,
+    StatusDocument,
+    StatusFields,
+    VersionInfo,
+)
 from modelsync.results import VersionOutcome
 
 log = logging.getLogger(__name__)
@@ -28,7 +37,7 @@ class StatusReporter:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.document: dict[str, Any] = {
+        self.document: StatusDocument = {
             "status_version": STATUS_VERSION,
             "pid": os.getpid(),
             "started_at": time.time(),
@@ -47,9 +56,10 @@ class StatusReporter:
         }
 
     # -- updates (any thread) -------------------------------------------------------------
-    def update(self, **fields: Any) -> None:
+    def update(self, **fields: Unpack[StatusFields]) -> None:
         with self._lock:
-            self.document.update(fields)
+            # Keyword arguments checked against StatusFields cannot carry extra keys.
+            self.document.update(fields)  # type: ignore[typeddict-item]
 
     def storage(self, reachable: bool, error: str | None = None) -> None:
         with self._lock:
@@ -64,7 +74,7 @@ class StatusReporter:
                 "version": version,
             }
             if model is not None:
-                entry = self.document["models"].setdefault(model, {"versions": {}})
+                entry = self._model(model)
                 entry["last_error"] = message
                 if version is not None:
                     entry["versions"].setdefault(str(version), {})["error"] = message
@@ -73,7 +83,7 @@ class StatusReporter:
         with self._lock:
             self.document["loop"]["failure_threshold"] = threshold
 
-    def loop_step(self, step: str, failing: dict[str, Any] | None) -> None:
+    def loop_step(self, step: str, failing: FailingStep | None) -> None:
         """Mark one part of the loop as failing (with its count and error), or clear it."""
         with self._lock:
             steps = self.document["loop"]["failing_steps"]
@@ -82,25 +92,29 @@ class StatusReporter:
             else:
                 steps[step] = failing
 
-    def count(self, name: str, amount: int) -> None:
+    def count(self, name: Counter, amount: int) -> None:
         with self._lock:
-            self.document["counters"][name] = self.document["counters"].get(name, 0) + amount
+            self.document["counters"][name] += amount
 
     def last_error_message(self) -> str | None:
         """The message of the last error reported, None when there was none."""
         with self._lock:
             last = self.document["last_error"]
-            return None if last is None else str(last["message"])
+            return None if last is None else last["message"]
 
-    def version(self, model: str, version: int, state: VersionOutcome, **info: Any) -> None:
+    def version(self, model: str, version: int, state: VersionOutcome, **info: Unpack[VersionInfo]) -> None:
         with self._lock:
-            entry = self.document["models"].setdefault(model, {"versions": {}})
+            entry = self._model(model)
             record = entry["versions"].setdefault(str(version), {})
-            record.update(state=state.value, **info)
+            record["state"] = state.value  # first: the key order status.json always had
+            record.update(info)  # type: ignore[typeddict-item]  # kwargs: no extra keys
             if state is VersionOutcome.PUBLISHED:
                 record.pop("error", None)
                 entry["last_sync"] = time.time()
                 entry.pop("last_error", None)
+
+    def _model(self, model: str) -> ModelStatus:
+        return self.document["models"].setdefault(model, {"versions": {}})
 
     def forget_version(self, model: str, version: int) -> None:
         with self._lock:
@@ -120,11 +134,10 @@ class StatusReporter:
                 config["last_swap_at"] = time.time()
 
     # -- writing --------------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> StatusDocument:
         with self._lock:
             self.document["heartbeat"] = time.time()
-            snapshot: dict[str, Any] = _copy(self.document)
-            return snapshot
+            return copy.deepcopy(self.document)
 
     def flush(self) -> None:
         try:
@@ -146,11 +159,3 @@ class StatusReporter:
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
             self.flush()
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
