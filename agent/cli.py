@@ -14,7 +14,7 @@ from modelsync import logsetup, s3
 from modelsync.config import Config, load_config
 from modelsync.errors import ConfigError, ModelsyncError, SchemaViolation
 from modelsync.intents import IntentWriter, ResyncFields
-from modelsync.results import ResultBox
+from modelsync.results import ResultBox, ResyncStatus
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def _resync(config: Config, args: argparse.Namespace) -> int:
         print(f"no outcome within {args.wait:g}s: is the agent running?", file=sys.stderr)
         return 1
     print(json.dumps(outcome, indent=2))
-    return 0 if outcome.get("status") == "applied" else 1
+    return 0 if outcome.get("status") == ResyncStatus.APPLIED else 1
 
 
 def _status(config: Config, args: argparse.Namespace) -> int:

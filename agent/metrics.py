@@ -6,6 +6,8 @@ import logging
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from modelsync.results import VersionOutcome
+
 log = logging.getLogger(__name__)
 
 SYNCS = Counter("modelsync_agent_syncs_total", "Model versions synced, by outcome", ["outcome"])
@@ -44,7 +46,7 @@ CONFIG_COLLISIONS = Gauge(
 # Every reason label exists from the start, so dashboards show zeros instead of gaps.
 for _reason in ("storage", "publish", "config", "ovms_reload", "intent", "object_changed"):
     FAILURES.labels(reason=_reason)
-for _outcome in ("published", "removed", "failed"):
+for _outcome in (VersionOutcome.PUBLISHED, VersionOutcome.REMOVED, VersionOutcome.FAILED):
     SYNCS.labels(outcome=_outcome)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import urllib3
 
@@ -21,7 +21,7 @@ class OvmsClient:
             timeout=urllib3.Timeout(connect=min(timeout, 3.0), read=timeout), retries=False
         )
 
-    def reload(self) -> str:
+    def reload(self) -> Literal["reloaded", "unchanged"]:
         """POST /v1/config/reload; a short outcome.
 
         Raises OvmsUnreachable when OVMS does not answer, OvmsReloadError when it answers an error.

@@ -445,7 +445,7 @@ class Agent:
                 self.inbox.fail(intent_id, message)
                 self.seen.discard(intent_id)
             pending.intents.clear()
-            metrics.SYNCS.labels(outcome="failed").inc()
+            metrics.SYNCS.labels(outcome=VersionOutcome.FAILED).inc()
             return VersionOutcome.FAILED
         delay = Backoff(failures=pending.attempts - 1).next_delay()
         pending.due = time.monotonic() + delay

@@ -229,7 +229,7 @@ class VersionSync:
         metrics.DOWNLOADED_FILES.inc(staged.downloaded)
         metrics.DOWNLOADED_BYTES.inc(staged.downloaded_bytes)
         metrics.REUSED_FILES.inc(staged.reused)
-        metrics.SYNCS.labels(outcome="published").inc()
+        metrics.SYNCS.labels(outcome=VersionOutcome.PUBLISHED).inc()
         self.status.count("downloaded_files", staged.downloaded)
         self.status.count("downloaded_bytes", staged.downloaded_bytes)
         self.status.count("reused_files", staged.reused)
@@ -267,7 +267,7 @@ class VersionSync:
             version,
             extra={"model": model, "version": version, "event": "removed"},
         )
-        metrics.SYNCS.labels(outcome="removed").inc()
+        metrics.SYNCS.labels(outcome=VersionOutcome.REMOVED).inc()
         return VersionOutcome.REMOVED
 
     def clean_retired(self) -> None:

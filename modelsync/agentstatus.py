@@ -40,8 +40,11 @@ class ConfigStatus(TypedDict):
     last_swap_at: float | None
 
 
+ReloadOutcome = Literal["reloaded", "unchanged", "failed"]
+
+
 class ReloadStatus(TypedDict):
-    reload: str  # "reloaded", "unchanged" or "failed"
+    reload: ReloadOutcome
     error: str | None
     at: float
 
