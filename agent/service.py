@@ -287,10 +287,10 @@ class Agent:
 
     def _local_versions(self, scope: Scope) -> set[VersionKey]:
         """The versions in scope the agent owns on disk (a resync of one version: that one too)."""
-        local = {(m, v) for m, vs in self.state.models.items() for v in vs if scope.contains((m, v))}
+        local = {k for k in self.state.versions() if scope.contains(k)}
         # Renamed into place just before a crash, before the state recorded them: ours.
         local |= {k for k in self.inflight.versions() if scope.contains(k)}
-        if scope.model is not None and scope.version is not None and scope.model in self.state.models:
+        if scope.model is not None and scope.version is not None and self.state.manages(scope.model):
             local.add((scope.model, scope.version))
         return local
 

@@ -89,6 +89,8 @@ def test_published_lists_only_models_with_versions_in_order(tmp_path: Path) -> N
     state.set_version("a", 1, files("x"))
     assert state.published() == {"a": [1], "b": [9, 10]}
     assert list(state.published()) == ["a", "b"]
+    assert state.versions() == {("a", 1), ("b", 9), ("b", 10)}
+    assert state.manages("empty") and state.manages("a") and not state.manages("c")
 
 
 def test_signature_is_what_the_listing_is_compared_with(tmp_path: Path) -> None:
