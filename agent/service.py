@@ -208,11 +208,7 @@ class Agent:
             self.inbox.done(intent_id)
             return
         self.seen.add(intent_id)
-        pending = self.pending.setdefault(key, Pending(*key, last_change=now))
-        pending.listing = None  # a reconcile's listing predates this event
-        pending.intents.add(intent_id)
-        pending.last_change = max(pending.last_change, now)
-        pending.due = min(pending.due, now + DEBOUNCE_SECONDS)
+        self.pending.setdefault(key, Pending(*key, last_change=now)).event(intent_id, now, DEBOUNCE_SECONDS)
 
     def _already_applied(self, intent: ObjectIntent) -> bool:
         """A duplicate or stale event about something the disk already reflects."""
@@ -304,8 +300,7 @@ class Agent:
                 self.inflight.discard(*key)  # in step after all
                 continue
             pending = self.pending.setdefault(key, Pending(*key, last_change=-math.inf))
-            pending.listing, pending.due = listing, time.monotonic()
-            pending.forced = pending.forced or forced
+            pending.differs(listing, time.monotonic(), forced)
             queued.add(key)
         return queued
 
@@ -414,9 +409,8 @@ class Agent:
         metrics.FAILURES.labels(reason="object_changed").inc()
         if pending.changes > self.config.sync.max_attempts:  # it never holds still: a failure
             return self._failed(pending, f"{message} ({pending.changes} times in a row)")
-        pending.listing = None
         delay = Backoff(failures=pending.changes - 1).next_delay()
-        pending.due = time.monotonic() + delay
+        pending.retry_at(time.monotonic() + delay)
         log.warning(
             "model %s:%s: %s; listing the version again in %.1fs",
             pending.model,
@@ -448,7 +442,7 @@ class Agent:
             metrics.SYNCS.labels(outcome=VersionOutcome.FAILED).inc()
             return VersionOutcome.FAILED
         delay = Backoff(failures=pending.attempts - 1).next_delay()
-        pending.due = time.monotonic() + delay
+        pending.retry_at(time.monotonic() + delay)
         log.error(
             "model %s:%s sync failed (attempt %d), retrying in %.1fs: %s",
             pending.model,

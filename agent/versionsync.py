@@ -120,8 +120,9 @@ class VersionSync:
     def run(self, pending: Pending) -> VersionOutcome:
         """PUBLISHED, REMOVED, UNCHANGED or WAITING (then ``pending.due`` is set)."""
         model, version = pending.key
-        listing = pending.listing if pending.listing is not None else self.list_version(model, version)
-        pending.listing = None
+        listing = pending.take_listing()
+        if listing is None:
+            listing = self.list_version(model, version)
         self.limits.check(self.bucket.name, model, version, listing)
         target = self.models_path / model / str(version)
         if not listing:
