@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from agent import metrics, volume
+from agent import metrics, sidecarlog, volume
 from agent.configsync import ConfigSync
 from agent.inbox import Inbox
 from agent.inflight import InFlight
@@ -23,6 +23,7 @@ from agent.retry import Backoff
 from agent.stager import Stager
 from agent.status import StatusReporter
 from agent.storage import Bucket, Cancelled, RemoteObject
+from agent.versionpolicy import VersionPolicy
 from agent.versionsync import VersionSync, group_listing
 from agent.watcher import IntentWatcher
 from modelsync import keys
@@ -49,13 +50,6 @@ class Scope:
     def contains(self, key: VersionKey) -> bool:
         return (self.model is None or key[0] == self.model) and self.version in (None, key[1])
 
-    def prefix(self, single_model: str | None) -> str:
-        if self.model is None:
-            return ""
-        if self.version:
-            return keys.version_prefix(self.model, self.version, single_model)
-        return keys.model_prefix(self.model, single_model)
-
 
 class Agent:
     def __init__(self, config: Config) -> None:
@@ -69,12 +63,14 @@ class Agent:
         self.inbox = Inbox(config)
         self.results = ResultBox(config.results_dir)
         self.inflight = InFlight(config.state_dir / "inflight.json")
+        self.policy = VersionPolicy(config.ovms)
         stager = Stager(
             self.bucket,
             config.sync.models_path,
             config.sync.download_concurrency,
             self.stop,
             config.sync.progress_seconds,
+            config.sync.min_free_bytes,
         )
         self.versions = VersionSync(
             self.bucket,
@@ -85,6 +81,7 @@ class Agent:
             config.ovms.model_name,
             config.sync.settle_seconds,
             self.inflight,
+            self.policy,
         )
         self.ovms_config = ConfigSync(config, self.state, self.status)
         self.pending: dict[tuple[str, int], Pending] = {}
@@ -94,6 +91,7 @@ class Agent:
         self.storage_retry_at = 0.0
         self.next_reconcile = 0.0
         self.bucket_was_empty = False
+        self.bucket_failing: bool | None = None  # None: not asked yet
 
     # -- life cycle -----------------------------------------------------------------------
     def run(self) -> int:
@@ -108,6 +106,7 @@ class Agent:
             self.config.sync.models_path,
             self.config.ovms.config_path,
         )
+        sidecarlog.starting(self.config.sync.interval)
         try:
             # Forced: a version swapped in place just before a crash still needs OVMS to reload.
             self.ovms_config.apply(force_reload=True)
@@ -253,14 +252,16 @@ class Agent:
         """
         scope = Scope(model, version)
         single = self.config.ovms.model_name
-        prefix = scope.prefix(single)
+        prefix = self._listing_prefix(model, version)
         started = time.monotonic()
         objects = self._list_scope(prefix, forced)
         if objects is None:
             return set()
-        remote = {k: v for k, v in group_listing(objects, single).items() if scope.contains(k)}
+        kept = self.policy.keep(group_listing(objects, single))
+        remote = {k: v for k, v in kept.items() if scope.contains(k)}
         if scope.whole:
             self._report_empty_bucket(not remote)
+            sidecarlog.discovered(len(remote))
         in_scope = set(remote) | self._local_versions(scope)
         queued = self._queue_differing(in_scope, remote, forced)
         if scope.whole:
@@ -325,12 +326,21 @@ class Agent:
             }
         )
 
+    def _listing_prefix(self, model: str | None, version: int | None) -> str:
+        single = self.config.ovms.model_name
+        if model is None:
+            return ""
+        # A policy chooses among every version of the model: list them all to apply it.
+        if version is None or self.policy.restricts(model):
+            return keys.model_prefix(model, single)
+        return keys.version_prefix(model, version, single)
+
     def _report_empty_bucket(self, empty: bool) -> None:
         if empty and not self.bucket_was_empty:
             single = self.config.ovms.model_name
             layout = f"<version>/<file> for model {single}, or " if single else ""
             log.warning(
-                "No models found in bucket %s: expected keys like %s<model>/<version>/<file>",
+                "No models found in MinIO bucket %s: expected keys like %s<model>/<version>/<file>",
                 self.config.minio.bucket,
                 layout,
             )
@@ -342,11 +352,15 @@ class Agent:
         self.status.storage(False, str(exc))
         metrics.FAILURES.labels(reason="storage").inc()
         self.status.error(str(exc))
-        log.error("%s; retrying in %.1fs", exc, delay)
+        sidecarlog.failed_to_connect(f"{exc}; retrying in {delay:.1f}s")
+        self.bucket_failing = True
 
     def _storage_up(self) -> None:
         if self.storage_backoff.failures:
             log.info("bucket %s is reachable again", self.config.minio.bucket)
+        if self.bucket_failing is not False:  # the first answer, and the first after an outage
+            sidecarlog.connected(self.config.minio.url)
+        self.bucket_failing = False
         self.storage_backoff.reset()
         self.storage_retry_at = 0.0
         self.status.storage(True)
@@ -359,6 +373,7 @@ class Agent:
         ready = [
             p for k, p in sorted(self.pending.items()) if (k in only if only is not None else p.due <= now)
         ]
+        ready.sort(key=lambda p: p.listing == {})  # removals last: a new version is in place first
         outcomes: dict[VersionKey, VersionOutcome] = {}
         done: list[Pending] = []
         for pending in ready:
@@ -373,17 +388,26 @@ class Agent:
         if any(outcomes[p.key].moved for p in done):
             self.ovms_config.apply(force_reload=self.versions.replaced_in_place())
             self.versions.after_swap()
+        published = set()
         for pending in done:
             self.pending.pop(pending.key, None)
             self._commit(pending.intents)
             if outcomes[pending.key] is VersionOutcome.PUBLISHED:
+                published.add(pending.model)
                 log.info(
                     "Successfully synced model %s:%s",
                     pending.model,
                     pending.version,
                     extra={"model": pending.model, "version": pending.version, "event": "synced"},
                 )
+        self._apply_policies(published)
         return outcomes
+
+    def _apply_policies(self, published: set[str]) -> None:
+        """A new version may push an older one out of its model's policy: look again at once,
+        so the older one is removed now that the new one is in place (not at the next reconcile)."""
+        for model in sorted(m for m in published if self.policy.restricts(m)):
+            self.reconcile(model=model)
 
     def _run_one(self, pending: Pending) -> VersionOutcome | None:
         try:

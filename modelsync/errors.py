@@ -59,6 +59,11 @@ class PublishError(ModelsyncError):
     """A version could not be staged or published (disk full, permission denied, bad data)."""
 
 
+class InsufficientSpaceError(PublishError):
+    """A version's downloads would not fit on the models volume (with its margin): refused
+    before the first byte, so the served version stays and nothing is half-written."""
+
+
 class OvmsUnreachable(ModelsyncError):
     """OVMS did not answer at all (down or starting): worth trying again."""
 
