@@ -14,7 +14,7 @@ from agent import dirswap, manifest, metrics, placement
 from agent.inflight import InFlight
 from agent.localstate import LocalState
 from agent.pending import Listing, Pending, settled, signature
-from agent.stager import Stager, model_dir_for
+from agent.stager import Staged, Stager, model_dir_for
 from agent.status import StatusReporter
 from agent.storage import Bucket, Cancelled, RemoteObject, StopFlag
 from agent.versionpolicy import VersionPolicy
@@ -247,6 +247,12 @@ class VersionSync:
         self.state.set_version(model, version, staged.files)
         self.state.save()  # at once: a crash now must not cost this version's downloads again
         self.inflight.discard(model, version)
+        self._report_published(model, version, listing, staged, started)
+        return VersionOutcome.PUBLISHED
+
+    def _report_published(
+        self, model: str, version: int, listing: Listing, staged: Staged, started: float
+    ) -> None:
         metrics.DOWNLOAD_SECONDS.observe(time.monotonic() - started)
         metrics.DOWNLOADED_FILES.inc(staged.downloaded)
         metrics.DOWNLOADED_BYTES.inc(staged.downloaded_bytes)
@@ -273,7 +279,6 @@ class VersionSync:
             time.monotonic() - started,
             extra={"model": model, "version": version, "event": "staged"},
         )
-        return VersionOutcome.PUBLISHED
 
     def _remove(self, model: str, version: int, target: Path) -> VersionOutcome:
         model_dir_for(self.models_path, model)  # refuses a symlinked model directory
