@@ -13,8 +13,8 @@ from types import FrameType
 from modelsync import logsetup, s3
 from modelsync.config import Config, load_config
 from modelsync.errors import ConfigError, ModelsyncError, SchemaViolation
-from modelsync.intents import IntentWriter
-from modelsync.results import ResultBox
+from modelsync.intents import IntentWriter, ResyncFields
+from modelsync.results import ResultBox, ResyncStatus
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,11 @@ def _resync(config: Config, args: argparse.Namespace) -> int:
     if args.version is not None and not args.model:
         print("--version needs --model", file=sys.stderr)
         return 2
-    target = {k: v for k, v in (("model", args.model), ("version", args.version)) if v is not None}
+    target: ResyncFields = {}
+    if args.model is not None:
+        target["model"] = args.model
+    if args.version is not None:
+        target["version"] = args.version
     writer = IntentWriter(config.intents_dir)
     try:
         intent = writer.new("resync", **target)
@@ -121,7 +125,7 @@ def _resync(config: Config, args: argparse.Namespace) -> int:
         print(f"no outcome within {args.wait:g}s: is the agent running?", file=sys.stderr)
         return 1
     print(json.dumps(outcome, indent=2))
-    return 0 if outcome.get("status") == "applied" else 1
+    return 0 if outcome.get("status") == ResyncStatus.APPLIED else 1
 
 
 def _status(config: Config, args: argparse.Namespace) -> int:

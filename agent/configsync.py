@@ -14,11 +14,12 @@ import time
 
 from agent import metrics, ovmsconfig, sidecarlog
 from agent.localstate import LocalState
-from agent.ovmsclient import OvmsClient, OvmsUnreachable
+from agent.ovmsclient import OvmsClient
 from agent.retry import Backoff
 from agent.status import StatusReporter
 from modelsync.config import Config
-from modelsync.errors import OvmsConfigError
+from modelsync.errors import OvmsConfigError, OvmsReloadError, OvmsUnreachable
+from modelsync.results import VersionOutcome
 
 log = logging.getLogger(__name__)
 COLLISION_RECHECK_SECONDS = 2.0
@@ -37,6 +38,10 @@ class ConfigSync:
         self._retry_at = 0.0
         self._last_error: str | None = None
         self.collisions: dict[str, str] = {}  # model -> base_path of the hand-written entry
+
+    def mark_owed(self) -> None:
+        """The disk may be ahead of config.json (or OVMS was not told): apply again when due."""
+        self.owed = True
 
     def due(self) -> bool:
         return self.owed and time.monotonic() >= self._retry_at
@@ -107,7 +112,7 @@ class ConfigSync:
             self.status.update(ovms={"reload": "failed", "error": str(exc), "at": time.time()})
             self._failed(f"{exc} (config.json was swapped; retrying the reload)", "ovms_reload")
             return False
-        except RuntimeError as exc:
+        except OvmsReloadError as exc:
             self.reload_owed = False
             self.status.update(ovms={"reload": "failed", "error": str(exc), "at": time.time()})
             log.error("%s", exc)
@@ -119,7 +124,7 @@ class ConfigSync:
         for model, versions in ovms.version_states().items():
             for version, state in versions.items():
                 if self.state.version(model, version) is not None:
-                    self.status.version(model, version, "published", ovms_state=state)
+                    self.status.version(model, version, VersionOutcome.PUBLISHED, ovms_state=state)
         return True
 
     def _failed(self, message: str, reason: str) -> None:

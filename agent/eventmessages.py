@@ -16,7 +16,7 @@ from typing import Any
 from modelsync import fleet, notifications
 from modelsync.config import Config
 from modelsync.errors import SchemaViolation
-from modelsync.intents import IntentWriter
+from modelsync.intents import Intent, IntentWriter
 
 Headers = Sequence[tuple[str, bytes | str | None]] | Mapping[str, bytes | str | None]
 
@@ -34,7 +34,7 @@ OUTCOMES = tuple(o.value for o in Outcome)
 @dataclass(frozen=True)
 class Handled:
     outcome: Outcome
-    intents: list[dict[str, Any]] = field(default_factory=list)
+    intents: Sequence[Intent] = field(default_factory=list)
     reason: str = ""  # why poison or ignored, for the log (never the whole value)
 
 

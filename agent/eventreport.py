@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 from agent import metrics
 from agent.eventmessages import OUTCOMES
 from agent.status import StatusReporter
+from modelsync.agentstatus import EventError, EventSourceStatus
 from modelsync.config import KafkaEventsConfig
 
 
@@ -29,7 +29,7 @@ class EventReport:
     kafka: KafkaEventsConfig
     status: StatusReporter
     connected: bool = False
-    last_error: dict[str, Any] | None = None
+    last_error: EventError | None = None
     last_message_at: float | None = None
     reconnects: int = 0  # sessions given up (broker unreachable, topic gone) and started again
     messages: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
@@ -56,13 +56,13 @@ class EventReport:
                 metrics.EVENT_SOURCE_LAG.labels(partition=str(number)).set(state.lag)
         self.status.update(event_source=self.document())
 
-    def document(self) -> dict[str, Any]:
+    def document(self) -> EventSourceStatus:
         return {
             "type": "kafka",
             "topic": self.kafka.topic,
             "bootstrap_servers": self.kafka.bootstrap_servers,
             "connected": self.connected,
-            "last_error": dict(self.last_error) if self.last_error else None,
+            "last_error": self.last_error.copy() if self.last_error else None,
             "last_message_at": self.last_message_at,
             "reconnects": self.reconnects,
             "messages": dict(self.messages),

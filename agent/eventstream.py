@@ -29,7 +29,7 @@ from agent.retry import Backoff
 from agent.status import StatusReporter
 from modelsync.config import Config, KafkaEventsConfig
 from modelsync.errors import ModelsyncError
-from modelsync.intents import IntentWriter
+from modelsync.intents import Intent, IntentWriter
 
 log = logging.getLogger(__name__)
 # librdkafka insists on a group id even for assign(); nothing is ever committed under it.
@@ -226,7 +226,7 @@ class EventReader:
     def _apply(self, messages: list[Message]) -> None:
         """Intents of the whole batch durable first, then the position: a crash in between
         re-reads the batch, and duplicate intents are harmless."""
-        intents = []
+        intents: list[Intent] = []
         handled: list[tuple[Message, eventmessages.Handled]] = []
         advanced: dict[int, int] = {}
         for message in messages:

@@ -15,12 +15,12 @@ import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from agent import metrics
-from modelsync import atomic, keys, schema
+from modelsync import atomic, intents, keys
 from modelsync.config import Config
-from modelsync.errors import IntentError, SchemaViolation, UnsafeKeyError
+from modelsync.errors import IntentError, UnsafeKeyError
+from modelsync.intents import Intent, ObjectIntent
 
 log = logging.getLogger(__name__)
 MAX_INTENT_BYTES = 64 * 1024
@@ -43,7 +43,7 @@ class Inbox:
             found = [e.name[:-5] for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
         return iter(sorted(i for i in found if i not in self.unmoved))
 
-    def read(self, intent_id: str) -> dict[str, Any]:
+    def read(self, intent_id: str) -> Intent:
         path = self.directory / f"{intent_id}.json"
         try:
             info = os.lstat(path)
@@ -53,25 +53,17 @@ class Inbox:
                 raise IntentError(f"larger than {MAX_INTENT_BYTES} bytes")
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as handle:
-                intent = json.loads(handle.read(MAX_INTENT_BYTES + 1))
+                document: object = json.loads(handle.read(MAX_INTENT_BYTES + 1))
         except (OSError, ValueError) as exc:
             raise IntentError(f"unreadable: {exc}") from None
-        try:
-            schema.check(schema.INTENT, intent)
-        except SchemaViolation as exc:
-            raise IntentError(f"invalid intent: {exc}") from None
-        # JSON Schema draft 7 counts 1.0 as an integer; a path or prefix built from it would not.
-        for field in ("intent_version", "version"):
-            if field in intent and type(intent[field]) is not int:
-                raise IntentError(f"invalid intent: {field}: expected an integer, got {intent[field]!r}")
+        intent = intents.parse(document)
         if intent["id"] != intent_id:
             raise IntentError(f"id {intent['id']!r} does not match the file name")
         if intent["kind"] == "object":
             self._check_object(intent)
-        result: dict[str, Any] = intent
-        return result
+        return intent
 
-    def _check_object(self, intent: dict[str, Any]) -> None:
+    def _check_object(self, intent: ObjectIntent) -> None:
         if intent["bucket"] != self.bucket:
             raise IntentError(f"bucket {intent['bucket']!r} is not {self.bucket!r}")
         try:

@@ -30,6 +30,9 @@ class InFlight:
         except (OSError, ValueError, TypeError) as exc:
             log.warning("ignoring unreadable %s: %s", path, type(exc).__name__)
 
+    def versions(self) -> frozenset[tuple[str, int]]:
+        return frozenset(self.entries)
+
     def add(self, model: str, version: int) -> None:
         self.entries.add((model, version))
         self._write()

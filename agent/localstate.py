@@ -80,6 +80,14 @@ class LocalState:
     def version(self, model: str, version: int) -> VersionState | None:
         return self.models.get(model, {}).get(version)
 
+    def versions(self) -> set[tuple[str, int]]:
+        """Every (model, version) the agent has published."""
+        return {(m, v) for m, vs in self.models.items() for v in vs}
+
+    def manages(self, model: str) -> bool:
+        """The agent owns this model (listed from before its first version is in place)."""
+        return model in self.models
+
     def manage(self, model: str) -> bool:
         """Record that the agent owns this model; True when that is news."""
         if model in self.models:

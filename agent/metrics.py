@@ -6,6 +6,8 @@ import logging
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
+from modelsync.results import VersionOutcome
+
 log = logging.getLogger(__name__)
 
 SYNCS = Counter("modelsync_agent_syncs_total", "Model versions synced, by outcome", ["outcome"])
@@ -63,8 +65,13 @@ for _reason in (
     "refused_ovms",
 ):
     FAILURES.labels(reason=_reason)
-for _outcome in ("published", "removed", "failed", "refused"):
-    SYNCS.labels(outcome=_outcome)
+for _sync in (
+    VersionOutcome.PUBLISHED,
+    VersionOutcome.REMOVED,
+    VersionOutcome.FAILED,
+    VersionOutcome.REFUSED,
+):
+    SYNCS.labels(outcome=_sync)
 
 
 def serve(port: int | None, address: str = "0.0.0.0") -> None:  # noqa: S104 - a container port

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import urllib3
 
+from modelsync.errors import OvmsReloadError, OvmsUnreachable
+
+__all__ = ["OvmsClient", "OvmsReloadError", "OvmsUnreachable"]
 log = logging.getLogger(__name__)
-
-
-class OvmsUnreachable(RuntimeError):
-    """No answer at all: worth trying again. An error answer means OVMS read the config."""
 
 
 class OvmsClient:
@@ -22,8 +21,11 @@ class OvmsClient:
             timeout=urllib3.Timeout(connect=min(timeout, 3.0), read=timeout), retries=False
         )
 
-    def reload(self) -> str:
-        """POST /v1/config/reload; a short outcome, or raises RuntimeError with the reason."""
+    def reload(self) -> Literal["reloaded", "unchanged"]:
+        """POST /v1/config/reload; a short outcome.
+
+        Raises OvmsUnreachable when OVMS does not answer, OvmsReloadError when it answers an error.
+        """
         try:
             response = self.http.request("POST", f"{self.base}/v1/config/reload")
         except urllib3.exceptions.HTTPError as exc:
@@ -32,7 +34,7 @@ class OvmsClient:
             return "reloaded"
         if response.status == 200:
             return "unchanged"
-        raise RuntimeError(
+        raise OvmsReloadError(
             f"OVMS reload answered {response.status}: {response.data[:300].decode(errors='replace')}"
         )
 

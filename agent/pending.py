@@ -35,6 +35,28 @@ class Pending:
     def key(self) -> tuple[str, int]:
         return (self.model, self.version)
 
+    def event(self, intent_id: str, now: float, debounce: float) -> None:
+        """An intent about this version arrived: list it again after ``debounce`` seconds."""
+        self.listing = None  # a reconcile's listing predates this event
+        self.intents.add(intent_id)
+        self.last_change = max(self.last_change, now)
+        self.due = min(self.due, now + debounce)
+
+    def differs(self, listing: Listing, now: float, forced: bool) -> None:
+        """A reconcile found the bucket's ``listing`` differs from the disk: due now, with it."""
+        self.listing, self.due = listing, now
+        self.forced = self.forced or forced
+
+    def take_listing(self) -> Listing | None:
+        """The listing a reconcile left, used once (None: list the version again)."""
+        listing, self.listing = self.listing, None
+        return listing
+
+    def retry_at(self, due: float) -> None:
+        """Look at the bucket again at ``due`` (monotonic), not with an old listing."""
+        self.listing = None
+        self.due = due
+
 
 def settled(pending: Pending, listing: Listing, settle: float, now: float, wall_now: float) -> bool:
     """True once the version has been quiet for ``settle`` seconds; else sets ``pending.due``.

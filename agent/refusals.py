@@ -22,6 +22,7 @@ from agent import metrics
 from agent.pending import Signature
 from agent.status import StatusReporter
 from modelsync import atomic
+from modelsync.agentstatus import RefusalStatus
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +112,7 @@ class Refusals:
 
     def _show(self, model: str, version: int, refusal: Refusal) -> None:
         metrics.REFUSED.labels(model, str(version), refusal.by.value).set(1)
-        shown = {"by": refusal.by.value, "reason": refusal.reason, "at": refusal.at}
+        shown: RefusalStatus = {"by": refusal.by.value, "reason": refusal.reason, "at": refusal.at}
         self.status.refusal(model, version, shown)
 
     def _save(self) -> None:

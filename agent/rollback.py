@@ -27,6 +27,7 @@ from agent.localstate import LocalState, VersionState
 from agent.ovmsclient import OvmsClient
 from agent.pending import Signature
 from agent.refusals import Refusals, RefusedBy
+from modelsync.results import VersionOutcome
 
 log = logging.getLogger(__name__)
 CHECK_EVERY_SECONDS = 0.5
@@ -91,7 +92,7 @@ class Rollback:
             elif status is not None and status.state == "AVAILABLE":
                 self.held.pop(key)
                 _drop(held.previous_dir)
-                self.config.status.version(*key, "published", ovms_state=status.state)
+                self.config.status.version(*key, VersionOutcome.PUBLISHED, ovms_state=status.state)
             elif self._given_up(key, held):
                 self.held.pop(key)
                 _drop(held.previous_dir)

@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 import time
-from typing import Any
+from dataclasses import dataclass
 
 from agent import metrics, sidecarlog, volume
 from agent.configsync import ConfigSync
@@ -19,24 +19,40 @@ from agent.inbox import Inbox
 from agent.inflight import InFlight
 from agent.localstate import LocalState
 from agent.loophealth import LoopHealth
-from agent.pending import Pending, signature
+from agent.pending import Listing, Pending
 from agent.preflight import Preflight
 from agent.refusals import Refusals
 from agent.retry import Backoff
 from agent.rollback import Rollback
 from agent.stager import Stager
 from agent.status import StatusReporter
-from agent.storage import Bucket, Cancelled
+from agent.storage import Bucket, Cancelled, RemoteObject
 from agent.versionpolicy import VersionPolicy
 from agent.versionsync import VersionSync, group_listing
 from agent.watcher import IntentWatcher
 from modelsync import keys
 from modelsync.config import Config
 from modelsync.errors import IntentError, ModelsyncError, ObjectChangedError, StorageError
-from modelsync.results import ResultBox
+from modelsync.intents import ObjectIntent, ResyncIntent
+from modelsync.results import ResultBox, ResyncOutcome, VersionKey, VersionOutcome
 
 log = logging.getLogger(__name__)
 DEBOUNCE_SECONDS = 0.02  # lets a burst of events for one version land before the listing
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a reconcile compares: the whole bucket, one model, or one version of a model."""
+
+    model: str | None = None
+    version: int | None = None
+
+    @property
+    def whole(self) -> bool:
+        return self.model is None
+
+    def contains(self, key: VersionKey) -> bool:
+        return (self.model is None or key[0] == self.model) and self.version in (None, key[1])
 
 
 class Agent:
@@ -50,6 +66,7 @@ class Agent:
         self.status = StatusReporter(config.status_path, config.sync.heartbeat_seconds)
         self.inbox = Inbox(config)
         self.results = ResultBox(config.results_dir)
+        self.inflight = InFlight(config.state_dir / "inflight.json")
         self.policy = VersionPolicy(config.ovms)
         stager = Stager(
             self.bucket,
@@ -67,7 +84,7 @@ class Agent:
             config.sync.models_path,
             config.ovms.model_name,
             config.sync.settle_seconds,
-            InFlight(config.state_dir / "inflight.json"),
+            self.inflight,
             self.policy,
         )
         sync = config.sync
@@ -138,7 +155,7 @@ class Agent:
     def _guarded_step(self) -> None:
         """One step; whatever a part raises, the others run and it backs off on its own."""
         if not self.step():
-            self.ovms_config.owed = True  # the disk may be ahead of config.json
+            self.ovms_config.mark_owed()  # the disk may be ahead of config.json
 
     def step(self) -> bool:
         """Every part of the loop, each guarded (agent/loophealth.py); False when one failed."""
@@ -179,7 +196,7 @@ class Agent:
             self.state.save()
         except OSError as exc:
             message = f"cannot save {self.state.path}: {exc.strerror}"
-            if message != (self.status.document.get("last_error") or {}).get("message"):
+            if message != self.status.last_error_message():
                 log.error("%s", message)
                 self.status.error(message)
 
@@ -226,13 +243,9 @@ class Agent:
             self.inbox.done(intent_id)
             return
         self.seen.add(intent_id)
-        pending = self.pending.setdefault(key, Pending(*key, last_change=now))
-        pending.listing = None  # a reconcile's listing predates this event
-        pending.intents.add(intent_id)
-        pending.last_change = max(pending.last_change, now)
-        pending.due = min(pending.due, now + DEBOUNCE_SECONDS)
+        self.pending.setdefault(key, Pending(*key, last_change=now)).event(intent_id, now, DEBOUNCE_SECONDS)
 
-    def _already_applied(self, intent: dict[str, Any]) -> bool:
+    def _already_applied(self, intent: ObjectIntent) -> bool:
         """A duplicate or stale event about something the disk already reflects."""
         current = self.state.version(intent["model"], intent["version"])
         if current is None:
@@ -247,44 +260,57 @@ class Agent:
             self.inbox.done(intent_id)
             self.seen.discard(intent_id)
 
-    def _resync(self, intent: dict[str, Any]) -> None:
+    def _resync(self, intent: ResyncIntent) -> None:
         model, version = intent.get("model"), intent.get("version")
         log.info("resync requested (%s): model=%s version=%s", intent["id"], model or "*", version or "*")
-        outcome: dict[str, Any] = {"id": intent["id"], "model": model, "version": version}
+        outcome = ResyncOutcome(intent["id"], model, version)
         try:
             in_scope = self.reconcile(model=model, version=version, forced=True)
             queued = {k for k in in_scope if k in self.pending}
             results = self._process_due(only=queued)
-            versions = {f"{m}:{v}": "in_sync" for m, v in in_scope}
+            versions = dict.fromkeys(in_scope, VersionOutcome.IN_SYNC)
             # Queued but not reached: the bucket went away, or the agent is stopping.
-            versions.update({f"{m}:{v}": "not_synced" for m, v in queued})
+            versions.update(dict.fromkeys(queued, VersionOutcome.NOT_SYNCED))
             versions.update(results)
-            failed = sorted(
-                k
-                for k, v in versions.items()
-                if v in ("not_synced", "failed", "retrying", "waiting", "refused")
-            )
-            outcome.update(status="failed" if failed else "applied", versions=versions)
-            if failed:
-                outcome["error"] = f"not synced: {', '.join(failed)}"
+            outcome.record(versions)
         except ModelsyncError as exc:
-            outcome.update(status="failed", error=str(exc))
-        self.results.write(intent["id"], outcome)
+            outcome.error = str(exc)
+        self.results.write(outcome)
         # In fleet mode each replica resyncs under the publisher's id: `agent status` shows it.
-        self.status.update(last_resync={"id": intent["id"], "status": outcome["status"], "at": time.time()})
+        self.status.update(
+            last_resync={"id": intent["id"], "status": outcome.status.value, "at": time.time()}
+        )
         self.inbox.done(intent["id"])
 
     # -- reconcile ------------------------------------------------------------------------
     def reconcile(
         self, model: str | None = None, version: int | None = None, forced: bool = False
-    ) -> set[tuple[str, int]]:
+    ) -> set[VersionKey]:
         """Compare (part of) the bucket with the disk; queue every version that differs.
 
         Returns every version in scope (bucket or disk), queued or already in sync.
         """
+        scope = Scope(model, version)
         single = self.config.ovms.model_name
         prefix = self._listing_prefix(model, version)
         started = time.monotonic()
+        objects = self._list_scope(prefix, forced)
+        if objects is None:
+            return set()
+        kept = self.policy.keep(group_listing(objects, single))
+        remote = {k: v for k, v in kept.items() if scope.contains(k)}
+        if scope.whole:
+            self._report_empty_bucket(not remote)
+            sidecarlog.discovered(len(remote))
+        in_scope = set(remote) | self._local_versions(scope)
+        queued = self._queue_differing(in_scope, remote, forced)
+        if scope.whole:
+            self._full_reconcile_done(objects, remote, len(queued), started)
+        log.debug("reconcile of %r: %d objects, %d version(s) queued", prefix, len(objects), len(queued))
+        return in_scope
+
+    def _list_scope(self, prefix: str, forced: bool) -> list[RemoteObject] | None:
+        """The bucket under ``prefix``; None when it cannot be listed (a resync raises)."""
         try:
             objects = list(self.bucket.list(prefix))
         except StorageError as exc:
@@ -292,58 +318,53 @@ class Agent:
             if forced:
                 raise
             self.next_reconcile = self.storage_retry_at
-            return set()
+            return None
         self._storage_up()
-        remote = self.policy.keep(group_listing(objects, single))
-        if model is None:
-            self._report_empty_bucket(not remote)
-            sidecarlog.discovered(len(remote))
-        if model is not None:
-            remote = {k: v for k, v in remote.items() if k[0] == model and version in (None, k[1])}
-        local = {
-            (m, v)
-            for m, vs in self.state.models.items()
-            for v in vs
-            if (model is None or m == model) and version in (None, v)
-        }
+        return objects
+
+    def _local_versions(self, scope: Scope) -> set[VersionKey]:
+        """The versions in scope the agent owns on disk (a resync of one version: that one too)."""
+        local = {k for k in self.state.versions() if scope.contains(k)}
         # Renamed into place just before a crash, before the state recorded them: ours.
-        inflight = self.versions.inflight
-        local |= {k for k in inflight.entries if (model is None or k[0] == model) and version in (None, k[1])}
-        if model is not None and version is not None and model in self.state.models:
-            local.add((model, version))
+        local |= {k for k in self.inflight.versions() if scope.contains(k)}
+        if scope.model is not None and scope.version is not None and self.state.manages(scope.model):
+            local.add((scope.model, scope.version))
+        return local
+
+    def _queue_differing(
+        self, in_scope: set[VersionKey], remote: dict[VersionKey, Listing], forced: bool
+    ) -> set[VersionKey]:
         queued = set()
-        in_scope = set(remote) | local
         for key in sorted(in_scope):
             listing = remote.get(key, {})
-            current = self.state.version(*key)
-            target = self.config.sync.models_path / key[0] / str(key[1])
-            if current is not None and current.signature() == signature(listing) and target.is_dir():
-                inflight.discard(*key)  # in step after all
+            if self.versions.in_step(*key, listing):
+                self.inflight.discard(*key)  # in step after all
                 continue
             pending = self.pending.setdefault(key, Pending(*key, last_change=-math.inf))
-            pending.listing, pending.due = listing, time.monotonic()
-            pending.forced = pending.forced or forced
+            pending.differs(listing, time.monotonic(), forced)
             queued.add(key)
-        if model is None:
-            # Outside the layout (<model_name>/... too, when ovms.model_name is set).
-            ignored = len(objects) - sum(len(listing) for listing in remote.values())
-            metrics.IGNORED_OBJECTS.set(ignored)
-            self.versions.report_shadowed(objects)
-            self.next_reconcile = time.monotonic() + self.config.sync.interval
-            metrics.LAST_RECONCILE.set_to_current_time()
-            metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-            self.status.update(
-                last_reconcile={
-                    "at": time.time(),
-                    "ok": True,
-                    "objects": len(objects),
-                    "ignored": ignored,
-                    "duration_seconds": round(time.monotonic() - started, 3),
-                    "queued": len(queued),
-                }
-            )
-        log.debug("reconcile of %r: %d objects, %d version(s) queued", prefix, len(objects), len(queued))
-        return in_scope
+        return queued
+
+    def _full_reconcile_done(
+        self, objects: list[RemoteObject], remote: dict[VersionKey, Listing], queued: int, started: float
+    ) -> None:
+        # Outside the layout (<model_name>/... too, when ovms.model_name is set).
+        ignored = len(objects) - sum(len(listing) for listing in remote.values())
+        metrics.IGNORED_OBJECTS.set(ignored)
+        self.versions.report_shadowed(objects)
+        self.next_reconcile = time.monotonic() + self.config.sync.interval
+        metrics.LAST_RECONCILE.set_to_current_time()
+        metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+        self.status.update(
+            last_reconcile={
+                "at": time.time(),
+                "ok": True,
+                "objects": len(objects),
+                "ignored": ignored,
+                "duration_seconds": round(time.monotonic() - started, 3),
+                "queued": queued,
+            }
+        )
 
     def _listing_prefix(self, model: str | None, version: int | None) -> str:
         single = self.config.ovms.model_name
@@ -385,7 +406,7 @@ class Agent:
         self.status.storage(True)
 
     # -- publishing -----------------------------------------------------------------------
-    def _process_due(self, only: set[tuple[str, int]] | None = None) -> dict[str, str]:
+    def _process_due(self, only: set[VersionKey] | None = None) -> dict[VersionKey, VersionOutcome]:
         now = time.monotonic()
         if now < self.storage_retry_at:
             return {}
@@ -393,7 +414,7 @@ class Agent:
             p for k, p in sorted(self.pending.items()) if (k in only if only is not None else p.due <= now)
         ]
         ready.sort(key=lambda p: p.listing == {})  # removals last: a new version is in place first
-        outcomes: dict[str, str] = {}
+        outcomes: dict[VersionKey, VersionOutcome] = {}
         done: list[Pending] = []
         for pending in ready:
             if self.stop.is_set():
@@ -401,21 +422,20 @@ class Agent:
             outcome = self._run_one(pending)
             if outcome is None:
                 break  # storage is down: everything else waits too
-            outcomes[f"{pending.model}:{pending.version}"] = outcome
-            if outcome not in ("waiting", "retrying"):
+            outcomes[pending.key] = outcome
+            if outcome.finished:
                 done.append(pending)
-        if any(outcomes.get(f"{p.model}:{p.version}") in ("published", "removed") for p in done):
-            self.ovms_config.apply(force_reload=bool(self.versions.replaced))
-            self.versions.replaced.clear()
-            self.versions.clean_retired()
+        if any(outcomes[p.key].moved for p in done):
+            self.ovms_config.apply(force_reload=self.versions.replaced_in_place())
+            self.versions.after_swap()
         published = set()
         for pending in done:
             self.pending.pop(pending.key, None)
-            if outcomes[f"{pending.model}:{pending.version}"] == "refused":
+            if outcomes[pending.key] is VersionOutcome.REFUSED:
                 self._fail_refused(pending)
                 continue
             self._commit(pending.intents)
-            if outcomes[f"{pending.model}:{pending.version}"] == "published":
+            if outcomes[pending.key] is VersionOutcome.PUBLISHED:
                 published.add(pending.model)
                 log.info(
                     "Successfully synced model %s:%s",
@@ -440,7 +460,7 @@ class Agent:
             self.inbox.fail(intent_id, reason)
             self.seen.discard(intent_id)
 
-    def _run_one(self, pending: Pending) -> str | None:
+    def _run_one(self, pending: Pending) -> VersionOutcome | None:
         try:
             outcome = self.versions.run(pending)
             self._storage_up()
@@ -458,15 +478,14 @@ class Agent:
         except Exception as exc:  # one odd version must not starve the ones after it
             return self._failed(pending, f"{type(exc).__name__}: {exc}")
 
-    def _changed(self, pending: Pending, message: str) -> str:
+    def _changed(self, pending: Pending, message: str) -> VersionOutcome:
         """List this version again and retry it soon; the other versions do not wait."""
         pending.changes += 1
         metrics.FAILURES.labels(reason="object_changed").inc()
         if pending.changes > self.config.sync.max_attempts:  # it never holds still: a failure
             return self._failed(pending, f"{message} ({pending.changes} times in a row)")
-        pending.listing = None
         delay = Backoff(failures=pending.changes - 1).next_delay()
-        pending.due = time.monotonic() + delay
+        pending.retry_at(time.monotonic() + delay)
         log.warning(
             "model %s:%s: %s; listing the version again in %.1fs",
             pending.model,
@@ -475,14 +494,14 @@ class Agent:
             delay,
             extra={"model": pending.model, "version": pending.version, "event": "object_changed"},
         )
-        return "retrying"
+        return VersionOutcome.RETRYING
 
-    def _failed(self, pending: Pending, message: str) -> str:
+    def _failed(self, pending: Pending, message: str) -> VersionOutcome:
         pending.attempts += 1
-        self.ovms_config.owed = True  # the disk may be ahead of config.json now
+        self.ovms_config.mark_owed()  # the disk may be ahead of config.json now
         metrics.FAILURES.labels(reason="publish").inc()
         self.status.error(message, pending.model, pending.version)
-        self.status.version(pending.model, pending.version, "failed", error=message)
+        self.status.version(pending.model, pending.version, VersionOutcome.FAILED, error=message)
         if pending.attempts >= self.config.sync.max_attempts:
             log.error(
                 "model %s:%s failed %d times, giving up: %s",
@@ -495,10 +514,10 @@ class Agent:
                 self.inbox.fail(intent_id, message)
                 self.seen.discard(intent_id)
             pending.intents.clear()
-            metrics.SYNCS.labels(outcome="failed").inc()
-            return "failed"
+            metrics.SYNCS.labels(outcome=VersionOutcome.FAILED).inc()
+            return VersionOutcome.FAILED
         delay = Backoff(failures=pending.attempts - 1).next_delay()
-        pending.due = time.monotonic() + delay
+        pending.retry_at(time.monotonic() + delay)
         log.error(
             "model %s:%s sync failed (attempt %d), retrying in %.1fs: %s",
             pending.model,
@@ -507,4 +526,4 @@ class Agent:
             delay,
             message,
         )
-        return "retrying"
+        return VersionOutcome.RETRYING

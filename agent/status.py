@@ -7,14 +7,25 @@ does not look like a dead agent) and after every change. The webhook's ``/readyz
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Unpack
 
 from modelsync import atomic
+from modelsync.agentstatus import (
+    Counter,
+    FailingStep,
+    ModelStatus,
+    RefusalStatus,
+    StatusDocument,
+    StatusFields,
+    VersionInfo,
+)
+from modelsync.results import VersionOutcome
 
 log = logging.getLogger(__name__)
 STATUS_VERSION = 1
@@ -27,7 +38,7 @@ class StatusReporter:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.document: dict[str, Any] = {
+        self.document: StatusDocument = {
             "status_version": STATUS_VERSION,
             "pid": os.getpid(),
             "started_at": time.time(),
@@ -47,9 +58,10 @@ class StatusReporter:
         }
 
     # -- updates (any thread) -------------------------------------------------------------
-    def update(self, **fields: Any) -> None:
+    def update(self, **fields: Unpack[StatusFields]) -> None:
         with self._lock:
-            self.document.update(fields)
+            # Keyword arguments checked against StatusFields cannot carry extra keys.
+            self.document.update(fields)  # type: ignore[typeddict-item]
 
     def storage(self, reachable: bool, error: str | None = None) -> None:
         with self._lock:
@@ -64,7 +76,7 @@ class StatusReporter:
                 "version": version,
             }
             if model is not None:
-                entry = self.document["models"].setdefault(model, {"versions": {}})
+                entry = self._model(model)
                 entry["last_error"] = message
                 if version is not None:
                     entry["versions"].setdefault(str(version), {})["error"] = message
@@ -73,7 +85,7 @@ class StatusReporter:
         with self._lock:
             self.document["loop"]["failure_threshold"] = threshold
 
-    def loop_step(self, step: str, failing: dict[str, Any] | None) -> None:
+    def loop_step(self, step: str, failing: FailingStep | None) -> None:
         """Mark one part of the loop as failing (with its count and error), or clear it."""
         with self._lock:
             steps = self.document["loop"]["failing_steps"]
@@ -82,19 +94,29 @@ class StatusReporter:
             else:
                 steps[step] = failing
 
-    def count(self, name: str, amount: int) -> None:
+    def count(self, name: Counter, amount: int) -> None:
         with self._lock:
-            self.document["counters"][name] = self.document["counters"].get(name, 0) + amount
+            self.document["counters"][name] += amount
 
-    def version(self, model: str, version: int, state: str, **info: Any) -> None:
+    def last_error_message(self) -> str | None:
+        """The message of the last error reported, None when there was none."""
         with self._lock:
-            entry = self.document["models"].setdefault(model, {"versions": {}})
+            last = self.document["last_error"]
+            return None if last is None else last["message"]
+
+    def version(self, model: str, version: int, state: VersionOutcome, **info: Unpack[VersionInfo]) -> None:
+        with self._lock:
+            entry = self._model(model)
             record = entry["versions"].setdefault(str(version), {})
-            record.update(state=state, **info)
-            if state == "published":
+            record["state"] = state.value  # first: the key order status.json always had
+            record.update(info)  # type: ignore[typeddict-item]  # kwargs: no extra keys
+            if state is VersionOutcome.PUBLISHED:
                 record.pop("error", None)
                 entry["last_sync"] = time.time()
                 entry.pop("last_error", None)
+
+    def _model(self, model: str) -> ModelStatus:
+        return self.document["models"].setdefault(model, {"versions": {}})
 
     def forget_version(self, model: str, version: int) -> None:
         with self._lock:
@@ -104,7 +126,7 @@ class StatusReporter:
                 if not entry["versions"]:
                     self.document["models"].pop(model, None)
 
-    def refusal(self, model: str, version: int, info: dict[str, Any] | None) -> None:
+    def refusal(self, model: str, version: int, info: RefusalStatus | None) -> None:
         """Show a refused version (its state and why), or take the refusal away."""
         with self._lock:
             key = f"{model}:{version}"
@@ -112,13 +134,16 @@ class StatusReporter:
                 self.document["refused"][key] = info
                 entry = self.document["models"].setdefault(model, {"versions": {}})
                 record = entry["versions"].setdefault(str(version), {})
-                record.update(state="refused", error=f"refused by {info['by']}: {info['reason']}")
+                record["state"] = VersionOutcome.REFUSED
+                record["error"] = f"refused by {info['by']}: {info['reason']}"
                 return
             self.document["refused"].pop(key, None)
-            entry = self.document["models"].get(model)
-            if entry is not None and entry["versions"].get(str(version), {}).get("state") == "refused":
-                entry["versions"].pop(str(version))
-                if not entry["versions"]:
+            model_entry = self.document["models"].get(model)
+            if model_entry is None:
+                return
+            if model_entry["versions"].get(str(version), {}).get("state") == VersionOutcome.REFUSED:
+                model_entry["versions"].pop(str(version))
+                if not model_entry["versions"]:
                     self.document["models"].pop(model)
 
     def config_result(self, swapped: bool, error: str | None = None) -> None:
@@ -131,11 +156,10 @@ class StatusReporter:
                 config["last_swap_at"] = time.time()
 
     # -- writing --------------------------------------------------------------------------
-    def snapshot(self) -> dict[str, Any]:
+    def snapshot(self) -> StatusDocument:
         with self._lock:
             self.document["heartbeat"] = time.time()
-            snapshot: dict[str, Any] = _copy(self.document)
-            return snapshot
+            return copy.deepcopy(self.document)
 
     def flush(self) -> None:
         try:
@@ -157,11 +181,3 @@ class StatusReporter:
     def _beat(self) -> None:
         while not self._stop.wait(self.interval):
             self.flush()
-
-
-def _copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value

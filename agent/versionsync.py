@@ -17,12 +17,13 @@ from agent.pending import Listing, Pending, settled, signature
 from agent.preflight import Preflight
 from agent.refusals import Refusals, RefusedBy
 from agent.rollback import Rollback
-from agent.stager import Stager, model_dir_for
+from agent.stager import Staged, Stager, model_dir_for
 from agent.status import StatusReporter
 from agent.storage import Bucket, Cancelled, RemoteObject, StopFlag
 from agent.versionpolicy import VersionPolicy
 from modelsync import keys
 from modelsync.errors import PublishError, UnsafeKeyError
+from modelsync.results import VersionOutcome
 
 log = logging.getLogger(__name__)
 
@@ -143,29 +144,44 @@ class VersionSync:
             return {}
         return grouped.get((model, version), {})
 
-    def run(self, pending: Pending) -> str:
-        """'published', 'removed', 'unchanged', 'refused' or 'waiting' (then ``pending.due`` is set)."""
+    def run(self, pending: Pending) -> VersionOutcome:
+        """PUBLISHED, REMOVED, UNCHANGED, REFUSED or WAITING (then ``pending.due`` is set)."""
         model, version = pending.key
-        listing = pending.listing if pending.listing is not None else self._list_kept(model, version)
-        pending.listing = None
+        listing = pending.take_listing()
+        if listing is None:
+            listing = self._list_kept(model, version)
         self.limits.check(self.bucket.name, model, version, listing)
         target = self.models_path / model / str(version)
-        current = self.state.version(model, version)
         if self.refusals is not None:
             if not listing:
                 self.refusals.forget(model, version)
             elif self.refusals.refused(model, version, signature(listing)) is not None:
-                return "refused"  # the same bytes again: said when they were refused
+                return VersionOutcome.REFUSED  # the same bytes again: said when they were refused
         if not listing:
-            if current is None and not target.is_dir():
-                return "unchanged"
+            if self.state.version(model, version) is None and not target.is_dir():
+                return VersionOutcome.UNCHANGED
             return self._remove(model, version, target)
-        if current is not None and current.signature() == signature(listing) and target.is_dir():
-            return "unchanged"
+        if self.in_step(model, version, listing):
+            return VersionOutcome.UNCHANGED
         expected = self._expected_files(model, version, listing)
         if not self._complete(pending, listing, expected):
-            return "waiting"
+            return VersionOutcome.WAITING
         return self._publish(model, version, listing, expected, target)
+
+    def in_step(self, model: str, version: int, listing: Listing) -> bool:
+        """The disk holds exactly this listing of the version (as the state recorded it)."""
+        current = self.state.version(model, version)
+        target = self.models_path / model / str(version)
+        return current is not None and current.signature() == signature(listing) and target.is_dir()
+
+    def replaced_in_place(self) -> bool:
+        """A version was swapped in place since :meth:`after_swap`: OVMS must reload, not poll."""
+        return bool(self.replaced)
+
+    def after_swap(self) -> None:
+        """config.json moved on: forget the versions replaced, delete the ones removed."""
+        self.replaced.clear()
+        self.clean_retired()
 
     def _expected_files(
         self, model: str, version: int, listing: Listing
@@ -225,7 +241,7 @@ class VersionSync:
         listing: Listing,
         expected: dict[str, manifest.Expected] | None,
         target: Path,
-    ) -> str:
+    ) -> VersionOutcome:
         if self.state.manage(model):
             self.state.save()  # before anything is renamed into place: a crash leaves it ours
         current = self.state.version(model, version)
@@ -234,7 +250,7 @@ class VersionSync:
         if staged.downloaded == 0 and target.is_dir() and disk_files(target) == set(listing):
             shutil.rmtree(staged.directory, ignore_errors=True)  # already there: adopt it
         elif not self._preflight_passed(model, version, listing, staged.directory):
-            return "refused"
+            return VersionOutcome.REFUSED
         else:
             existed = target.exists()
             self.inflight.add(model, version)  # a crash from here on leaves a directory of ours
@@ -247,18 +263,24 @@ class VersionSync:
         self.state.set_version(model, version, staged.files)
         self.state.save()  # at once: a crash now must not cost this version's downloads again
         self.inflight.discard(model, version)
+        self._report_published(model, version, listing, staged, started)
+        return VersionOutcome.PUBLISHED
+
+    def _report_published(
+        self, model: str, version: int, listing: Listing, staged: Staged, started: float
+    ) -> None:
         metrics.DOWNLOAD_SECONDS.observe(time.monotonic() - started)
         metrics.DOWNLOADED_FILES.inc(staged.downloaded)
         metrics.DOWNLOADED_BYTES.inc(staged.downloaded_bytes)
         metrics.REUSED_FILES.inc(staged.reused)
-        metrics.SYNCS.labels(outcome="published").inc()
+        metrics.SYNCS.labels(outcome=VersionOutcome.PUBLISHED).inc()
         self.status.count("downloaded_files", staged.downloaded)
         self.status.count("downloaded_bytes", staged.downloaded_bytes)
         self.status.count("reused_files", staged.reused)
         self.status.version(
             model,
             version,
-            "published",
+            VersionOutcome.PUBLISHED,
             files=len(listing),
             bytes=sum(o.size for o in listing.values()),
             synced_at=time.time(),
@@ -273,7 +295,6 @@ class VersionSync:
             time.monotonic() - started,
             extra={"model": model, "version": version, "event": "staged"},
         )
-        return "published"
 
     def _preflight_passed(self, model: str, version: int, listing: Listing, staged: Path) -> bool:
         if self.preflight is None or self.refusals is None:
@@ -286,7 +307,7 @@ class VersionSync:
         self.refusals.add(model, version, signature(listing), RefusedBy.PREFLIGHT, verdict.reason)
         return False
 
-    def _remove(self, model: str, version: int, target: Path) -> str:
+    def _remove(self, model: str, version: int, target: Path) -> VersionOutcome:
         model_dir_for(self.models_path, model)  # refuses a symlinked model directory
         if target.is_dir() and not target.is_symlink():
             self.retired.append(dirswap.retire(target))
@@ -300,8 +321,8 @@ class VersionSync:
             version,
             extra={"model": model, "version": version, "event": "removed"},
         )
-        metrics.SYNCS.labels(outcome="removed").inc()
-        return "removed"
+        metrics.SYNCS.labels(outcome=VersionOutcome.REMOVED).inc()
+        return VersionOutcome.REMOVED
 
     def clean_retired(self) -> None:
         for path in self.retired:

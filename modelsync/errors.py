@@ -64,5 +64,13 @@ class InsufficientSpaceError(PublishError):
     before the first byte, so the served version stays and nothing is half-written."""
 
 
+class OvmsUnreachable(ModelsyncError):
+    """OVMS did not answer at all (down or starting): worth trying again."""
+
+
+class OvmsReloadError(ModelsyncError):
+    """OVMS answered a config reload with an error: it read the file, the error is about a model."""
+
+
 class OvmsConfigError(ModelsyncError):
     """The OVMS config.json on disk or the one modelsync built is not valid."""

@@ -9,12 +9,13 @@ outcome under that id in its own ``.modelsync/results/``.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from modelsync.config import KafkaEventsConfig
 from modelsync.errors import ModelsyncError
+from modelsync.intents import ResyncIntent
 
 COMMAND_HEADER = "modelsync-command"
 RESYNC = "resync"
@@ -25,12 +26,12 @@ class PublishFailed(ModelsyncError):
     """The broker did not acknowledge the resync command (the caller answers 503 / exits 1)."""
 
 
-def resync_value(intent: dict[str, Any]) -> bytes:
+def resync_value(intent: Mapping[str, object]) -> bytes:
     """The command's value: the intent's id and scope, nothing else."""
     return json.dumps({k: intent[k] for k in RESYNC_FIELDS if k in intent}).encode()
 
 
-def publish_resync(kafka: KafkaEventsConfig, intent: dict[str, Any], timeout: float = 5.0) -> None:
+def publish_resync(kafka: KafkaEventsConfig, intent: ResyncIntent, timeout: float = 5.0) -> None:
     """Produce the resync command with ``acks=all`` and return once the broker has it."""
     producer = Producer(
         {

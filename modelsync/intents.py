@@ -15,11 +15,72 @@ import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Literal, NotRequired, TypedDict, Unpack, cast, overload
 
 from modelsync import atomic, fastschema, schema
+from modelsync.errors import IntentError, SchemaViolation
 
 INTENT_VERSION = 1
+IntentKind = Literal["object", "resync"]
+
+
+class ObjectFields(TypedDict):
+    """What one bucket record says, with its key already parsed (``webhook/records.py``)."""
+
+    action: Literal["put", "delete"]
+    event_name: str
+    bucket: str
+    key: str
+    model: str
+    version: int
+    path: str
+    etag: NotRequired[str]
+    size: NotRequired[int]
+    sequencer: NotRequired[str]
+    event_time: NotRequired[str]
+
+
+class ResyncFields(TypedDict, total=False):
+    """The whole bucket, one model, or one version of it (``version`` needs ``model``)."""
+
+    model: str
+    version: int
+
+
+class _Header(TypedDict):
+    intent_version: int
+    id: str
+    created_at: str
+
+
+class ObjectIntent(_Header, ObjectFields):
+    kind: Literal["object"]
+
+
+class ResyncIntent(_Header, ResyncFields):
+    kind: Literal["resync"]
+
+
+# One intent file as ``schemas/intent.schema.json`` describes it; ``kind`` tells them apart.
+Intent = ObjectIntent | ResyncIntent
+
+
+def parse(document: object) -> Intent:
+    """The one way from a JSON document to an :data:`Intent`: the schema, then integer checks.
+
+    Raises IntentError saying what is wrong. Checked by the schema, the cast is true.
+    """
+    try:
+        schema.check(schema.INTENT, document)
+    except SchemaViolation as exc:
+        raise IntentError(f"invalid intent: {exc}") from None
+    intent = cast(Intent, document)
+    # JSON Schema draft 7 counts 1.0 as an integer; a path or prefix built from it would not.
+    for field in ("intent_version", "version"):
+        value = cast(dict[str, object], intent).get(field)
+        if value is not None and type(value) is not int:
+            raise IntentError(f"invalid intent: {field}: expected an integer, got {value!r}")
+    return intent
 
 
 def new_intent_id() -> str:
@@ -84,7 +145,11 @@ class IntentWriter:
         directory.mkdir(parents=True, exist_ok=True)
         self.group = GroupSync(directory)
 
-    def new(self, kind: str, **fields: Any) -> dict[str, Any]:
+    @overload
+    def new(self, kind: Literal["object"], **fields: Unpack[ObjectFields]) -> ObjectIntent: ...
+    @overload
+    def new(self, kind: Literal["resync"], **fields: Unpack[ResyncFields]) -> ResyncIntent: ...
+    def new(self, kind: IntentKind, **fields: object) -> Intent:
         intent = {
             "intent_version": INTENT_VERSION,
             "id": new_intent_id(),
@@ -94,9 +159,9 @@ class IntentWriter:
         }
         # The schema is the contract with the agent: never hand it something it would refuse.
         fastschema.check(schema.INTENT, intent)
-        return intent
+        return cast(Intent, intent)
 
-    def write_all(self, intents: Iterable[dict[str, Any]]) -> list[str]:
+    def write_all(self, intents: Iterable[Intent]) -> list[str]:
         ids = []
         for intent in intents:
             data = json.dumps(intent, separators=(",", ":")).encode()

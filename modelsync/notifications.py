@@ -17,7 +17,7 @@ from typing import Any
 from modelsync import fastschema, schema
 from modelsync.config import Config
 from modelsync.errors import ModelsyncError, SchemaViolation, UnsafeKeyError
-from modelsync.intents import IntentWriter
+from modelsync.intents import IntentWriter, ObjectIntent
 from modelsync.records import classify
 
 MAX_JSON_DEPTH_ERROR = "body nests too deeply"
@@ -46,7 +46,7 @@ class Refused(ModelsyncError):
 class Decided:
     """Every record of one body, decided: intents to write and reasons of the ignored ones."""
 
-    intents: list[dict[str, Any]] = field(default_factory=list)
+    intents: list[ObjectIntent] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
 
 

@@ -7,11 +7,12 @@ topic in fleet mode): both must decide exactly alike.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote_plus
 
 from modelsync import keys
 from modelsync.config import Config
+from modelsync.intents import ObjectFields
 
 CREATED = "s3:ObjectCreated:"
 REMOVED = "s3:ObjectRemoved:"
@@ -19,7 +20,7 @@ REMOVED = "s3:ObjectRemoved:"
 
 @dataclass(frozen=True)
 class Decision:
-    fields: dict[str, Any] | None  # intent fields when accepted
+    fields: ObjectFields | None  # intent fields when accepted
     ignored: str | None = None  # reason when acknowledged but not acted upon
 
 
@@ -37,6 +38,7 @@ def classify(record: dict[str, Any], settings: Config) -> Decision:
     if s3["bucket"]["name"] != settings.minio.bucket:
         return Decision(None, "other_bucket")
     event_name: str = record["eventName"]
+    action: Literal["put", "delete"]
     if event_name.startswith(CREATED):
         action = "put"
     elif event_name.startswith(REMOVED):
@@ -46,7 +48,7 @@ def classify(record: dict[str, Any], settings: Config) -> Decision:
     ref = keys.parse_key(key, settings.ovms.model_name)
     if ref is None:
         return Decision(None, "layout")
-    fields: dict[str, Any] = {
+    fields: ObjectFields = {
         "action": action,
         "event_name": event_name,
         "bucket": s3["bucket"]["name"],

@@ -59,3 +59,23 @@ def test_a_server_clock_ahead_delays_by_the_settle_time_only() -> None:
     assert not settled(pending, skewed, SETTLE, now=100.0, wall_now=WALL)
     assert pending.due == 102.0
     assert settled(pending, skewed, SETTLE, now=102.0, wall_now=WALL + 2)
+
+
+def test_an_event_drops_the_reconciles_listing_and_is_due_after_the_debounce() -> None:
+    pending = Pending("m", 1, last_change=-math.inf)
+    pending.differs(listing(("a.bin", "e1", WALL)), now=50.0, forced=True)
+    assert pending.due == 50.0 and pending.forced
+    pending.event("id-1", now=60.0, debounce=0.5)
+    assert pending.take_listing() is None, "the listing predates the event: list again"
+    assert pending.due == 50.0, "already due: an event never delays a version"
+    assert pending.last_change == 60.0 and pending.intents == {"id-1"}
+    pending.differs(listing(), now=70.0, forced=False)
+    assert pending.forced, "a resync stays forced until the version is done"
+    assert pending.take_listing() == {} and pending.take_listing() is None, "used once"
+
+
+def test_a_retry_looks_at_the_bucket_again() -> None:
+    pending = Pending("m", 1, last_change=0.0)
+    pending.differs(listing(("a.bin", "e1", WALL)), now=1.0, forced=False)
+    pending.retry_at(9.0)
+    assert pending.due == 9.0 and pending.take_listing() is None

@@ -18,7 +18,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from modelsync import fleet, keys
 from modelsync.config import Config
-from modelsync.intents import IntentWriter
+from modelsync.intents import IntentWriter, ResyncFields
 from modelsync.results import ResultBox
 from modelsync.web import error_response
 from webhook import metrics
@@ -33,7 +33,7 @@ _waiting = threading.BoundedSemaphore(MAX_WAITING)
 PUBLISH_TIMEOUT_SECONDS = 5.0
 
 
-def _target(body: Any) -> dict[str, Any]:
+def _target(body: Any) -> ResyncFields:
     """``{"model"?, "version"?}`` from the body, or ValueError naming the field."""
     if body is None:
         return {}
@@ -42,7 +42,7 @@ def _target(body: Any) -> dict[str, Any]:
     unknown = sorted(set(body) - {"model", "version"})
     if unknown:
         raise ValueError(f"unknown field {unknown[0]!r} (allowed: model, version)")
-    target: dict[str, Any] = {}
+    target: ResyncFields = {}
     model = body.get("model")
     if model is not None:
         if not isinstance(model, str) or not keys.is_model_name(model):
