@@ -33,6 +33,7 @@ class ClientAnswer:
     # ready): asking again cannot make the model run twice.
     retry_safe: bool = False
     unreachable: bool = False  # no connection to the model server: the request never left
+    grpc_code: str | None = None  # a gRPC model server's own error code, passed on by name
 
     @property
     def ok(self) -> bool:
@@ -77,7 +78,9 @@ class Predictor:
         request_id: str,
         possible_duplicate: bool = False,
         record_unreachable: bool = True,
+        proto: bool = False,
     ) -> ClientAnswer:
+        """``proto``: body and 2xx answer are KServe v2 protobuf messages (the gRPC provider)."""
         requested_at = time.time()
         started = time.perf_counter()
         keep_inputs = self.reporting.wants_inputs()
@@ -85,7 +88,7 @@ class Predictor:
         http_status: int | None = None
         service_seconds = 0.0
         try:
-            response = self.service.infer(model, version, body, request_id)
+            response = self.service.infer(model, version, body, request_id, proto=proto)
         except ModelServiceUnavailable as exc:
             error = str(exc)
             answer = ClientAnswer(
@@ -95,8 +98,13 @@ class Predictor:
             http_status, service_seconds = response.status, response.elapsed
             answer = ClientAnswer(response.status, response.body, response.content_type)
             if not answer.ok:
-                body = normalise_error(response.status, response.body)
-                answer = ClientAnswer(response.status, body, JSON, retry_safe=response.status == 503)
+                answer = ClientAnswer(
+                    response.status,
+                    normalise_error(response.status, response.body),
+                    JSON,
+                    retry_safe=response.status == 503,
+                    grpc_code=response.grpc_code,
+                )
         duration = time.perf_counter() - started
         model_label, version_label = self.labels.of(model, version, answer.status)
         if http_status is not None:
@@ -119,6 +127,7 @@ class Predictor:
                 error=error,
                 request=body if keep_inputs else None,
                 possible_duplicate=possible_duplicate,
+                proto=proto,
             )
         )
         return answer

@@ -1,6 +1,6 @@
 """The model service adapter: how the gateway calls the model server.
 
-``ModelService`` is the interface (a gRPC adapter can be added beside the HTTP one). The HTTP
+``ModelService`` is the interface (``gateway/grpc/client.py`` is the gRPC one). The HTTP
 adapter speaks OVMS's KServe v2 REST API over keep-alive connections, one per calling thread
 (no shared pool to lock), see ``gateway/connection.py``. It retries only where that is safe:
 a connection that could not be made (refused, reset or timed out while connecting). Once a
@@ -33,12 +33,22 @@ class ServiceResponse:
     body: bytes
     content_type: str
     elapsed: float  # seconds spent waiting on the model server
+    grpc_code: str | None = None  # the gRPC code a gRPC model server answered with, by name
 
 
 class ModelService(Protocol):
-    def infer(self, model: str, version: str | None, body: bytes, request_id: str) -> ServiceResponse: ...
+    def infer(
+        self, model: str, version: str | None, body: bytes, request_id: str, *, proto: bool = False
+    ) -> ServiceResponse:
+        """``proto``: the body is a ``ModelInferRequest`` and a 2xx answer a ``ModelInferResponse``
+        (the gRPC provider's form); otherwise both are KServe v2 JSON."""
+        ...
 
     def get(self, path: str) -> ServiceResponse: ...
+
+    def ready(self) -> bool:
+        """The model server says it is ready (for the gRPC health service)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -67,12 +77,27 @@ class HttpModelService:
         self._all: list[Connection] = []
         self._lock = threading.Lock()
 
-    def infer(self, model: str, version: str | None, body: bytes, request_id: str) -> ServiceResponse:
+    def infer(
+        self, model: str, version: str | None, body: bytes, request_id: str, *, proto: bool = False
+    ) -> ServiceResponse:
         headers = {"Content-Type": "application/json", "X-Request-Id": request_id}
-        return self._request("POST", infer_path(model, version), body, headers)
+        if not proto:
+            return self._request("POST", infer_path(model, version), body, headers)
+        from gateway.grpc.protorest import infer_over_rest  # protobuf only where gRPC is used
+
+        return infer_over_rest(self, model, version, body, headers)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> ServiceResponse:
+        return self._request("POST", path, body, headers)
 
     def get(self, path: str) -> ServiceResponse:
         return self._request("GET", path, None, {})
+
+    def ready(self) -> bool:
+        try:
+            return self.get("/v2/health/ready").status == 200
+        except ModelServiceUnavailable:
+            return False
 
     def close(self) -> None:
         with self._lock:

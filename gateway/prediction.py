@@ -30,6 +30,8 @@ class Call:
     error: str | None = None
     request: bytes | None = None  # kept only when inputs are recorded for this call
     possible_duplicate: bool = False
+    # request, and a 2xx response, are KServe v2 protobuf messages (the gRPC provider), not JSON
+    proto: bool = False
     # Every sink encodes the call on its own: the ids must come from the call, not the encoding,
     # so that one prediction has one id in the file, on Kafka and in the bucket alike.
     call_id: str = field(default_factory=lambda: secrets.token_hex(16))
@@ -50,10 +52,12 @@ def predictions(call: Call) -> list[dict[str, Any]]:
     base = _base(call)
     if call.possible_duplicate:
         base["possibleDuplicate"] = True
-    inputs = _inputs(call.request) if call.request is not None else None
+    inputs = _inputs(call.request, call.proto) if call.request is not None else None
     if inputs is not None:
         base["inputs"] = inputs
-    document = _object(call.response)
+    document = (
+        _proto_document(call.response, "response") if call.proto and call.ok else _object(call.response)
+    )
     if call.ok and document is not None and isinstance(document.get("outputs"), list):
         version = document.get("model_version")
         if isinstance(version, str) and version:
@@ -130,8 +134,21 @@ def _is_tensor(value: Any) -> bool:
     )
 
 
-def _inputs(request: bytes) -> list[dict[str, Any]] | None:
-    document = _object(request)
+def _proto_document(body: bytes, kind: str) -> dict[str, Any] | None:
+    """A gRPC call's message as the KServe v2 JSON it stands for (BYTES that are not UTF-8 get
+    replacement characters: a record describes, it is not sent on)."""
+    from gateway.grpc import convert  # protobuf only in processes that serve gRPC
+
+    try:
+        if kind == "request":
+            return convert.request_document(body, strict=False)
+        return convert.response_document(body, strict=False)
+    except convert.ConvertError:
+        return None
+
+
+def _inputs(request: bytes, proto: bool) -> list[dict[str, Any]] | None:
+    document = _proto_document(request, "request") if proto else _object(request)
     if document is None or not isinstance(document.get("inputs"), list):
         return None
     return [item for item in document["inputs"] if isinstance(item, dict)]
