@@ -67,6 +67,8 @@ def encode_raw(datatype: str, values: Sequence[Any]) -> bytes:
     if datatype == "BYTES":
         items = [_as_bytes(v) for v in values]
         return b"".join(struct.pack("<I", len(item)) + item for item in items)
+    if datatype == "BOOL" and not all(isinstance(v, bool) for v in values):
+        raise TensorError("BOOL values must be true or false")
     try:
         return struct.pack(f"<{len(values)}{form}", *values)
     except (struct.error, TypeError, OverflowError) as exc:
@@ -79,6 +81,8 @@ def encode_typed(datatype: str, values: Sequence[Any], contents: InferTensorCont
         raise TensorError(f"datatype {datatype} has no typed contents")
     if datatype == "BYTES":
         values = [_as_bytes(v) for v in values]
+    elif datatype.startswith(("INT", "UINT", "BOOL")):
+        encode_raw(datatype, values)  # the typed fields are wider or looser: check the datatype's own
     try:
         getattr(contents, field).extend(values)
     except (TypeError, ValueError) as exc:
