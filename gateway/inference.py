@@ -34,6 +34,7 @@ class ClientAnswer:
     retry_safe: bool = False
     unreachable: bool = False  # no connection to the model server: the request never left
     grpc_code: str | None = None  # a gRPC model server's own error code, passed on by name
+    json_length: int | None = None  # binary tensor extension: the answer's JSON header length
 
     @property
     def ok(self) -> bool:
@@ -79,8 +80,10 @@ class Predictor:
         possible_duplicate: bool = False,
         record_unreachable: bool = True,
         proto: bool = False,
+        json_length: int | None = None,
     ) -> ClientAnswer:
-        """``proto``: body and 2xx answer are KServe v2 protobuf messages (the gRPC provider)."""
+        """``proto``: body and 2xx answer are KServe v2 protobuf messages (the gRPC provider).
+        ``json_length``: the body is KServe's binary tensor extension (``gateway/binary.py``)."""
         requested_at = time.time()
         started = time.perf_counter()
         keep_inputs = self.reporting.wants_inputs()
@@ -88,7 +91,9 @@ class Predictor:
         http_status: int | None = None
         service_seconds = 0.0
         try:
-            response = self.service.infer(model, version, body, request_id, proto=proto)
+            response = self.service.infer(
+                model, version, body, request_id, proto=proto, json_length=json_length
+            )
         except ModelServiceUnavailable as exc:
             error = str(exc)
             answer = ClientAnswer(
@@ -96,7 +101,9 @@ class Predictor:
             )
         else:
             http_status, service_seconds = response.status, response.elapsed
-            answer = ClientAnswer(response.status, response.body, response.content_type)
+            answer = ClientAnswer(
+                response.status, response.body, response.content_type, json_length=response.json_length
+            )
             if not answer.ok:
                 answer = ClientAnswer(
                     response.status,
@@ -128,6 +135,8 @@ class Predictor:
                 request=body if keep_inputs else None,
                 possible_duplicate=possible_duplicate,
                 proto=proto,
+                request_json_length=json_length,
+                response_json_length=answer.json_length,
             )
         )
         return answer

@@ -32,6 +32,9 @@ class Call:
     possible_duplicate: bool = False
     # request, and a 2xx response, are KServe v2 protobuf messages (the gRPC provider), not JSON
     proto: bool = False
+    # KServe's binary tensor extension: the length of the JSON header before the raw tensors
+    request_json_length: int | None = None
+    response_json_length: int | None = None
     # Every sink encodes the call on its own: the ids must come from the call, not the encoding,
     # so that one prediction has one id in the file, on Kafka and in the bucket alike.
     call_id: str = field(default_factory=lambda: secrets.token_hex(16))
@@ -52,12 +55,10 @@ def predictions(call: Call) -> list[dict[str, Any]]:
     base = _base(call)
     if call.possible_duplicate:
         base["possibleDuplicate"] = True
-    inputs = _inputs(call.request, call.proto) if call.request is not None else None
+    inputs = _inputs(call) if call.request is not None else None
     if inputs is not None:
         base["inputs"] = inputs
-    document = (
-        _proto_document(call.response, "response") if call.proto and call.ok else _object(call.response)
-    )
+    document = _response_document(call)
     if call.ok and document is not None and isinstance(document.get("outputs"), list):
         version = document.get("model_version")
         if isinstance(version, str) and version:
@@ -147,8 +148,32 @@ def _proto_document(body: bytes, kind: str) -> dict[str, Any] | None:
         return None
 
 
-def _inputs(request: bytes, proto: bool) -> list[dict[str, Any]] | None:
-    document = _proto_document(request, "request") if proto else _object(request)
+def _response_document(call: Call) -> dict[str, Any] | None:
+    if call.proto and call.ok:
+        return _proto_document(call.response, "response")
+    if call.response_json_length is not None:
+        return _binary_document(call.response, call.response_json_length, "outputs")
+    return _object(call.response)
+
+
+def _binary_document(body: bytes, json_length: int, key: str) -> dict[str, Any] | None:
+    """A binary-extension body as plain KServe v2 JSON (raw tensors decoded into ``data``)."""
+    from gateway.binary import BinaryError, inline
+
+    try:
+        return inline(body, json_length, key)
+    except BinaryError:
+        return None
+
+
+def _inputs(call: Call) -> list[dict[str, Any]] | None:
+    assert call.request is not None
+    if call.proto:
+        document = _proto_document(call.request, "request")
+    elif call.request_json_length is not None:
+        document = _binary_document(call.request, call.request_json_length, "inputs")
+    else:
+        document = _object(call.request)
     if document is None or not isinstance(document.get("inputs"), list):
         return None
     return [item for item in document["inputs"] if isinstance(item, dict)]

@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from gateway.binary import BinaryOutputs, encode_answer
 from gateway.errors import ModelServiceUnavailable
 from gateway.grpc import convert
 from gateway.grpc import grpc_predict_v2_pb2 as pb
@@ -27,6 +28,7 @@ from modelsync.gatewayconfig import ModelServiceConfig
 
 SERVICE = "inference.GRPCInferenceService"
 PROTO = "application/grpc+proto"
+BINARY = "application/octet-stream"  # KServe's binary tensor extension (with its header)
 METHODS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer")
 
 
@@ -92,11 +94,19 @@ class GrpcModelService:
         return answer
 
     def infer(
-        self, model: str, version: str | None, body: bytes, request_id: str, *, proto: bool = False
+        self,
+        model: str,
+        version: str | None,
+        body: bytes,
+        request_id: str,
+        *,
+        proto: bool = False,
+        json_length: int | None = None,
     ) -> ServiceResponse:
+        binary = BinaryOutputs()
         if not proto:
             try:
-                body = convert.request_to_proto(body, model, version)
+                body, binary = convert.request_to_proto(body, model, version, json_length)
             except convert.ConvertError as exc:
                 return ServiceResponse(400, error_body(str(exc)), JSON, 0.0)
         started = time.perf_counter()
@@ -108,11 +118,13 @@ class GrpcModelService:
         if proto:
             return ServiceResponse(200, answer, PROTO, elapsed)
         try:
-            return ServiceResponse(200, convert.response_to_json(answer), JSON, elapsed)
+            document = convert.response_document(answer)
         except convert.ConvertError as exc:
             raise ModelServiceUnavailable(
                 f"model server answer has no JSON form: {exc}", bad_answer=True
             ) from None
+        content, length = encode_answer(document, binary)
+        return ServiceResponse(200, content, JSON if length is None else BINARY, elapsed, json_length=length)
 
     def get(self, path: str) -> ServiceResponse:
         """A REST metadata or health route, answered by the RPC it stands for."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from google.protobuf.message import DecodeError
 
+from gateway.binary import HEADER, BinaryError, BinaryOutputs, split, without_transport
 from gateway.grpc import grpc_predict_v2_pb2 as pb
 from gateway.grpc.tensors import (
     TensorError,
@@ -35,28 +36,50 @@ class ConvertError(ValueError):
     """A message that has no exact counterpart in the other form; the text says why."""
 
 
-def request_to_proto(body: bytes, model: str, version: str | None) -> bytes:
-    """A KServe v2 JSON inference request as a ``ModelInferRequest``."""
-    document = _json_object(body, "request")
+def request_to_proto(
+    body: bytes, model: str, version: str | None, json_length: int | None = None
+) -> tuple[bytes, BinaryOutputs]:
+    """A KServe v2 JSON inference request (with binary tensors after ``json_length`` bytes of
+    JSON, when given) as a ``ModelInferRequest``; and which outputs the client wants in binary."""
+    document, blobs = _request_parts(body, json_length)
     message = pb.ModelInferRequest(model_name=model, model_version=version or "")
     if "id" in document:
         message.id = _text(document["id"], "id")
-    _set_parameters(message.parameters, document.get("parameters"), "parameters")
-    inputs = document.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
-        raise ConvertError("inputs: must be a non-empty list of tensors")
-    tensors = [_tensor(item, f"inputs[{i}]") for i, item in enumerate(inputs)]
-    raw = any(datatype == "FP16" for _, datatype, _, _, _ in tensors)
-    for name, datatype, shape, parameters, values in tensors:
+    _set_parameters(message.parameters, without_transport(document.get("parameters")), "parameters")
+    tensors = [_tensor(item, f"inputs[{i}]", blob is not None) for i, (item, blob) in enumerate(blobs)]
+    # Binary tensors go on as raw contents, untouched; then every tensor must be raw.
+    raw = any(blob is not None for _, blob in blobs) or any(t[1] == "FP16" for t in tensors)
+    for (name, datatype, shape, parameters, values), (_, blob) in zip(tensors, blobs, strict=True):
         tensor = message.inputs.add(name=name, datatype=datatype, shape=shape)
-        _set_parameters(tensor.parameters, parameters, f"input {name!r} parameters")
-        _fill(message.raw_input_contents if raw else None, tensor.contents, datatype, values, name)
+        _set_parameters(tensor.parameters, without_transport(parameters), f"input {name!r} parameters")
+        if blob is not None:
+            message.raw_input_contents.append(blob)
+        else:
+            _fill(message.raw_input_contents if raw else None, tensor.contents, datatype, values, name)
     for index, item in enumerate(document.get("outputs") or []):
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             raise ConvertError(f"outputs[{index}]: must be an object with a name")
         wanted = message.outputs.add(name=item["name"])
-        _set_parameters(wanted.parameters, item.get("parameters"), f"outputs[{index}].parameters")
-    return message.SerializeToString()
+        _set_parameters(
+            wanted.parameters, without_transport(item.get("parameters")), f"outputs[{index}].parameters"
+        )
+    return message.SerializeToString(), BinaryOutputs.of(document)
+
+
+def _request_parts(body: bytes, json_length: int | None) -> tuple[Document, list[tuple[Any, bytes | None]]]:
+    if json_length is None:
+        document = _json_object(body, "request")
+        inputs = document.get("inputs")
+        blobs: list[bytes | None] = [None] * len(inputs) if isinstance(inputs, list) else []
+    else:
+        try:
+            document, blobs = split(body, json_length, "inputs")
+        except BinaryError as exc:
+            raise ConvertError(str(exc)) from None
+        inputs = document.get("inputs")
+    if not isinstance(inputs, list) or not inputs:
+        raise ConvertError("inputs: must be a non-empty list of tensors")
+    return document, list(zip(inputs, blobs, strict=True))
 
 
 def response_to_proto(body: bytes) -> bytes:
@@ -139,7 +162,7 @@ def _text(value: Any, where: str) -> str:
     return value
 
 
-def _tensor(item: Any, where: str) -> tuple[str, str, list[int], Any, list[Any]]:
+def _tensor(item: Any, where: str, binary: bool = False) -> tuple[str, str, list[int], Any, list[Any]]:
     if not isinstance(item, dict):
         raise ConvertError(f"{where}: must be an object")
     name, datatype = (
@@ -150,10 +173,10 @@ def _tensor(item: Any, where: str) -> tuple[str, str, list[int], Any, list[Any]]
     if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
         raise ConvertError(f"{where}.shape: must be a list of integers")
     parameters = item.get("parameters")
+    if binary:
+        return name, datatype, shape, parameters, []
     if isinstance(parameters, dict) and "binary_data_size" in parameters:
-        raise ConvertError(
-            f"{where}: binary tensor data cannot be converted to gRPC; send the values in data"
-        )
+        raise ConvertError(f"{where}: binary_data_size without {HEADER}: the binary data is not in this body")
     if "data" not in item:
         raise ConvertError(f"{where}.data: missing")
     return name, datatype, shape, parameters, flatten(item["data"])

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gateway.grpc.grpc_predict_v2_pb2 import InferTensorContents
+if TYPE_CHECKING:  # the REST provider reads binary tensors without loading protobuf
+    from gateway.grpc.grpc_predict_v2_pb2 import InferTensorContents
 
 # datatype -> (the typed contents field, the struct format of one raw element)
 FORMATS: dict[str, tuple[str | None, str]] = {

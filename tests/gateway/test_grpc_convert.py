@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from tritonclient.utils import serialize_byte_tensor
 
+from gateway.binary import BinaryError, encode_answer, header_length, inline, split
 from gateway.grpc import convert
 from gateway.grpc import grpc_predict_v2_pb2 as pb
 from gateway.grpc.tensors import decode_raw
@@ -60,12 +61,13 @@ def test_request_round_trip_is_exact(inputs: tuple[dict[str, Any], ...], params:
     if not params:
         del request["parameters"]
 
-    message = convert.request_to_proto(json.dumps(request).encode(), "m", "3")
+    message, binary = convert.request_to_proto(json.dumps(request).encode(), "m", "3")
 
     assert convert.request_document(message) == request
     parsed = pb.ModelInferRequest.FromString(message)
     assert (parsed.model_name, parsed.model_version) == ("m", "3")
     assert bool(parsed.raw_input_contents) == any(t["datatype"] == "FP16" for t in inputs)
+    assert not binary.any
 
 
 @given(
@@ -125,7 +127,7 @@ def test_raw_bytes_decode_as_tritonclient_writes_them() -> None:
                     {"name": "x", "datatype": "FP32", "shape": [1], "parameters": {"binary_data_size": 4}}
                 ]
             },
-            "binary tensor data",
+            "binary_data_size without Inference-Header-Content-Length",
         ),
         ({"inputs": [{"name": "x", "datatype": "FP8", "shape": [1], "data": [1]}]}, "unknown datatype 'FP8'"),
         ({"inputs": [{"name": "x", "datatype": "INT8", "shape": [1], "data": [300]}]}, "do not fit INT8"),
@@ -148,3 +150,47 @@ def test_bytes_that_are_not_text_are_refused_as_json_but_recorded() -> None:
     with pytest.raises(convert.ConvertError, match="not UTF-8"):
         convert.response_document(message)
     assert convert.response_document(message, strict=False)["outputs"][0]["data"] == ["\ufffd"]
+
+
+def test_binary_request_goes_raw_untouched_and_binary_answers_come_back() -> None:
+    header = {
+        "parameters": {"binary_data_output": True, "keep": 1},
+        "inputs": [
+            {"name": "a", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}},
+            {"name": "b", "datatype": "INT64", "shape": [1], "data": [7]},
+        ],
+        "outputs": [{"name": "plain", "parameters": {"binary_data": False}}],
+    }
+    head = json.dumps(header).encode()
+    raw = np.array([1.5, -2], dtype="<f4").tobytes()
+
+    message, binary = convert.request_to_proto(head + raw, "m", None, len(head))
+
+    parsed = pb.ModelInferRequest.FromString(message)
+    assert parsed.raw_input_contents[0] == raw  # the client's bytes, as they came
+    assert np.frombuffer(parsed.raw_input_contents[1], "<i8").tolist() == [7]
+    assert dict(parsed.parameters) == {"keep": pb.InferParameter(int64_param=1)}  # transport keys dropped
+    assert binary.wanted("other") and not binary.wanted("plain")
+    answer = {
+        "model_name": "m",
+        "outputs": [
+            {"name": "other", "datatype": "FP16", "shape": [1], "data": [0.5]},
+            {"name": "plain", "datatype": "BYTES", "shape": [1], "data": ["t"]},
+        ],
+    }
+    body, length = encode_answer(json.loads(json.dumps(answer)), binary)
+    assert length is not None and body[length:] == np.array([0.5], "<f2").tobytes()
+    assert inline(body, length, "outputs") == answer
+
+
+def test_binary_bodies_that_do_not_add_up_are_refused() -> None:
+    with pytest.raises(BinaryError, match="not a byte count"):
+        header_length("12a", 100)
+    with pytest.raises(BinaryError, match="not a byte count"):
+        header_length("101", 100)
+    tensor = {"name": "a", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": 8}}
+    head = json.dumps({"inputs": [tensor]}).encode()
+    with pytest.raises(BinaryError, match="runs past the end"):
+        split(head + b"1234", len(head), "inputs")
+    with pytest.raises(convert.ConvertError, match="runs past the end"):
+        convert.request_to_proto(head + b"1234", "m", None, len(head))
