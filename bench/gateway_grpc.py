@@ -95,7 +95,7 @@ def write_config(workdir: Path, service: dict[str, Any], grpc_port: int) -> Path
 
 
 def ok_records(path: Path) -> int:
-    return sum(1 for line in path.open("rb") if b'"status": "ok"' in line) if path.exists() else 0
+    return sum(1 for line in path.open("rb") if b'"status":"ok"' in line) if path.exists() else 0
 
 
 def start_gateways(
