@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 import grpc
 from google.protobuf.message import DecodeError
 
+from gateway.errors import ModelServiceUnavailable
 from gateway.grpc import grpc_predict_v2_pb2 as pb
 from gateway.grpc.client import METHODS, SERVICE, GrpcModelService
 from gateway.grpc.status import RpcFailure, code_named, grpc_code
@@ -103,8 +104,6 @@ class InferenceService:
     def _call(self, method: str, request: bytes) -> bytes:
         service = self.predictor.service
         if isinstance(service, GrpcModelService):
-            from gateway.errors import ModelServiceUnavailable
-
             try:
                 return service.call(method, request)
             except grpc.RpcError as exc:
