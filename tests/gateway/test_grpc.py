@@ -101,6 +101,18 @@ def test_typed_contents_as_direct(gateway: GrpcGateway, model_server: ModelServe
     assert _values(through) == _values(direct) == [6.0, 15.0]
 
 
+def test_request_id_comes_back_in_the_initial_metadata(gateway: GrpcGateway) -> None:
+    request = service_pb2.ModelInferRequest(model_name="adder", model_version="1")
+    request.inputs.add(name="x", datatype="FP32", shape=[1, 1]).contents.fp32_contents.append(1)
+    with grpc.insecure_channel(gateway.target) as channel:
+        infer = service_pb2_grpc.GRPCInferenceServiceStub(channel).ModelInfer
+        _, call = infer.with_call(request, metadata=(("x-request-id", "given-1"),), timeout=10)
+        assert ("x-request-id", "given-1") in call.initial_metadata()
+        _, call = infer.with_call(request, metadata=(("x-request-id", "not one token"),), timeout=10)
+        made = dict(call.initial_metadata())["x-request-id"]
+        assert made != "not one token" and len(made) == 32  # one of the gateway's own
+
+
 def _values(answer: service_pb2.ModelInferResponse) -> list[float]:
     if answer.raw_output_contents:
         return np.frombuffer(answer.raw_output_contents[0], dtype="<f4").tolist()
@@ -188,9 +200,14 @@ def test_model_server_down_is_unavailable_within_the_connect_timeout(protocol: s
         gateway.stop()
 
 
-def test_health_follows_the_model_server(tmp_path: Path) -> None:
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_health_follows_the_model_server(protocol: str, tmp_path: Path) -> None:
     http_port, grpc_port = free_port(), free_port()
-    service = {"protocol": "grpc", "grpc_target": f"127.0.0.1:{grpc_port}"}
+    service = {
+        "protocol": protocol,
+        "grpc_target": f"127.0.0.1:{grpc_port}",
+        "url": f"http://127.0.0.1:{http_port}",
+    }
     gateway = start_grpc_gateway(grpc_volume(tmp_path, service), serving=False)
     server = ModelServer(
         tmp_path / "mlserver.log", port=http_port, grpc_port=grpc_port, models=(("adder", "1"),)
