@@ -87,31 +87,8 @@ class Predictor:
         requested_at = time.time()
         started = time.perf_counter()
         keep_inputs = self.reporting.wants_inputs()
-        error: str | None = None
-        http_status: int | None = None
-        service_seconds = 0.0
-        try:
-            response = self.service.infer(
-                model, version, body, request_id, proto=proto, json_length=json_length
-            )
-        except ModelServiceUnavailable as exc:
-            error = str(exc)
-            answer = ClientAnswer(
-                exc.status, error_body(error), JSON, retry_safe=not exc.sent, unreachable=not exc.sent
-            )
-        else:
-            http_status, service_seconds = response.status, response.elapsed
-            answer = ClientAnswer(
-                response.status, response.body, response.content_type, json_length=response.json_length
-            )
-            if not answer.ok:
-                answer = ClientAnswer(
-                    response.status,
-                    normalise_error(response.status, response.body),
-                    JSON,
-                    retry_safe=response.status == 503,
-                    grpc_code=response.grpc_code,
-                )
+        answer, outcome = self._call(model, version, body, request_id, proto, json_length)
+        error, http_status, service_seconds = outcome
         duration = time.perf_counter() - started
         model_label, version_label = self.labels.of(model, version, answer.status)
         if http_status is not None:
@@ -140,6 +117,38 @@ class Predictor:
             )
         )
         return answer
+
+    def _call(
+        self,
+        model: str,
+        version: str | None,
+        body: bytes,
+        request_id: str,
+        proto: bool,
+        json_length: int | None,
+    ) -> tuple[ClientAnswer, tuple[str | None, int | None, float]]:
+        """The client's answer, and (error, the model server's status, its seconds) to record."""
+        try:
+            response = self.service.infer(
+                model, version, body, request_id, proto=proto, json_length=json_length
+            )
+        except ModelServiceUnavailable as exc:
+            error = str(exc)
+            answer = ClientAnswer(
+                exc.status, error_body(error), JSON, retry_safe=not exc.sent, unreachable=not exc.sent
+            )
+            return answer, (error, None, 0.0)
+        outcome = (None, response.status, response.elapsed)
+        if 200 <= response.status < 300:
+            answer = ClientAnswer(
+                response.status, response.body, response.content_type, json_length=response.json_length
+            )
+            return answer, outcome
+        body = normalise_error(response.status, response.body)
+        answer = ClientAnswer(
+            response.status, body, JSON, retry_safe=response.status == 503, grpc_code=response.grpc_code
+        )
+        return answer, outcome
 
 
 def normalise_error(status: int, body: bytes) -> bytes:

@@ -65,6 +65,18 @@ def build_server(config: GrpcConfig, predictor: Predictor) -> tuple[grpc.Server,
     return server, servicer
 
 
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("grpc provider: %s received; finishing the calls in progress", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return stop
+
+
 def serve(settings: Config) -> int:
     """Run until SIGTERM or SIGINT; 2 for a configuration the provider cannot start with."""
     config = settings.gateway.grpc
@@ -85,14 +97,7 @@ def serve(settings: Config) -> int:
         from prometheus_client import start_http_server
 
         start_http_server(config.metrics_port)
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("grpc provider: %s received; finishing the calls in progress", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = _stop_on_signals()
     predictor.reporting.start()
     server.start()
     watcher = threading.Thread(
