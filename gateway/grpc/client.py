@@ -56,6 +56,9 @@ class GrpcModelService:
     def _open(self) -> grpc.Channel:
         """This process's channel, made on first use: gunicorn preloads the app in its master
         and forks, and a gRPC channel does not survive a fork."""
+        channel, pid = self._channel, self._pid
+        if channel is not None and pid == os.getpid():
+            return channel  # every call but the first: no lock
         with self._lock:
             if self._channel is None or self._pid != os.getpid():
                 self._connected.clear()
