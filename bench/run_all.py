@@ -21,6 +21,7 @@ ORDER = [
     "reconcile",
     "big_config",
     "gateway_overhead",
+    "gateway_grpc",
     "reporter_loss",
     "kafka_throughput",
     "fleet",

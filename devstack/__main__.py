@@ -1,5 +1,5 @@
 """Run an embedded S3 store (moto) seeded with a sample model, the webhook and the agent;
-and the prediction gateway (REST and Kafka) in front of a KServe v2 model server (MLServer,
+and the prediction gateway (REST, Kafka and gRPC) in front of a KServe v2 model server (MLServer,
 standing in for OVMS) with a Kafka-compatible broker (Tansu). The model server serves what the
 agent publishes, as OVMS would: devstack/ovmsfollow.py follows the agent's config.json and
 loads each version with the OpenVINO runtime. Predictions are recorded in a file and in the
@@ -45,9 +45,10 @@ TOPICS = {
 }
 
 
-def gateway_section(var: Path, model_port: int, kafka_port: int) -> dict[str, object]:
+def gateway_section(var: Path, model_port: int, kafka_port: int, grpc_port: int) -> dict[str, object]:
     return {
         "model_service": {"url": f"http://127.0.0.1:{model_port}"},
+        "grpc": {"enabled": True, "bind": f"127.0.0.1:{grpc_port}"},
         "kafka": {
             "enabled": True,
             "bootstrap_servers": f"127.0.0.1:{kafka_port}",
@@ -122,7 +123,7 @@ def model_repository(var: Path) -> Path:
     return target
 
 
-def usage(s3: str, webhook_url: str, gateway_url: str, kafka: str, var: Path) -> str:
+def usage(s3: str, webhook_url: str, gateway_url: str, kafka: str, grpc: str, var: Path) -> str:
     sample_dir, model = var / "sample" / "2", sample.MODEL
     puts = "\n".join(
         f"  curl -sX PUT -H 'Content-Type: application/octet-stream' --data-binary @{sample_dir / n} "
@@ -162,10 +163,19 @@ The same model server also has the test model 'adder' (v1 sums rows, v2 doubles 
   curl -s -H 'Content-Type: application/json' -d '{body}' {gateway_url}/v2/models/adder/versions/1/infer
   curl -s {gateway_url}/v2/models/adder/ready -o /dev/null -w '%{{http_code}}\\n'
   .venv/bin/python -m devstack.kafka_request --bootstrap {kafka} --model adder --version 2 '{body}'
+  .venv/bin/python -c "{GRPC_CALL % grpc}"
   tail -n 2 {var / "predictions" / "predictions.jsonl"}
 
 Ctrl-C stops everything.
 """
+
+
+# The gRPC provider (python -m gateway grpc), called as OVMS's gRPC port would be, with tritonclient.
+GRPC_CALL = (
+    "import numpy as n, tritonclient.grpc as g; c = g.InferenceServerClient('%s'); "
+    "x = g.InferInput('x', [2, 3], 'FP32'); x.set_data_from_numpy(n.arange(1, 7, dtype=n.float32).reshape(2, 3)); "
+    "print(c.infer('adder', [x], model_version='1').as_numpy('sum'))"
+)
 
 
 def port(name: str, default: int) -> int:
@@ -175,9 +185,9 @@ def port(name: str, default: int) -> int:
 def main() -> int:
     var = Path(os.environ.get("DEVSTACK_VAR", "var")).resolve()
     s3_port, webhook_port, gateway_port = port("S3", 9000), port("WEBHOOK", 8080), port("GATEWAY", 9001)
-    model_port, kafka_port = port("MODEL", 8000), port("KAFKA", 9092)
+    model_port, kafka_port, grpc_port = port("MODEL", 8000), port("KAFKA", 9092), port("GRPC", 9003)
     var.mkdir(exist_ok=True)
-    config_path = write_config(var, s3_port, gateway_section(var, model_port, kafka_port))
+    config_path = write_config(var, s3_port, gateway_section(var, model_port, kafka_port, grpc_port))
     try:
         server = start_s3(s3_port)
     except OSError as exc:
@@ -208,13 +218,19 @@ def main() -> int:
         subprocess.Popen(webhook.gunicorn_command(), env=env),
         subprocess.Popen(gateway.gunicorn_command(), env=env),
         subprocess.Popen([sys.executable, "-m", "gateway", "kafka"], env=env),
+        subprocess.Popen([sys.executable, "-m", "gateway", "grpc"], env=env),
     ]
     follower = ConfigFollower(var / "models" / "config.json", var / "modelserver", model_server.url)
     follower.start()
     local = "http://127.0.0.1"
     print(
         usage(
-            f"{local}:{s3_port}", f"{local}:{webhook_port}", f"{local}:{gateway_port}", broker.bootstrap, var
+            f"{local}:{s3_port}",
+            f"{local}:{webhook_port}",
+            f"{local}:{gateway_port}",
+            broker.bootstrap,
+            f"127.0.0.1:{grpc_port}",
+            var,
         ),
         flush=True,
     )

@@ -1,4 +1,4 @@
-"""``python -m gateway kafka``: the gateway's command line (thin, as uvicorn's). The REST
+"""``python -m gateway kafka|grpc``: the gateway's command line (thin, as uvicorn's). The REST
 provider runs under gunicorn instead (``gateway.GUNICORN_ARGS``)."""
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("kafka", help="consume inference requests from Kafka and answer on the reply topic")
+    commands.add_parser(
+        "grpc", help="serve KServe v2 gRPC (inference.GRPCInferenceService) in front of the model server"
+    )
     return parser
 
 
@@ -29,6 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     logsetup.configure(settings.sync.log_level, settings.sync.log_format)
+    if args.command == "grpc":
+        from gateway.grpc.serve import serve as serve_grpc  # grpcio loads only for this command
+
+        return serve_grpc(settings)
     from gateway.kafka.serve import serve  # confluent-kafka loads only for this command
 
     return serve(settings)

@@ -48,6 +48,7 @@ class ParsedResponse:
     keep_alive: bool = False
     headers_done: bool = False
     framed: bool = False  # Content-Length or chunked: the body's end is known without EOF
+    json_length: int | None = None  # Inference-Header-Content-Length: a binary tensor answer
     parser: httptools.HttpResponseParser | None = None
 
     # httptools callbacks
@@ -57,6 +58,8 @@ class ParsedResponse:
             self.content_type = value.decode("latin-1")
         elif name in (b"content-length", b"transfer-encoding"):
             self.framed = True
+        elif name == b"inference-header-content-length" and value.isdigit():
+            self.json_length = int(value)
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
@@ -71,6 +74,7 @@ class ParsedResponse:
             # maybe in the same read, through this same parser.
             self.chunks.clear()
             self.content_type = "application/json"
+            self.json_length = None
             self.headers_done = self.framed = False
             return
         # llhttp answers should_keep_alive() only while the message is current.

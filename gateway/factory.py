@@ -1,15 +1,15 @@
-"""Building the gateway's parts from the configuration (shared by both providers)."""
+"""Building the gateway's parts from the configuration (shared by every provider)."""
 
 from __future__ import annotations
 
 from gateway.inference import Predictor
-from gateway.modelservice import HttpModelService
+from gateway.modelservice import HttpModelService, ModelService
 from gateway.reporting import Reporting
 from gateway.sinkreporter import SinkReporter
 from gateway.sinks import build_sink
 from gateway.spill import Spill
 from modelsync.config import Config
-from modelsync.gatewayconfig import SinkConfig
+from modelsync.gatewayconfig import ModelServiceConfig, SinkConfig
 
 BUCKET_BATCH_RECORDS = 1000
 BUCKET_BATCH_SECONDS = 10.0
@@ -36,4 +36,12 @@ def build_reporter(config: Config, sink: SinkConfig) -> SinkReporter:
 def build_predictor(config: Config) -> Predictor:
     reporting = config.gateway.reporting
     reporters = Reporting([build_reporter(config, sink) for sink in reporting.sinks], reporting.input_rate)
-    return Predictor(HttpModelService(config.gateway.model_service), reporters)
+    return Predictor(build_model_service(config.gateway.model_service), reporters)
+
+
+def build_model_service(config: ModelServiceConfig) -> ModelService:
+    if config.protocol == "grpc":
+        from gateway.grpc.client import GrpcModelService  # grpcio loads only where it is used
+
+        return GrpcModelService(config)
+    return HttpModelService(config)

@@ -33,6 +33,8 @@ class ClientAnswer:
     # ready): asking again cannot make the model run twice.
     retry_safe: bool = False
     unreachable: bool = False  # no connection to the model server: the request never left
+    grpc_code: str | None = None  # a gRPC model server's own error code, passed on by name
+    json_length: int | None = None  # binary tensor extension: the answer's JSON header length
 
     @property
     def ok(self) -> bool:
@@ -77,26 +79,16 @@ class Predictor:
         request_id: str,
         possible_duplicate: bool = False,
         record_unreachable: bool = True,
+        proto: bool = False,
+        json_length: int | None = None,
     ) -> ClientAnswer:
+        """``proto``: body and 2xx answer are KServe v2 protobuf messages (the gRPC provider).
+        ``json_length``: the body is KServe's binary tensor extension (``gateway/binary.py``)."""
         requested_at = time.time()
         started = time.perf_counter()
         keep_inputs = self.reporting.wants_inputs()
-        error: str | None = None
-        http_status: int | None = None
-        service_seconds = 0.0
-        try:
-            response = self.service.infer(model, version, body, request_id)
-        except ModelServiceUnavailable as exc:
-            error = str(exc)
-            answer = ClientAnswer(
-                exc.status, error_body(error), JSON, retry_safe=not exc.sent, unreachable=not exc.sent
-            )
-        else:
-            http_status, service_seconds = response.status, response.elapsed
-            answer = ClientAnswer(response.status, response.body, response.content_type)
-            if not answer.ok:
-                body = normalise_error(response.status, response.body)
-                answer = ClientAnswer(response.status, body, JSON, retry_safe=response.status == 503)
+        answer, outcome = self._call(model, version, body, request_id, proto, json_length)
+        error, http_status, service_seconds = outcome
         duration = time.perf_counter() - started
         model_label, version_label = self.labels.of(model, version, answer.status)
         if http_status is not None:
@@ -119,9 +111,44 @@ class Predictor:
                 error=error,
                 request=body if keep_inputs else None,
                 possible_duplicate=possible_duplicate,
+                proto=proto,
+                request_json_length=json_length,
+                response_json_length=answer.json_length,
             )
         )
         return answer
+
+    def _call(
+        self,
+        model: str,
+        version: str | None,
+        body: bytes,
+        request_id: str,
+        proto: bool,
+        json_length: int | None,
+    ) -> tuple[ClientAnswer, tuple[str | None, int | None, float]]:
+        """The client's answer, and (error, the model server's status, its seconds) to record."""
+        try:
+            response = self.service.infer(
+                model, version, body, request_id, proto=proto, json_length=json_length
+            )
+        except ModelServiceUnavailable as exc:
+            error = str(exc)
+            answer = ClientAnswer(
+                exc.status, error_body(error), JSON, retry_safe=not exc.sent, unreachable=not exc.sent
+            )
+            return answer, (error, None, 0.0)
+        outcome = (None, response.status, response.elapsed)
+        if 200 <= response.status < 300:
+            answer = ClientAnswer(
+                response.status, response.body, response.content_type, json_length=response.json_length
+            )
+            return answer, outcome
+        body = normalise_error(response.status, response.body)
+        answer = ClientAnswer(
+            response.status, body, JSON, retry_safe=response.status == 503, grpc_code=response.grpc_code
+        )
+        return answer, outcome
 
 
 def normalise_error(status: int, body: bytes) -> bytes:

@@ -1,6 +1,6 @@
 """The model service adapter: how the gateway calls the model server.
 
-``ModelService`` is the interface (a gRPC adapter can be added beside the HTTP one). The HTTP
+``ModelService`` is the interface (``gateway/grpc/client.py`` is the gRPC one). The HTTP
 adapter speaks OVMS's KServe v2 REST API over keep-alive connections, one per calling thread
 (no shared pool to lock), see ``gateway/connection.py``. It retries only where that is safe:
 a connection that could not be made (refused, reset or timed out while connecting). Once a
@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from gateway.binary import HEADER as BINARY_HEADER
 from gateway.connection import AnswerTooLarge, ClosedBeforeAnswer, ConnectFailed, Connection
 from gateway.errors import ModelServiceUnavailable
 from modelsync.gatewayconfig import ModelServiceConfig
@@ -33,12 +34,31 @@ class ServiceResponse:
     body: bytes
     content_type: str
     elapsed: float  # seconds spent waiting on the model server
+    grpc_code: str | None = None  # the gRPC code a gRPC model server answered with, by name
+    json_length: int | None = None  # binary tensor extension: the JSON header's length (gateway/binary.py)
 
 
 class ModelService(Protocol):
-    def infer(self, model: str, version: str | None, body: bytes, request_id: str) -> ServiceResponse: ...
+    def infer(
+        self,
+        model: str,
+        version: str | None,
+        body: bytes,
+        request_id: str,
+        *,
+        proto: bool = False,
+        json_length: int | None = None,
+    ) -> ServiceResponse:
+        """``proto``: the body is a ``ModelInferRequest`` and a 2xx answer a ``ModelInferResponse``
+        (the gRPC provider's form); otherwise both are KServe v2 JSON, with binary tensors after
+        ``json_length`` bytes of it when that is given (and when the answer's is set)."""
+        ...
 
     def get(self, path: str) -> ServiceResponse: ...
+
+    def ready(self) -> bool:
+        """The model server says it is ready (for the gRPC health service)."""
+        ...
 
     def close(self) -> None: ...
 
@@ -67,12 +87,36 @@ class HttpModelService:
         self._all: list[Connection] = []
         self._lock = threading.Lock()
 
-    def infer(self, model: str, version: str | None, body: bytes, request_id: str) -> ServiceResponse:
+    def infer(
+        self,
+        model: str,
+        version: str | None,
+        body: bytes,
+        request_id: str,
+        *,
+        proto: bool = False,
+        json_length: int | None = None,
+    ) -> ServiceResponse:
         headers = {"Content-Type": "application/json", "X-Request-Id": request_id}
-        return self._request("POST", infer_path(model, version), body, headers)
+        if json_length is not None:  # passed on as it came: the model server reads the binary tensors
+            headers.update({"Content-Type": "application/octet-stream", BINARY_HEADER: str(json_length)})
+        if not proto:
+            return self._request("POST", infer_path(model, version), body, headers)
+        from gateway.grpc.protorest import infer_over_rest  # protobuf only where gRPC is used
+
+        return infer_over_rest(self, model, version, body, headers)
+
+    def post(self, path: str, body: bytes, headers: dict[str, str]) -> ServiceResponse:
+        return self._request("POST", path, body, headers)
 
     def get(self, path: str) -> ServiceResponse:
         return self._request("GET", path, None, {})
+
+    def ready(self) -> bool:
+        try:
+            return self.get("/v2/health/ready").status == 200
+        except ModelServiceUnavailable:
+            return False
 
     def close(self) -> None:
         with self._lock:
@@ -107,7 +151,13 @@ class HttpModelService:
             raise ModelServiceUnavailable(f"model server connection failed: {type(exc).__name__}") from None
         if not keep_alive:
             connection.close()
-        return ServiceResponse(answer.status, answer.body, answer.content_type, time.perf_counter() - started)
+        return ServiceResponse(
+            answer.status,
+            answer.body,
+            answer.content_type,
+            time.perf_counter() - started,
+            json_length=answer.json_length,
+        )
 
     def _connected(self) -> Connection:
         """This thread's connection, open, and not closed by the server while it sat idle."""

@@ -30,6 +30,11 @@ class Call:
     error: str | None = None
     request: bytes | None = None  # kept only when inputs are recorded for this call
     possible_duplicate: bool = False
+    # request, and a 2xx response, are KServe v2 protobuf messages (the gRPC provider), not JSON
+    proto: bool = False
+    # KServe's binary tensor extension: the length of the JSON header before the raw tensors
+    request_json_length: int | None = None
+    response_json_length: int | None = None
     # Every sink encodes the call on its own: the ids must come from the call, not the encoding,
     # so that one prediction has one id in the file, on Kafka and in the bucket alike.
     call_id: str = field(default_factory=lambda: secrets.token_hex(16))
@@ -50,10 +55,10 @@ def predictions(call: Call) -> list[dict[str, Any]]:
     base = _base(call)
     if call.possible_duplicate:
         base["possibleDuplicate"] = True
-    inputs = _inputs(call.request) if call.request is not None else None
+    inputs = _inputs(call) if call.request is not None else None
     if inputs is not None:
         base["inputs"] = inputs
-    document = _object(call.response)
+    document = _response_document(call)
     if call.ok and document is not None and isinstance(document.get("outputs"), list):
         version = document.get("model_version")
         if isinstance(version, str) and version:
@@ -130,8 +135,45 @@ def _is_tensor(value: Any) -> bool:
     )
 
 
-def _inputs(request: bytes) -> list[dict[str, Any]] | None:
-    document = _object(request)
+def _proto_document(body: bytes, kind: str) -> dict[str, Any] | None:
+    """A gRPC call's message as the KServe v2 JSON it stands for (BYTES that are not UTF-8 get
+    replacement characters: a record describes, it is not sent on)."""
+    from gateway.grpc import convert  # protobuf only in processes that serve gRPC
+
+    try:
+        if kind == "request":
+            return convert.request_document(body, strict=False)
+        return convert.response_document(body, strict=False)
+    except convert.ConvertError:
+        return None
+
+
+def _response_document(call: Call) -> dict[str, Any] | None:
+    if call.proto and call.ok:
+        return _proto_document(call.response, "response")
+    if call.response_json_length is not None:
+        return _binary_document(call.response, call.response_json_length, "outputs")
+    return _object(call.response)
+
+
+def _binary_document(body: bytes, json_length: int, key: str) -> dict[str, Any] | None:
+    """A binary-extension body as plain KServe v2 JSON (raw tensors decoded into ``data``)."""
+    from gateway.binary import BinaryError, inline
+
+    try:
+        return inline(body, json_length, key)
+    except BinaryError:
+        return None
+
+
+def _inputs(call: Call) -> list[dict[str, Any]] | None:
+    assert call.request is not None
+    if call.proto:
+        document = _proto_document(call.request, "request")
+    elif call.request_json_length is not None:
+        document = _binary_document(call.request, call.request_json_length, "inputs")
+    else:
+        document = _object(call.request)
     if document is None or not isinstance(document.get("inputs"), list):
         return None
     return [item for item in document["inputs"] if isinstance(item, dict)]

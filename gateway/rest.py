@@ -10,6 +10,7 @@ import uuid
 
 from flask import Blueprint, Response, current_app, request
 
+from gateway import binary
 from gateway.errors import ModelServiceUnavailable
 from gateway.inference import JSON, ClientAnswer, Predictor, error_body, normalise_error
 from gateway.modelservice import ModelService
@@ -52,8 +53,18 @@ def infer(model: str, version: str | None = None) -> Response:
     if bad is not None:
         return bad
     request_id = _request_id()
-    answer = _predictor().infer(model, version, request_body(), provider="rest", request_id=request_id)
-    return _respond(answer, request_id)
+    body = request_body()  # 413 past the limit, chunked or not (modelsync/web.py)
+    try:  # KServe's binary tensor extension: passed on as it came, see gateway/binary.py
+        json_length = binary.header_length(request.headers.get(binary.HEADER), len(body))
+    except binary.BinaryError as exc:
+        return _respond(ClientAnswer(400, error_body(str(exc)), JSON), request_id)
+    answer = _predictor().infer(
+        model, version, body, provider="rest", request_id=request_id, json_length=json_length
+    )
+    response = _respond(answer, request_id)
+    if answer.json_length is not None:
+        response.headers[binary.HEADER] = str(answer.json_length)
+    return response
 
 
 def _pass_through(path: str) -> Response:

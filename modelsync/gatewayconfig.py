@@ -27,6 +27,8 @@ class ModelServiceConfig:
     connect_timeout_seconds: float = 2.0
     connect_retries: int = 2
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES  # a larger answer is a 502, not buffered
+    protocol: str = "http"  # "http": KServe v2 REST at url; "grpc": KServe v2 gRPC at grpc_target
+    grpc_target: str = "127.0.0.1:9000"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,16 @@ class KafkaConfig:
     max_poll_interval_ms: int = 300000
     default_model: str | None = None
     reply_to_topics: tuple[str, ...] = ()  # topics a request's reply-to header may name
+    metrics_port: int | None = None
+
+
+@dataclass(frozen=True)
+class GrpcConfig:
+    enabled: bool = False
+    bind: str = "0.0.0.0:9003"
+    max_message_bytes: int = 64 * 1024 * 1024  # a larger request is RESOURCE_EXHAUSTED
+    threads: int = 16
+    health_poll_seconds: float = 2.0
     metrics_port: int | None = None
 
 
@@ -89,6 +101,7 @@ class GatewayConfig:
     model_service: ModelServiceConfig = field(default_factory=ModelServiceConfig)
     rest: RestConfig = field(default_factory=RestConfig)
     kafka: KafkaConfig = field(default_factory=KafkaConfig)
+    grpc: GrpcConfig = field(default_factory=GrpcConfig)
     reporting: ReportingConfig = field(default_factory=ReportingConfig)
 
 
@@ -107,6 +120,7 @@ def build_gateway(source: Path, raw: Mapping[str, Any] | None) -> GatewayConfig:
         model_service=service,
         rest=RestConfig(**(raw.get("rest") or {})),
         kafka=kafka,
+        grpc=GrpcConfig(**(raw.get("grpc") or {})),
         reporting=_reporting(source, raw.get("reporting") or {}, kafka),
     )
 

@@ -53,6 +53,8 @@ AGENT_COMMAND = ["python", "-m", "agent", "run"]
 AGENT_HEALTH = ["python", "-m", "agent", "health"]
 GATEWAY_COMMAND = ["gunicorn", *GATEWAY_GUNICORN_ARGS]  # the REST provider
 GATEWAY_KAFKA_COMMAND = ["python", "-m", "gateway", "kafka"]  # the Kafka provider, same image
+GATEWAY_GRPC_COMMAND = ["python", "-m", "gateway", "grpc"]  # the gRPC provider, same image
+GATEWAY_GRPC_PORT = 9003
 # Each HTTP image's bind variable and the port its gunicorn settings default to.
 HTTP_BINDS = {"webhook": ("MODELSYNC_WEBHOOK_BIND", 8080), "gateway": ("MODELSYNC_GATEWAY_BIND", 9001)}
 SYNC_UID = 10001
@@ -143,7 +145,8 @@ def test_dockerfile_commands_are_the_real_entry_points() -> None:
         assert check[:2] == ["python", "-c"] and "/healthz" in check[2]
         assert variable in check[2] and "curl" not in " ".join(check)
         steps = instructions(DOCKERFILES[component])
-        assert [args for keyword, args in steps if keyword == "EXPOSE"] == [str(port)]
+        extra = f" {GATEWAY_GRPC_PORT}" if component == "gateway" else ""
+        assert [args for keyword, args in steps if keyword == "EXPOSE"] == [f"{port}{extra}"]
         envs = " ".join(args for keyword, args in steps if keyword == "ENV")
         assert f"{variable}=0.0.0.0:{port}" in envs, component
 
@@ -173,6 +176,10 @@ def test_entry_points_exist(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     assert callable(importlib.import_module("gateway.app").create_app)
     kafka = importlib.import_module("gateway.cli")._parser().parse_args(GATEWAY_KAFKA_COMMAND[3:])
     assert kafka.command == "kafka"
+    assert (
+        importlib.import_module("gateway.cli")._parser().parse_args(GATEWAY_GRPC_COMMAND[3:]).command
+        == "grpc"
+    )
     # The gunicorn settings set PROMETHEUS_MULTIPROC_DIR when imported; keep that out of
     # this process, whose other tests read metrics in single-process mode.
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path))  # undone after the test
@@ -289,7 +296,7 @@ def example_config(compose: dict[str, Any]) -> Config:
     return load_config(EXAMPLE_CONFIG, env=env)
 
 
-GATEWAY_SERVICES = ("gateway", "gateway-kafka")  # one image, two providers
+GATEWAY_SERVICES = ("gateway", "gateway-kafka", "gateway-grpc")  # one image, three providers
 
 
 def test_compose_has_the_stack(compose: dict[str, Any]) -> None:
@@ -312,7 +319,14 @@ def test_compose_commands_are_the_real_entry_points(compose: dict[str, Any]) -> 
     assert services["agent"]["healthcheck"]["test"] == ["CMD", *AGENT_HEALTH]
     assert services["gateway"]["command"] == GATEWAY_COMMAND
     assert services["gateway-kafka"]["command"] == GATEWAY_KAFKA_COMMAND
-    built = {"webhook": "webhook", "agent": "agent", "gateway": "gateway", "gateway-kafka": "gateway"}
+    assert services["gateway-grpc"]["command"] == GATEWAY_GRPC_COMMAND
+    built = {
+        "webhook": "webhook",
+        "agent": "agent",
+        "gateway": "gateway",
+        "gateway-kafka": "gateway",
+        "gateway-grpc": "gateway",
+    }
     for name, component in built.items():
         assert services[name]["build"]["dockerfile"] == DOCKERFILES[component].name
         assert services[name]["image"].endswith(f"/modelsync-{component}:dev"), services[name]["image"]
@@ -394,6 +408,17 @@ def test_compose_gateway_serves_rest_on_its_bind_port(compose: dict[str, Any]) -
     # The image's check asks /healthz, which the Kafka provider does not serve.
     assert compose["services"]["gateway-kafka"]["healthcheck"] == {"disable": True}
     assert "ports" not in compose["services"]["gateway-kafka"]
+
+
+def test_compose_gateway_grpc_serves_its_bind_port_with_a_grpc_health_check(
+    compose: dict[str, Any], example_config: Config
+) -> None:
+    service = compose["services"]["gateway-grpc"]
+    assert example_config.gateway.grpc.enabled
+    assert example_config.gateway.grpc.bind == f"0.0.0.0:{GATEWAY_GRPC_PORT}"
+    assert [(p["host_ip"], p["target"]) for p in service["ports"]] == [("127.0.0.1", GATEWAY_GRPC_PORT)]
+    check = " ".join(service["healthcheck"]["test"])
+    assert "grpc_health.v1" in check and f"127.0.0.1:{GATEWAY_GRPC_PORT}" in check and "SERVING" in check
 
 
 def test_compose_host_ports_are_distinct(compose: dict[str, Any]) -> None:

@@ -48,6 +48,7 @@ def test_make_run_stack_serves_the_sample_and_the_curl_lines_work(tmp_path: Path
         "DEVSTACK_GATEWAY_PORT": str(gateway_port),
         "DEVSTACK_MODEL_PORT": str(free_port()),
         "DEVSTACK_KAFKA_PORT": str(free_port()),
+        "DEVSTACK_GRPC_PORT": str(free_port()),
         "PYTHONUNBUFFERED": "1",
     }
     log = tmp_path / "devstack.log"
@@ -94,6 +95,22 @@ def test_make_run_stack_serves_the_sample_and_the_curl_lines_work(tmp_path: Path
         assert answer.returncode == 0, answer.stderr
         reply = json.loads(answer.stdout)
         assert reply["headers"]["status"] == "200" and reply["body"]["model_version"] == "2"
+        # The gRPC provider's printed line (tritonclient, as against OVMS's gRPC port).
+        grpc_call = next(line.strip() for line in log.read_text().splitlines() if "tritonclient.grpc" in line)
+        answer = wait_for(
+            lambda: (
+                (
+                    r := subprocess.run(
+                        shlex.split(grpc_call), capture_output=True, text=True, timeout=60, cwd=ROOT
+                    )
+                ).returncode
+                == 0
+                and r
+            ),
+            30,
+            what="the gRPC provider's answer",
+        )
+        assert answer.stdout.strip() == "[ 6. 15.]", answer.stdout
         predictions = tmp_path / "var" / "predictions" / "predictions.jsonl"
         wait_for(
             lambda: predictions.exists() and len(predictions.read_text().splitlines()) >= 5,

@@ -72,6 +72,7 @@ class ModelServer:
         startup_timeout: float = 60.0,
         stop_timeout: float = 10.0,
         port: int = 0,
+        grpc_port: int = 0,
         cpus: set[int] | None = None,
     ) -> None:
         self.log_path = Path(log_path)
@@ -80,6 +81,7 @@ class ModelServer:
         self.startup_timeout = startup_timeout
         self.stop_timeout = stop_timeout
         self.requested_port = port  # 0: any free port
+        self.requested_grpc_port = grpc_port
         self.cpus = cpus  # pin the server (and its threads) to these CPUs, for benchmarks
         self.port = 0
         self.grpc_port = 0
@@ -94,6 +96,12 @@ class ModelServer:
         if not self.port:
             raise ModelServerError("ModelServer not started")
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def grpc_target(self) -> str:
+        if not self.grpc_port:
+            raise ModelServerError("ModelServer not started")
+        return f"127.0.0.1:{self.grpc_port}"
 
     @property
     def pid(self) -> int | None:
@@ -125,8 +133,9 @@ class ModelServer:
     def start(self) -> ModelServer:
         if self.alive():
             raise ModelServerError("ModelServer already running")
-        http_port, self.grpc_port, self.metrics_port = free_ports(3)
+        http_port, grpc_port, self.metrics_port = free_ports(3)
         self.port = self.requested_port or http_port
+        self.grpc_port = self.requested_grpc_port or grpc_port
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
         # MLServer reads `.env` from, and adds, its cwd to sys.path: give it an empty private one.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +71,15 @@ def test_a_full_gateway_section(tmp_path: Path) -> None:
             "gateway.model_service.timeout_seconds",
             "maximum",
         ),
+        ({"model_service": {"protocol": "grpc"}}, "gateway.model_service.grpc_target", "is required"),
+        (
+            {"model_service": {"protocol": "grpc", "grpc_target": "ovms"}},
+            "gateway.model_service.grpc_target",
+            "invalid value: host:port",
+        ),
+        ({"model_service": {"protocol": "soap"}}, "gateway.model_service.protocol", "expected one of"),
+        ({"grpc": {"bind": "9003"}}, "gateway.grpc.bind", "invalid value: host:port"),
+        ({"grpc": {"max_message_bytes": 10}}, "gateway.grpc.max_message_bytes", "minimum"),
         ({"kafka": {"enabled": True}}, "gateway.kafka.bootstrap_servers", "is required"),
         ({"kafka": {"topic": "x"}}, "gateway.kafka.topic", "unknown key"),
         ({"reporting": {"inputs": "some"}}, "gateway.reporting.inputs", "none, all, or a sample rate"),
@@ -129,6 +139,30 @@ def test_kafka_worker_refuses_to_start_when_kafka_is_off(tmp_path: Path) -> None
     result = start([sys.executable, "-m", "gateway", "kafka"], path)
     assert result.returncode == 2
     assert f"{path}: gateway.kafka.enabled is false" in result.stderr
+
+
+def test_grpc_settings_and_defaults(tmp_path: Path) -> None:
+    default = load_config(write(tmp_path, BASE), env={}).gateway
+    assert not default.grpc.enabled and default.grpc.bind == "0.0.0.0:9003"
+    assert default.model_service.protocol == "http"
+    service = {"protocol": "grpc", "grpc_target": "ovms:9000"}
+    gateway = load_config(write(tmp_path, {**BASE, "gateway": {"model_service": service}}), env={}).gateway
+    assert (gateway.model_service.protocol, gateway.model_service.grpc_target) == ("grpc", "ovms:9000")
+
+
+def test_grpc_provider_refuses_to_start_when_off_or_unable_to_bind(tmp_path: Path) -> None:
+    path = write(tmp_path, BASE)
+    result = start([sys.executable, "-m", "gateway", "grpc"], path)
+    assert result.returncode == 2
+    assert f"{path}: gateway.grpc.enabled is false" in result.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        bind = f"127.0.0.1:{taken.getsockname()[1]}"
+        path = write(tmp_path, {**BASE, "gateway": {"grpc": {"enabled": True, "bind": bind}}})
+        result = start([sys.executable, "-m", "gateway", "grpc"], path)
+    assert result.returncode == 2, result.stderr
+    assert f"{path}: gateway.grpc.bind" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_spill_dir_that_cannot_be_made_is_a_start_up_error(tmp_path: Path) -> None:

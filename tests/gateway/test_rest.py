@@ -167,6 +167,21 @@ def test_inputs_are_recorded_when_asked(
     assert record["inputs"] == body["inputs"]
 
 
+def test_inputs_are_recorded_with_errors_too(
+    gateway_volume: Volume, start_gateway: Callable[..., Gateway]
+) -> None:
+    gateway_volume.settings["gateway"]["reporting"]["inputs"] = "all"
+    gateway_volume.write()
+    gateway = start_gateway()
+    body = infer_body()
+    assert gateway.infer("failing", body).status_code == 500
+
+    path = predictions_file(gateway_volume)
+    (record,) = wait_for(lambda: read_jsonl(path), 10, what="a prediction record")
+    assert record["status"] == "error"
+    assert record["inputs"] == body["inputs"]  # the request's, not the error answer's
+
+
 def test_metrics_count_requests_by_model_version_provider_and_status(
     start_gateway: Callable[..., Gateway],
 ) -> None:
