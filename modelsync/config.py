@@ -20,6 +20,7 @@ import yaml
 from modelsync import schema
 from modelsync.errors import ConfigError, SchemaViolation
 from modelsync.gatewayconfig import GatewayConfig, build_gateway
+from modelsync.kafkasecurity import apply_env_passwords
 from modelsync.secret import Secret
 
 DEFAULT_CONFIG_PATH = "/config/sync-config.yaml"
@@ -146,6 +147,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] = os.envi
     raw = _read_yaml(source)
     _check_text(source, raw)
     _apply_env_secrets(raw, source, env)
+    apply_env_passwords(raw, source, env, _env_secret)  # each Kafka client's SASL password
     try:
         schema.check(schema.SYNC_CONFIG, raw)
     except SchemaViolation as exc:

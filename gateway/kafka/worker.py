@@ -28,6 +28,7 @@ from gateway import metrics
 from gateway.inference import Predictor
 from gateway.kafka.request import Handled, Outgoing, Request, RequestHandler, where
 from modelsync.gatewayconfig import KafkaConfig
+from modelsync.kafkasecurity import ConnectionProblems, librdkafka_settings
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,11 @@ class KafkaWorker:
     def __init__(self, config: KafkaConfig, predictor: Predictor) -> None:
         self.config = config
         self.predictor = predictor
+        self.problems = ConnectionProblems("kafka provider", config.bootstrap_servers, config.security, log)
+        common = {**librdkafka_settings(config.security), **self.problems.settings()}
         self.consumer = Consumer(
             {
+                **common,
                 "bootstrap.servers": config.bootstrap_servers,
                 "group.id": config.group_id,
                 "enable.auto.commit": False,
@@ -61,6 +65,7 @@ class KafkaWorker:
         )
         self.producer = Producer(
             {
+                **common,
                 "bootstrap.servers": config.bootstrap_servers,
                 "acks": "all",
                 "linger.ms": 2,

@@ -15,6 +15,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from gateway.errors import SinkError
 from modelsync.gatewayconfig import SinkConfig
+from modelsync.kafkasecurity import ConnectionProblems, librdkafka_settings
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +27,12 @@ class KafkaSink:
         self.name = config.name
         self.topic = str(config.get("topic"))
         self.timeout = float(config.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS))
+        self.bootstrap = str(config.get("bootstrap_servers"))
+        self.problems = ConnectionProblems(f"kafka sink {self.name!r}", self.bootstrap, config.security, log)
         self._settings = {
-            "bootstrap.servers": str(config.get("bootstrap_servers")),
+            **librdkafka_settings(config.security),
+            **self.problems.settings(),
+            "bootstrap.servers": self.bootstrap,
             "acks": "all",
             "linger.ms": 5,
             "message.timeout.ms": int(self.timeout * 1000),
@@ -63,8 +68,13 @@ class KafkaSink:
             reason = next(
                 (str(o) for o in outcome if o is not None and o is not True), "not acknowledged in time"
             )
+            if self.problems.last:  # why the broker did not answer: TLS, SASL, unreachable
+                reason = f"{reason}; {self.problems.last}"
             taken = sum(1 for o in outcome if o is True)
-            raise SinkError(f"kafka took {taken} of {len(lines)} records: {reason}", retry, rejected)
+            raise SinkError(
+                f"kafka at {self.bootstrap} took {taken} of {len(lines)} records: {reason}", retry, rejected
+            )
+        self.problems.clear()
 
     def close(self) -> None:
         if self._producer is not None:
