@@ -185,10 +185,16 @@ HINTS = {
 }
 
 
+_TLS_FAILURE = re.compile(r"\bSSL")  # "SSL connection closed", "in state SSL_HANDSHAKE"
+
+
 class ConnectionProblems:
-    """librdkafka's ``error_cb``: logs each kind of problem once (until :meth:`clear`), naming
-    the client, the bootstrap servers and the protocol, and keeps the last one for the
-    caller's own errors. librdkafka retries by itself; this only tells people why."""
+    """librdkafka's ``error_cb`` and ``logger``: logs each kind of problem once (until
+    :meth:`clear`), naming the client, the bootstrap servers and the protocol, and keeps the
+    last one for the caller's own errors. librdkafka retries by itself; this only tells
+    people why. A refusal after the handshake (a missing client certificate under TLS 1.3)
+    reaches ``error_cb`` only as "brokers are down": the last connection failure librdkafka
+    logged says the rest."""
 
     def __init__(self, client: str, bootstrap: str, security: KafkaSecurity, log: logging.Logger) -> None:
         self.client = client
@@ -197,13 +203,19 @@ class ConnectionProblems:
         self.log = log
         self._lock = threading.Lock()
         self._logged: set[int] = set()
+        self._failure: str | None = None  # librdkafka's last FAIL line
         self.last: str | None = None
 
     def __call__(self, error: KafkaError) -> None:
-        hint = HINTS.get(error.code())
-        text = f"{hint}: {error.str()}" if hint else error.str()
-        message = f"{self.client}: cannot use Kafka at {self.bootstrap} (protocol {self.protocol}): {text}"
+        text = error.str()
         with self._lock:
+            if error.code() == KafkaError._ALL_BROKERS_DOWN and self._failure:
+                text = f"{text}; last failure: {self._failure}"
+            hint = HINTS.get(error.code())
+            if hint is None and _TLS_FAILURE.search(text):
+                hint = HINTS[KafkaError._SSL]
+            where = f"{self.client}: cannot use Kafka at {self.bootstrap} (protocol {self.protocol})"
+            message = f"{where}: {hint}: {text}" if hint else f"{where}: {text}"
             self.last = message
             new = error.code() not in self._logged
             self._logged.add(error.code())
@@ -214,7 +226,22 @@ class ConnectionProblems:
         """The broker answered: the next problem is news again."""
         with self._lock:
             self.last = None
+            self._failure = None
             self._logged.clear()
 
+    def log_line(self, level: int, msg: str, *args: Any) -> None:
+        """librdkafka's log lines (``facility [client] text``), passed on to our log."""
+        if len(args) == 3 and args[0] == "FAIL":
+            with self._lock:
+                self._failure = str(args[2])
+        self.log.log(level, msg, *args)
+
     def settings(self) -> dict[str, Any]:
-        return {"error_cb": self}
+        return {"error_cb": self, "logger": _LibrdkafkaLog(self)}
+
+
+class _LibrdkafkaLog:
+    """What confluent-kafka calls ``log(level, msg, *args)`` on for every librdkafka line."""
+
+    def __init__(self, problems: ConnectionProblems) -> None:
+        self.log = problems.log_line

@@ -60,7 +60,6 @@ class KafkaWorker:
                 "session.timeout.ms": config.session_timeout_ms,
                 "heartbeat.interval.ms": max(config.session_timeout_ms // 6, 100),
                 "max.poll.interval.ms": max(config.max_poll_interval_ms, config.session_timeout_ms),
-                "logger": log,
             }
         )
         self.producer = Producer(
@@ -70,7 +69,6 @@ class KafkaWorker:
                 "acks": "all",
                 "linger.ms": 2,
                 "enable.idempotence": False,
-                "logger": log,
             }
         )
         self.pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="kafka-infer")

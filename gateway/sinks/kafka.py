@@ -36,8 +36,9 @@ class KafkaSink:
             "acks": "all",
             "linger.ms": 5,
             "message.timeout.ms": int(self.timeout * 1000),
+            # A connection not set up in half the time cannot deliver in time: say why first.
+            "socket.connection.setup.timeout.ms": max(1000, int(self.timeout * 500)),
             "enable.idempotence": False,
-            "logger": log,  # librdkafka's own lines, in our log format
         }
         self._producer: Producer | None = None
 
