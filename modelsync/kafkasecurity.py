@@ -10,17 +10,13 @@ comes from the file, or (winning) from an environment variable or the file it na
 
 from __future__ import annotations
 
-import logging
 import re
 import ssl
-import threading
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
-
-from confluent_kafka import KafkaError
 
 from modelsync.errors import ConfigError
 from modelsync.secret import Secret
@@ -173,75 +169,3 @@ def apply_env_passwords(
         value = read(env_name, key, source, env)
         if value:
             sasl["password"] = value
-
-
-# -- telling people why a client cannot connect -------------------------------------------------
-
-_SASL_HINT = "authentication failed: check security.sasl (mechanism, username, password)"
-HINTS = {
-    KafkaError._SSL: "TLS failed: check security.tls (ca_file, verify_hostname) and that the listener is TLS",
-    KafkaError._AUTHENTICATION: _SASL_HINT,
-    KafkaError.SASL_AUTHENTICATION_FAILED: _SASL_HINT,
-}
-
-
-_TLS_FAILURE = re.compile(r"\bSSL")  # "SSL connection closed", "in state SSL_HANDSHAKE"
-
-
-class ConnectionProblems:
-    """librdkafka's ``error_cb`` and ``logger``: logs each kind of problem once (until
-    :meth:`clear`), naming the client, the bootstrap servers and the protocol, and keeps the
-    last one for the caller's own errors. librdkafka retries by itself; this only tells
-    people why. A refusal after the handshake (a missing client certificate under TLS 1.3)
-    reaches ``error_cb`` only as "brokers are down": the last connection failure librdkafka
-    logged says the rest."""
-
-    def __init__(self, client: str, bootstrap: str, security: KafkaSecurity, log: logging.Logger) -> None:
-        self.client = client
-        self.bootstrap = bootstrap
-        self.protocol = security.protocol.value
-        self.log = log
-        self._lock = threading.Lock()
-        self._logged: set[int] = set()
-        self._failure: str | None = None  # librdkafka's last FAIL line
-        self.last: str | None = None
-
-    def __call__(self, error: KafkaError) -> None:
-        text = error.str()
-        with self._lock:
-            if error.code() == KafkaError._ALL_BROKERS_DOWN and self._failure:
-                text = f"{text}; last failure: {self._failure}"
-            hint = HINTS.get(error.code())
-            if hint is None and _TLS_FAILURE.search(text):
-                hint = HINTS[KafkaError._SSL]
-            where = f"{self.client}: cannot use Kafka at {self.bootstrap} (protocol {self.protocol})"
-            message = f"{where}: {hint}: {text}" if hint else f"{where}: {text}"
-            self.last = message
-            new = error.code() not in self._logged
-            self._logged.add(error.code())
-        if new:
-            self.log.error("%s", message)
-
-    def clear(self) -> None:
-        """The broker answered: the next problem is news again."""
-        with self._lock:
-            self.last = None
-            self._failure = None
-            self._logged.clear()
-
-    def log_line(self, level: int, msg: str, *args: Any) -> None:
-        """librdkafka's log lines (``facility [client] text``), passed on to our log."""
-        if len(args) == 3 and args[0] == "FAIL":
-            with self._lock:
-                self._failure = str(args[2])
-        self.log.log(level, msg, *args)
-
-    def settings(self) -> dict[str, Any]:
-        return {"error_cb": self, "logger": _LibrdkafkaLog(self)}
-
-
-class _LibrdkafkaLog:
-    """What confluent-kafka calls ``log(level, msg, *args)`` on for every librdkafka line."""
-
-    def __init__(self, problems: ConnectionProblems) -> None:
-        self.log = problems.log_line

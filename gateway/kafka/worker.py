@@ -28,7 +28,8 @@ from gateway import metrics
 from gateway.inference import Predictor
 from gateway.kafka.request import Handled, Outgoing, Request, RequestHandler, where
 from modelsync.gatewayconfig import KafkaConfig
-from modelsync.kafkasecurity import ConnectionProblems, librdkafka_settings
+from modelsync.kafkaproblems import ConnectionProblems
+from modelsync.kafkasecurity import librdkafka_settings
 
 log = logging.getLogger(__name__)
 

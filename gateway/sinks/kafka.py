@@ -15,7 +15,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from gateway.errors import SinkError
 from modelsync.gatewayconfig import SinkConfig
-from modelsync.kafkasecurity import ConnectionProblems, librdkafka_settings
+from modelsync.kafkaproblems import ConnectionProblems
+from modelsync.kafkasecurity import librdkafka_settings
 
 log = logging.getLogger(__name__)
 
