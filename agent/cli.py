@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("run", help="run the sync agent until SIGTERM")
     sub.add_parser("health", help="exit 0 when MinIO, the models directory and config.json are fine")
-    resync = sub.add_parser("resync", help="ask the running agent to resync")
+    resync = sub.add_parser("resync", help="ask the running agent (in fleet mode: every replica) to resync")
     resync.add_argument("--model")
     resync.add_argument("--version", type=int)
     resync.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the outcome (0: don't)")
@@ -76,14 +76,17 @@ def _credential_source(config: Config) -> str:
 
 
 def _health(config: Config, args: argparse.Namespace) -> int:
-    from agent.health import problems
+    from agent.health import degraded, problems
 
     print(f"S3 credentials: {_credential_source(config)}")
     found = problems(config)
     for problem in found:
         print(f"unhealthy: {problem}", file=sys.stderr)
+    slower = degraded(config)
+    for problem in slower:
+        print(f"degraded: {problem}", file=sys.stderr)
     if not found:
-        print("healthy")
+        print("degraded" if slower else "healthy")
     return 1 if found else 0
 
 
@@ -98,7 +101,17 @@ def _resync(config: Config, args: argparse.Namespace) -> int:
     except SchemaViolation as exc:
         print(f"invalid resync request: {exc}", file=sys.stderr)
         return 2
-    writer.write_all([intent])
+    if config.kafka_events is None:
+        writer.write_all([intent])
+    else:
+        # Fleet mode: on the event topic, so every replica resyncs; --wait reports this one.
+        from modelsync.fleet import PublishFailed, publish_resync
+
+        try:
+            publish_resync(config.kafka_events, intent)
+        except PublishFailed as exc:
+            print(f"{exc}: nothing was requested", file=sys.stderr)
+            return 1
     if args.wait <= 0:
         print(json.dumps({"id": intent["id"], "status": "queued"}))
         return 0

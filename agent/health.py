@@ -51,3 +51,24 @@ def _loop_problems(config: Config) -> list[str]:
     except (OSError, ValueError):
         return []
     return loop_problems(status) if isinstance(status, dict) else []
+
+
+def degraded(config: Config) -> list[str]:
+    """What makes the replica slower to learn of changes but still serving (exit 0).
+
+    Fleet mode without its event topic: the agent still reconciles every ``sync.interval``.
+    """
+    kafka = config.kafka_events
+    if kafka is None:
+        return []
+    try:
+        source = json.loads(config.status_path.read_bytes()).get("event_source") or {}
+    except (OSError, ValueError, AttributeError):
+        return []  # no status yet: problems() and the heartbeat checks speak for that
+    if source.get("connected") is False:
+        error = (source.get("last_error") or {}).get("message") or "not connected"
+        return [
+            f"event topic {kafka.topic} at {kafka.bootstrap_servers} unreachable ({error}): "
+            f"changes arrive by reconcile only, every {config.sync.interval:g}s"
+        ]
+    return []

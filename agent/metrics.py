@@ -53,3 +53,21 @@ def serve(port: int | None, address: str = "0.0.0.0") -> None:  # noqa: S104 - a
         return
     start_http_server(port, addr=address)
     log.info("agent metrics on http://%s:%d/metrics", address, port)
+
+
+# Fleet mode (events.kafka): the agent's reader of MinIO's event topic.
+EVENT_SOURCE_CONNECTED = Gauge(
+    "modelsync_agent_event_source_connected", "1 when the event topic's broker answers, 0 when not"
+)
+EVENT_SOURCE_LAG = Gauge(
+    "modelsync_agent_event_source_lag",
+    "Messages of the event topic not yet read, by partition",
+    ["partition"],
+)
+EVENT_MESSAGES = Counter(
+    "modelsync_agent_event_messages_total",
+    "Event topic messages read, by outcome (applied, ignored, resync, poison)",
+    ["outcome"],
+)
+for _outcome in ("applied", "ignored", "resync", "poison"):
+    EVENT_MESSAGES.labels(outcome=_outcome)

@@ -14,6 +14,7 @@ from typing import Any
 
 from agent import metrics, volume
 from agent.configsync import ConfigSync
+from agent.eventstream import EventReader
 from agent.inbox import Inbox
 from agent.inflight import InFlight
 from agent.localstate import LocalState
@@ -70,6 +71,11 @@ class Agent:
         self.storage_retry_at = 0.0
         self.next_reconcile = 0.0
         self.bucket_was_empty = False
+        # Fleet mode: the event topic's reader asks for a full reconcile when it cannot vouch
+        # for what came before its position (a new replica, an offset the topic dropped).
+        self.reconcile_requested = threading.Event()
+        kafka = config.kafka_events
+        self.events = EventReader(config, kafka, self.status, self.request_reconcile) if kafka else None
 
     # -- life cycle -----------------------------------------------------------------------
     def run(self) -> int:
@@ -78,6 +84,8 @@ class Agent:
         metrics.serve(self.config.sync.metrics_port)
         watcher = IntentWatcher(self.config.intents_dir, self.wake)
         watcher.start()
+        if self.events is not None:
+            self.events.start()
         log.info(
             "agent started: bucket=%s models_path=%s config=%s",
             self.config.minio.bucket,
@@ -92,6 +100,8 @@ class Agent:
                 self.wake.wait(self._sleep_seconds())
                 self.wake.clear()
         finally:
+            if self.events is not None:
+                self.events.stop()
             watcher.stop()
             self.status.stop()
             log.info("agent stopped")
@@ -99,6 +109,11 @@ class Agent:
 
     def request_stop(self) -> None:
         self.stop.set()
+        self.wake.set()
+
+    def request_reconcile(self) -> None:
+        """Any thread: a full reconcile at the loop's next step."""
+        self.reconcile_requested.set()
         self.wake.set()
 
     def _guarded_step(self) -> None:
@@ -126,6 +141,9 @@ class Agent:
             self.ovms_config.apply(force_reload=False)
 
     def _reconcile_if_due(self) -> None:
+        if self.reconcile_requested.is_set():  # fleet mode: the event reader asked for one
+            self.reconcile_requested.clear()
+            self.next_reconcile = 0.0
         if time.monotonic() >= self.next_reconcile:
             self.reconcile()
 
@@ -226,6 +244,8 @@ class Agent:
         except ModelsyncError as exc:
             outcome.update(status="failed", error=str(exc))
         self.results.write(intent["id"], outcome)
+        # In fleet mode each replica resyncs under the publisher's id: `agent status` shows it.
+        self.status.update(last_resync={"id": intent["id"], "status": outcome["status"], "at": time.time()})
         self.inbox.done(intent["id"])
 
     # -- reconcile ------------------------------------------------------------------------

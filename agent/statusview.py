@@ -22,6 +22,22 @@ def _ago(epoch: float | None, now: float) -> str:
 _REACHABLE = {True: "reachable", False: "UNREACHABLE", None: "unknown"}
 
 
+def _event_source(source: dict[str, Any], now: float) -> str:
+    """One line: fleet mode's topic, whether its broker answers, lag and message counts."""
+    state = "connected" if source.get("connected") else "DISCONNECTED"
+    lags = [p.get("lag") for p in (source.get("partitions") or {}).values()]
+    lag = sum(x for x in lags if isinstance(x, int))
+    counts = ", ".join(f"{k} {v}" for k, v in (source.get("messages") or {}).items())
+    line = (
+        f"event topic {source.get('topic')}: {state}, {len(lags)} partition(s), lag {lag}, "
+        f"messages: {counts}, last {_ago(source.get('last_message_at'), now)}"
+    )
+    error = source.get("last_error")
+    if error and not source.get("connected"):
+        line += f" ({error.get('message')})"
+    return line
+
+
 def render(status: dict[str, Any], now: float | None = None) -> str:
     now = time.time() if now is None else now
     storage = status.get("storage") or {}
@@ -46,6 +62,13 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
         lines.append(
             f"NAME COLLISION: {model}: config.json's hand-written entry (base_path "
             f"{info.get('hand_written_base_path')}) is kept; the bucket's versions are not served"
+        )
+    if status.get("event_source"):
+        lines.append(_event_source(status["event_source"], now))
+    resync = status.get("last_resync")
+    if resync:
+        lines.append(
+            f"last resync {resync.get('id')}: {resync.get('status')} ({_ago(resync.get('at'), now)})"
         )
     last_error = status.get("last_error")
     if last_error:

@@ -20,7 +20,7 @@ import yaml
 from modelsync import schema
 from modelsync.errors import ConfigError, SchemaViolation
 from modelsync.gatewayconfig import GatewayConfig, build_gateway
-from modelsync.kafkasecurity import apply_env_passwords
+from modelsync.kafkasecurity import PLAINTEXT, KafkaSecurity, apply_env_passwords, build_security
 from modelsync.secret import Secret
 
 DEFAULT_CONFIG_PATH = "/config/sync-config.yaml"
@@ -96,6 +96,20 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True)
+class KafkaEventsConfig:
+    """Fleet mode: every agent reads MinIO's notifications from this topic (all partitions)."""
+
+    bootstrap_servers: str
+    topic: str = "minio-events"
+    security: KafkaSecurity = PLAINTEXT  # SASL/TLS (modelsync/kafkasecurity.py)
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    kafka: KafkaEventsConfig | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     source: Path
     minio: MinioConfig
@@ -103,6 +117,12 @@ class Config:
     ovms: OvmsConfig
     webhook: WebhookConfig
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    events: EventsConfig | None = None
+
+    @property
+    def kafka_events(self) -> KafkaEventsConfig | None:
+        """The fleet's event topic, or None in webhook mode."""
+        return self.events.kafka if self.events is not None else None
 
     @property
     def state_dir(self) -> Path:
@@ -332,4 +352,22 @@ def _build(source: Path, raw: Mapping[str, Any]) -> Config:
     token = str(webhook_raw.pop("auth_token", "") or "").strip()
     webhook = WebhookConfig(auth_token=Secret(token) if token else None, **webhook_raw)
     gateway = build_gateway(source, raw.get("gateway"))
-    return Config(source=source, minio=minio, sync=sync, ovms=ovms, webhook=webhook, gateway=gateway)
+    return Config(
+        source=source,
+        minio=minio,
+        sync=sync,
+        ovms=ovms,
+        webhook=webhook,
+        gateway=gateway,
+        events=_build_events(source, raw.get("events")),
+    )
+
+
+def _build_events(source: Path, raw: Mapping[str, Any] | None) -> EventsConfig | None:
+    if raw is None:
+        return None
+    kafka_raw = dict(raw["kafka"]) if raw.get("kafka") is not None else None
+    if kafka_raw is None:
+        return EventsConfig()
+    security = build_security(source, "events.kafka.security", kafka_raw.pop("security", None))
+    return EventsConfig(kafka=KafkaEventsConfig(**kafka_raw, security=security))

@@ -15,14 +15,12 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from modelsync import fastschema, schema
+from modelsync import notifications
 from modelsync.config import Config
-from modelsync.errors import SchemaViolation, UnsafeKeyError
 from modelsync.intents import IntentWriter
 from modelsync.web import error_response
 from webhook import metrics
 from webhook.auth import require_token
-from webhook.records import classify
 
 log = logging.getLogger(__name__)
 bp = Blueprint("events", __name__)
@@ -62,49 +60,24 @@ def probe() -> tuple[Response, int]:
 @require_token
 def receive() -> tuple[Response, int]:
     settings: Config = current_app.config["MODELSYNC"]
+    writer: IntentWriter = current_app.extensions["intent_writer"]
     try:
         body = parse_json_body()
-        fastschema.check(schema.MINIO_EVENT, body)
     except ValueError as exc:
         metrics.REJECTED.labels(reason="bad_json").inc()
         return error_response(400, str(exc))
-    except SchemaViolation as exc:
-        metrics.REJECTED.labels(reason="schema").inc()
-        return error_response(400, f"invalid event: {exc}", field=exc.field)
+    try:
+        records = notifications.records_of(body)
+        metrics.RECEIVED.inc(len(records))
+        decided = notifications.decide(records, settings, writer)
+    except notifications.Refused as exc:
+        return _refused(exc)
 
-    records: list[dict[str, Any]] = body["Records"]
-    metrics.RECEIVED.inc(len(records))
-    writer: IntentWriter = current_app.extensions["intent_writer"]
-    intents, ignored = [], []
-    # Decide on every record before writing any, so a 422 leaves nothing behind.
-    for index, record in enumerate(records):
-        try:
-            decision = classify(record, settings)
-        except UnicodeDecodeError:
-            metrics.REJECTED.labels(reason="bad_key").inc()
-            return error_response(
-                400, "object key is not UTF-8 once decoded", field=f"Records[{index}].s3.object.key"
-            )
-        except UnsafeKeyError as exc:
-            metrics.REJECTED.labels(reason="unsafe_key").inc()
-            log.warning("rejected event with unsafe key: %s", exc.reason)
-            return error_response(
-                422, f"unsafe object key: {exc.reason}", field=f"Records[{index}].s3.object.key"
-            )
-        if decision.fields is None:
-            ignored.append(decision.ignored)
-            continue
-        try:
-            intents.append(writer.new("object", **decision.fields))
-        except SchemaViolation as exc:  # a field the intent contract bounds tighter than MinIO
-            metrics.REJECTED.labels(reason="schema").inc()
-            return error_response(400, f"invalid event: {exc}", field=f"Records[{index}]")
-
-    ids = writer.write_all(intents)
+    ids = writer.write_all(decided.intents)
     metrics.ACCEPTED.inc(len(ids))
-    for reason in ignored:
+    for reason in decided.ignored:
         metrics.IGNORED.labels(reason=reason).inc()
-    for intent in intents:
+    for intent in decided.intents:
         log.debug(
             "intent %s: %s %s:%s %s",
             intent["id"],
@@ -113,4 +86,15 @@ def receive() -> tuple[Response, int]:
             intent["version"],
             intent["path"],
         )
-    return jsonify(accepted=len(ids), ignored=len(ignored), intents=ids), 200
+    return jsonify(accepted=len(ids), ignored=len(decided.ignored), intents=ids), 200
+
+
+# An unsafe key is a request we understood and refuse (422); the rest is malformed (400).
+_STATUS = {notifications.Refusal.UNSAFE_KEY: 422}
+
+
+def _refused(exc: notifications.Refused) -> tuple[Response, int]:
+    metrics.REJECTED.labels(reason=exc.reason.value).inc()
+    if exc.reason is notifications.Refusal.UNSAFE_KEY:
+        log.warning("rejected event with unsafe key: %s", exc.message.removeprefix("unsafe object key: "))
+    return error_response(_STATUS.get(exc.reason, 400), exc.message, field=exc.field)

@@ -2,6 +2,10 @@
 
 ``?wait=SECONDS`` blocks until the agent reports the intent applied (200 with its outcome)
 or the wait ends (202, still queued).
+
+Fleet mode (``events.kafka``): the request is published on the event topic instead of written
+here, so every replica resyncs under the same id; ``wait`` reports this replica's outcome.
+503 when the broker does not acknowledge it (nothing was requested).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from modelsync import keys
+from modelsync import fleet, keys
 from modelsync.config import Config
 from modelsync.intents import IntentWriter
 from modelsync.results import ResultBox
@@ -26,6 +30,7 @@ bp = Blueprint("resync", __name__)
 # most this many wait at once per process and the rest are answered 202 at once.
 MAX_WAITING = 2
 _waiting = threading.BoundedSemaphore(MAX_WAITING)
+PUBLISH_TIMEOUT_SECONDS = 5.0
 
 
 def _target(body: Any) -> dict[str, Any]:
@@ -79,7 +84,15 @@ def resync() -> tuple[Response, int]:
         return error_response(400, str(exc))
     writer: IntentWriter = current_app.extensions["intent_writer"]
     intent = writer.new("resync", **target)
-    writer.write_all([intent])
+    kafka = settings.kafka_events
+    if kafka is None:
+        writer.write_all([intent])
+    else:
+        # Fleet mode: on the event topic, so every replica (this Pod's agent too) resyncs.
+        try:
+            fleet.publish_resync(kafka, intent, PUBLISH_TIMEOUT_SECONDS)
+        except fleet.PublishFailed as exc:
+            return error_response(503, f"{exc}; nothing was requested, try again")
     metrics.RESYNCS.inc()
     outcome = None
     if wait > 0 and _waiting.acquire(blocking=False):

@@ -1,4 +1,8 @@
-"""From one MinIO event record to an intent, or to the reason it was ignored."""
+"""From one MinIO event record to an intent, or to the reason it was ignored.
+
+Shared by the webhook (records POSTed by MinIO) and the agent (records read from MinIO's Kafka
+topic in fleet mode): both must decide exactly alike.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,62 @@
+"""Fleet mode's own messages on MinIO's event topic: the resync command.
+
+MinIO sets no Kafka headers, so a message carrying ``modelsync-command`` is unambiguously
+ours. The webhook (``POST /v1/resync``) and ``python -m agent resync`` publish it; every agent
+reads it and writes a resync intent with the same id, so each replica resyncs and records the
+outcome under that id in its own ``.modelsync/results/``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from modelsync.config import KafkaEventsConfig
+from modelsync.errors import ModelsyncError
+
+COMMAND_HEADER = "modelsync-command"
+RESYNC = "resync"
+RESYNC_FIELDS = ("id", "model", "version")
+
+
+class PublishFailed(ModelsyncError):
+    """The broker did not acknowledge the resync command (the caller answers 503 / exits 1)."""
+
+
+def resync_value(intent: dict[str, Any]) -> bytes:
+    """The command's value: the intent's id and scope, nothing else."""
+    return json.dumps({k: intent[k] for k in RESYNC_FIELDS if k in intent}).encode()
+
+
+def publish_resync(kafka: KafkaEventsConfig, intent: dict[str, Any], timeout: float = 5.0) -> None:
+    """Produce the resync command with ``acks=all`` and return once the broker has it."""
+    producer = Producer(
+        {
+            "bootstrap.servers": kafka.bootstrap_servers,
+            "acks": "all",
+            "message.timeout.ms": max(1000, int(timeout * 1000)),
+            "socket.connection.setup.timeout.ms": max(1000, int(timeout * 1000)),
+        }
+    )
+    errors: list[KafkaError] = []
+
+    def delivered(error: KafkaError | None, message: Message) -> None:
+        if error is not None:
+            errors.append(error)
+
+    try:
+        producer.produce(
+            kafka.topic,
+            value=resync_value(intent),
+            key=intent["id"].encode(),
+            headers=[(COMMAND_HEADER, RESYNC.encode())],
+            on_delivery=delivered,
+        )
+        left = producer.flush(timeout)
+    except (KafkaException, BufferError) as exc:
+        raise PublishFailed(f"cannot publish resync on {kafka.topic}: {exc}") from None
+    if left or errors:
+        reason = errors[0].str() if errors else f"no acknowledgement within {timeout:g}s"
+        raise PublishFailed(f"cannot publish resync on {kafka.topic} at {kafka.bootstrap_servers}: {reason}")
