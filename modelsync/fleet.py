@@ -9,12 +9,17 @@ outcome under that id in its own ``.modelsync/results/``.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from modelsync.config import KafkaEventsConfig
 from modelsync.errors import ModelsyncError
+from modelsync.kafkaproblems import ConnectionProblems
+from modelsync.kafkasecurity import librdkafka_settings
+
+log = logging.getLogger(__name__)
 
 COMMAND_HEADER = "modelsync-command"
 RESYNC = "resync"
@@ -32,8 +37,11 @@ def resync_value(intent: dict[str, Any]) -> bytes:
 
 def publish_resync(kafka: KafkaEventsConfig, intent: dict[str, Any], timeout: float = 5.0) -> None:
     """Produce the resync command with ``acks=all`` and return once the broker has it."""
+    problems = ConnectionProblems("resync", kafka.bootstrap_servers, kafka.security, log, quiet=True)
     producer = Producer(
         {
+            **librdkafka_settings(kafka.security),
+            **problems.settings(),
             "bootstrap.servers": kafka.bootstrap_servers,
             "acks": "all",
             "message.timeout.ms": max(1000, int(timeout * 1000)),
@@ -59,4 +67,6 @@ def publish_resync(kafka: KafkaEventsConfig, intent: dict[str, Any], timeout: fl
         raise PublishFailed(f"cannot publish resync on {kafka.topic}: {exc}") from None
     if left or errors:
         reason = errors[0].str() if errors else f"no acknowledgement within {timeout:g}s"
+        if problems.last:  # why: TLS, SASL, unreachable
+            reason = f"{reason}; {problems.last}"
         raise PublishFailed(f"cannot publish resync on {kafka.topic} at {kafka.bootstrap_servers}: {reason}")
