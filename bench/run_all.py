@@ -23,6 +23,7 @@ ORDER = [
     "gateway_overhead",
     "reporter_loss",
     "kafka_throughput",
+    "fleet",
 ]
 
 

@@ -9,6 +9,7 @@ A missing tool fails the test rather than skipping it: a skipped check proves no
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 import os
@@ -44,6 +45,7 @@ DOCKERFILES = {
 COMPOSE = ROOT / "compose.yaml"
 EXAMPLE_CONFIG = ROOT / "deploy" / "config" / "sync-config.yaml"
 K8S = ROOT / "deploy" / "kubernetes"
+K8S_FLEET = ROOT / "deploy" / "kubernetes-fleet"
 CHART = ROOT / "deploy" / "helm" / "modelsync"
 
 WEBHOOK_COMMAND = ["gunicorn", *GUNICORN_ARGS]  # what the tests and make run start
@@ -531,8 +533,7 @@ def test_build_sh_pushes_only_when_asked(tmp_path: Path) -> None:
 # -- Kubernetes --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def manifests() -> dict[tuple[str, str], dict[str, Any]]:
+def base_manifests() -> dict[tuple[str, str], dict[str, Any]]:
     kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text())
     found = {}
     for name in kustomization["resources"]:
@@ -542,6 +543,37 @@ def manifests() -> dict[tuple[str, str], dict[str, Any]]:
     listed = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml"}
     assert listed == set(kustomization["resources"]), "every manifest is in kustomization.yaml"
     return found
+
+
+# The kustomize fields the fleet overlay may use: exactly the ones render_overlay applies (no
+# kustomize binary is installable from the test extra; `kubectl kustomize` renders the same).
+OVERLAY_FIELDS = {"apiVersion", "kind", "resources", "replicas", "configMapGenerator", "generatorOptions"}
+
+
+def render_overlay(overlay: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """deploy/kubernetes-fleet rendered on the base: replica counts, and ConfigMaps replaced
+    from files (behavior: replace, no name hash)."""
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    assert set(kustomization) <= OVERLAY_FIELDS, f"unchecked fields: {set(kustomization) - OVERLAY_FIELDS}"
+    assert [(overlay / r).resolve() for r in kustomization["resources"]] == [K8S.resolve()]
+    options = kustomization.get("generatorOptions", {})
+    assert options.get("disableNameSuffixHash") is True, "the Deployment refers to the ConfigMap by name"
+    found = copy.deepcopy(base_manifests())
+    for entry in kustomization.get("replicas", []):
+        found[("Deployment", entry["name"])]["spec"]["replicas"] = entry["count"]
+    for generator in kustomization.get("configMapGenerator", []):
+        key = ("ConfigMap", generator["name"])
+        assert generator["behavior"] == "replace" and key in found, generator
+        data = {Path(f).name: (overlay / f).read_text() for f in generator["files"]}
+        labels = {**found[key]["metadata"].get("labels", {}), **options.get("labels", {})}
+        found[key] = {**found[key], "data": data, "metadata": {"name": generator["name"], "labels": labels}}
+    return found
+
+
+@pytest.fixture(scope="module", params=["webhook", "fleet"])
+def manifests(request: pytest.FixtureRequest) -> dict[tuple[str, str], dict[str, Any]]:
+    """Every Kubernetes check runs on both: the base (webhook mode) and the fleet overlay."""
+    return base_manifests() if request.param == "webhook" else render_overlay(K8S_FLEET)
 
 
 def test_k8s_manifests_match_the_api_schemas(manifests: dict[tuple[str, str], dict[str, Any]]) -> None:
