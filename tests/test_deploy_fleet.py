@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from modelsync import s3
 from modelsync.config import Config, load_config
 from tests.test_deploy import (
     AGENT_COMMAND,
@@ -140,7 +141,7 @@ def test_compose_fleet_config_is_the_example_plus_events(fleet: dict[str, Any], 
             assert Path(mount["source"]) / config_path.name == FLEET_CONFIG and mount["read_only"]
             config = load_config(FLEET_CONFIG, env=env_of(service))
             if part == "agent":
-                config.require_minio_credentials()
+                s3.require_credentials(config, env={})
             else:
                 assert config.webhook.auth_token is not None
 

@@ -64,7 +64,8 @@ def documents(texts: list[str]) -> Objects:
 
 def render(values: dict[str, Any], release: str = "demo") -> Objects:
     with helm.Chart.load(str(CHART)) as chart:
-        return documents(list(chart.render(values, name=release, namespace="ml").values()))
+        rendered = chart.render(values, name=release, namespace="ml")
+    return documents([text for path, text in rendered.items() if not path.endswith("NOTES.txt")])
 
 
 def manifests() -> Objects:
