@@ -96,9 +96,16 @@ def validate(objects: Objects) -> None:
 # -- the chart, rendered --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "values", [{}, ALL_ON, {"gateway": {"enabled": False}}], ids=["default", "all", "off"]
-)
+FLEET = yaml.safe_load((CHART / "values-fleet.yaml").read_text())
+VALUES = {
+    "default": {},
+    "all": ALL_ON,
+    "off": {"gateway": {"enabled": False}},
+    "fleet": {**FLEET, **ALL_ON},
+}
+
+
+@pytest.mark.parametrize("values", list(VALUES.values()), ids=list(VALUES))
 def test_every_rendered_object_matches_the_api_schemas(values: dict[str, Any]) -> None:
     objects = render(values)
     assert ("Deployment", "demo-modelsync") in objects
@@ -264,3 +271,40 @@ def test_gateway_pods_and_sync_pods_never_share_a_selector(deployed: tuple[Objec
         matches_gateway = any(selector.items() <= labels.items() for labels in gateway_labels)
         assert not (matches_sync and matches_gateway), f"{kind} {name} selects both"
         assert matches_gateway == ("gateway" in name), f"{kind} {name}"
+
+
+# -- fleet mode on a secured Kafka (the agent's event reader, the webhook's resync) -------------
+
+
+def test_fleet_mode_reads_a_secured_topic(tmp_path: Path) -> None:
+    """events.kafka.security reaches the agent's config; the Secret's password and CA are
+    mounted in the agent and the webhook (the webhook publishes resync commands)."""
+    security = {
+        "protocol": "sasl_ssl",
+        "sasl": {"mechanism": "SCRAM-SHA-256", "username": "agent"},
+        "tls": {"ca_file": f"{KAFKA_SECRET_DIR}ca.crt"},
+    }
+    values = {**FLEET, "events": {"kafka": {**FLEET["events"]["kafka"], "security": security}}}
+    objects = render({**values, "eventsKafkaSecret": "events-kafka"})
+    validate(objects)
+    spec = objects[("Deployment", "demo-modelsync")]["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["events-kafka"]["secret"]["secretName"] == "events-kafka"
+    staged = tmp_path / "kafka"
+    staged.mkdir()
+    trustme.CA().cert_pem.write_to_path(str(staged / "ca.crt"))
+    (staged / "password").write_text("events-password\n")
+    text = objects[("ConfigMap", "demo-modelsync-config")]["data"]["sync-config.yaml"]
+    path = tmp_path / "sync-config.yaml"
+    path.write_text(text.replace(KAFKA_SECRET_DIR, f"{staged}/"))
+    for sidecar in spec["initContainers"]:
+        mounts = {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}
+        env = {e["name"]: e["value"] for e in sidecar["env"]}
+        password_file = env["MODELSYNC_EVENTS_KAFKA_PASSWORD_FILE"]
+        assert password_file == mounts["events-kafka"] + "/password" == f"{KAFKA_SECRET_DIR}password"
+        config = load_config(
+            path, env={**SECRETS, "MODELSYNC_EVENTS_KAFKA_PASSWORD_FILE": str(staged / "password")}
+        )
+        kafka = config.kafka_events
+        assert kafka is not None and kafka.security.password.reveal() == "events-password", sidecar["name"]
+        assert kafka.security.ca_file == staged / "ca.crt"
