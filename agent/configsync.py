@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 
-from agent import metrics, ovmsconfig
+from agent import metrics, ovmsconfig, sidecarlog
 from agent.localstate import LocalState
 from agent.ovmsclient import OvmsClient, OvmsUnreachable
 from agent.retry import Backoff
@@ -62,6 +62,7 @@ class ConfigSync:
             metrics.CONFIG_SWAPS.inc()
             served = len(published) - len(merged.collisions)
             log.info("config.json updated: %d model(s) served from %s", served, models_path)
+            sidecarlog.saved_config(len(merged.document.get("model_config_list", [])))
         self._report_collisions(merged.collisions)
         self.reload_owed = (self.reload_owed or swapped) and self.ovms is not None
         if self.ovms is not None and self.reload_owed and not self._reload(self.ovms):

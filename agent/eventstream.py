@@ -110,7 +110,7 @@ class EventReader:
             self.backoff.reset()
             next_refresh = time.monotonic() + REFRESH_SECONDS
             while not self._stop.is_set():
-                messages = consumer.consume(BATCH, POLL_SECONDS)
+                messages = _next_batch(consumer)
                 if messages:
                     self._apply(messages)
                 if time.monotonic() >= next_refresh:
@@ -300,3 +300,13 @@ def _describe(exc: Exception) -> str:
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
         return str(exc.args[0].str())
     return str(exc)
+
+
+def _next_batch(consumer: Consumer) -> list[Message]:
+    """What has arrived, as soon as one message has: ``consume(n, timeout)`` alone waits out
+    its whole window unless ``n`` messages come (0.15 s a message against Tansu), while
+    ``poll`` returns at the first, and the rest already fetched are taken without waiting."""
+    first = consumer.poll(POLL_SECONDS)
+    if first is None:
+        return []
+    return [first, *consumer.consume(BATCH - 1, 0)]

@@ -9,6 +9,7 @@ one batch, whose intents are idempotent.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +52,7 @@ def load(path: Path, topic: str) -> Position | None:
     which is always safe).
     """
     try:
-        document = atomic.read_json(path)
+        document = json.loads(path.read_bytes())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:

@@ -12,7 +12,7 @@ import threading
 import time
 from typing import Any
 
-from agent import metrics, volume
+from agent import metrics, sidecarlog, volume
 from agent.configsync import ConfigSync
 from agent.eventstream import EventReader
 from agent.inbox import Inbox
@@ -24,6 +24,7 @@ from agent.retry import Backoff
 from agent.stager import Stager
 from agent.status import StatusReporter
 from agent.storage import Bucket, Cancelled
+from agent.versionpolicy import VersionPolicy
 from agent.versionsync import VersionSync, group_listing
 from agent.watcher import IntentWatcher
 from modelsync import keys
@@ -46,12 +47,14 @@ class Agent:
         self.status = StatusReporter(config.status_path, config.sync.heartbeat_seconds)
         self.inbox = Inbox(config)
         self.results = ResultBox(config.results_dir)
+        self.policy = VersionPolicy(config.ovms)
         stager = Stager(
             self.bucket,
             config.sync.models_path,
             config.sync.download_concurrency,
             self.stop,
             config.sync.progress_seconds,
+            config.sync.min_free_bytes,
         )
         self.versions = VersionSync(
             self.bucket,
@@ -62,6 +65,7 @@ class Agent:
             config.ovms.model_name,
             config.sync.settle_seconds,
             InFlight(config.state_dir / "inflight.json"),
+            self.policy,
         )
         self.ovms_config = ConfigSync(config, self.state, self.status)
         self.pending: dict[tuple[str, int], Pending] = {}
@@ -71,6 +75,7 @@ class Agent:
         self.storage_retry_at = 0.0
         self.next_reconcile = 0.0
         self.bucket_was_empty = False
+        self.bucket_failing: bool | None = None  # None: not asked yet
         # Fleet mode: the event topic's reader asks for a full reconcile when it cannot vouch
         # for what came before its position (a new replica, an offset the topic dropped).
         self.reconcile_requested = threading.Event()
@@ -92,6 +97,7 @@ class Agent:
             self.config.sync.models_path,
             self.config.ovms.config_path,
         )
+        sidecarlog.starting(self.config.sync.interval)
         try:
             # Forced: a version swapped in place just before a crash still needs OVMS to reload.
             self.ovms_config.apply(force_reload=True)
@@ -141,7 +147,7 @@ class Agent:
             self.ovms_config.apply(force_reload=False)
 
     def _reconcile_if_due(self) -> None:
-        if self.reconcile_requested.is_set():  # fleet mode: the event reader asked for one
+        if self.reconcile_requested.is_set():
             self.reconcile_requested.clear()
             self.next_reconcile = 0.0
         if time.monotonic() >= self.next_reconcile:
@@ -257,11 +263,7 @@ class Agent:
         Returns every version in scope (bucket or disk), queued or already in sync.
         """
         single = self.config.ovms.model_name
-        prefix = ""
-        if model is not None:
-            prefix = (
-                keys.version_prefix(model, version, single) if version else keys.model_prefix(model, single)
-            )
+        prefix = self._listing_prefix(model, version)
         started = time.monotonic()
         try:
             objects = list(self.bucket.list(prefix))
@@ -272,9 +274,10 @@ class Agent:
             self.next_reconcile = self.storage_retry_at
             return set()
         self._storage_up()
-        remote = group_listing(objects, single)
+        remote = self.policy.keep(group_listing(objects, single))
         if model is None:
             self._report_empty_bucket(not remote)
+            sidecarlog.discovered(len(remote))
         if model is not None:
             remote = {k: v for k, v in remote.items() if k[0] == model and version in (None, k[1])}
         local = {
@@ -322,12 +325,21 @@ class Agent:
         log.debug("reconcile of %r: %d objects, %d version(s) queued", prefix, len(objects), len(queued))
         return in_scope
 
+    def _listing_prefix(self, model: str | None, version: int | None) -> str:
+        single = self.config.ovms.model_name
+        if model is None:
+            return ""
+        # A policy chooses among every version of the model: list them all to apply it.
+        if version is None or self.policy.restricts(model):
+            return keys.model_prefix(model, single)
+        return keys.version_prefix(model, version, single)
+
     def _report_empty_bucket(self, empty: bool) -> None:
         if empty and not self.bucket_was_empty:
             single = self.config.ovms.model_name
             layout = f"<version>/<file> for model {single}, or " if single else ""
             log.warning(
-                "No models found in bucket %s: expected keys like %s<model>/<version>/<file>",
+                "No models found in MinIO bucket %s: expected keys like %s<model>/<version>/<file>",
                 self.config.minio.bucket,
                 layout,
             )
@@ -339,11 +351,15 @@ class Agent:
         self.status.storage(False, str(exc))
         metrics.FAILURES.labels(reason="storage").inc()
         self.status.error(str(exc))
-        log.error("%s; retrying in %.1fs", exc, delay)
+        sidecarlog.failed_to_connect(f"{exc}; retrying in {delay:.1f}s")
+        self.bucket_failing = True
 
     def _storage_up(self) -> None:
         if self.storage_backoff.failures:
             log.info("bucket %s is reachable again", self.config.minio.bucket)
+        if self.bucket_failing is not False:  # the first answer, and the first after an outage
+            sidecarlog.connected(self.config.minio.url)
+        self.bucket_failing = False
         self.storage_backoff.reset()
         self.storage_retry_at = 0.0
         self.status.storage(True)
@@ -356,6 +372,7 @@ class Agent:
         ready = [
             p for k, p in sorted(self.pending.items()) if (k in only if only is not None else p.due <= now)
         ]
+        ready.sort(key=lambda p: p.listing == {})  # removals last: a new version is in place first
         outcomes: dict[str, str] = {}
         done: list[Pending] = []
         for pending in ready:
@@ -371,17 +388,26 @@ class Agent:
             self.ovms_config.apply(force_reload=bool(self.versions.replaced))
             self.versions.replaced.clear()
             self.versions.clean_retired()
+        published = set()
         for pending in done:
             self.pending.pop(pending.key, None)
             self._commit(pending.intents)
             if outcomes[f"{pending.model}:{pending.version}"] == "published":
+                published.add(pending.model)
                 log.info(
                     "Successfully synced model %s:%s",
                     pending.model,
                     pending.version,
                     extra={"model": pending.model, "version": pending.version, "event": "synced"},
                 )
+        self._apply_policies(published)
         return outcomes
+
+    def _apply_policies(self, published: set[str]) -> None:
+        """A new version may push an older one out of its model's policy: look again at once,
+        so the older one is removed now that the new one is in place (not at the next reconcile)."""
+        for model in sorted(m for m in published if self.policy.restricts(m)):
+            self.reconcile(model=model)
 
     def _run_one(self, pending: Pending) -> str | None:
         try:

@@ -17,6 +17,7 @@ from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+from agent import sidecarlog
 from agent.dirswap import STAGING_PREFIX, hidden_sibling
 from agent.localstate import FileState, VersionState
 from agent.manifest import Expected
@@ -24,7 +25,7 @@ from agent.progress import Progress
 from agent.storage import Bucket, Cancelled, RemoteObject, StopFlag
 from modelsync import keys
 from modelsync.atomic import fsync_dir
-from modelsync.errors import PublishError
+from modelsync.errors import InsufficientSpaceError, PublishError
 
 log = logging.getLogger(__name__)
 HASH_CHUNK = 1024 * 1024
@@ -67,12 +68,14 @@ class Stager:
         concurrency: int,
         stop: threading.Event,
         progress_seconds: float = 10.0,
+        min_free_bytes: int = 0,
     ) -> None:
         self.bucket = bucket
         self.models_path = models_path
         self.concurrency = concurrency
         self.stop = stop
         self.progress_seconds = progress_seconds
+        self.min_free_bytes = min_free_bytes
 
     def build(
         self,
@@ -119,6 +122,7 @@ class Stager:
                 reused += 1
             else:
                 to_download.append((obj, dest))
+        self._check_space(label, staging, sum(obj.size for obj, _ in to_download))
         self._download_all(to_download, label)
         for path, spec in expected.items():
             if spec.sha256 and file_digest(staging / path, "sha256", self.stop) != spec.sha256:
@@ -128,6 +132,19 @@ class Stager:
                 fsync_dir(directory)
         files = {p: FileState(o.etag, o.size) for p, o in remote.items()}
         return Staged(staging, files, len(to_download), sum(o.size for o, _ in to_download), reused)
+
+    def _check_space(self, label: str, staging: Path, needed: int) -> None:
+        """Refuse a version that would not fit before downloading any of it (files reused from
+        the served version are hard links and cost nothing)."""
+        if needed == 0:
+            return
+        free = shutil.disk_usage(staging).free
+        if needed + self.min_free_bytes > free:
+            raise InsufficientSpaceError(
+                f"model {label}: not enough space on {self.models_path}: {needed} bytes to download, "
+                f"{free} bytes free (sync.min_free_bytes keeps {self.min_free_bytes} free); "
+                "the served version stays, and the version is tried again when space appears"
+            )
 
     def _reuse(
         self, source: Path, obj: RemoteObject, current: VersionState | None, path: str, dest: Path
@@ -165,12 +182,13 @@ class Stager:
         if len(jobs) == 1 or self.concurrency == 1:
             for obj, dest in jobs:
                 self.bucket.download(obj, dest, self.stop, progress.add)
+                sidecarlog.updated(dest.name, label)
             return
         # One failed file dooms the version: the others stop at their next chunk, not at
         # their end (they may be gigabytes).
         abandon = EitherEvent(self.stop)
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(jobs))) as pool:
-            futures = [pool.submit(self._one, obj, dest, abandon, progress) for obj, dest in jobs]
+            futures = [pool.submit(self._one, obj, dest, abandon, progress, label) for obj, dest in jobs]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for future in done:
                 if future.exception() is not None:
@@ -179,10 +197,13 @@ class Stager:
                         other.cancel()
                     raise future.exception()  # type: ignore[misc]
 
-    def _one(self, obj: RemoteObject, dest: Path, abandon: EitherEvent, progress: Progress) -> None:
+    def _one(
+        self, obj: RemoteObject, dest: Path, abandon: EitherEvent, progress: Progress, label: str
+    ) -> None:
         if abandon.is_set():
             raise Cancelled(obj.key)
         self.bucket.download(obj, dest, abandon, progress.add)
+        sidecarlog.updated(dest.name, label)
 
 
 class EitherEvent:

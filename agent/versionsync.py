@@ -17,6 +17,7 @@ from agent.pending import Listing, Pending, settled, signature
 from agent.stager import Stager, model_dir_for
 from agent.status import StatusReporter
 from agent.storage import Bucket, Cancelled, RemoteObject, StopFlag
+from agent.versionpolicy import VersionPolicy
 from modelsync import keys
 from modelsync.errors import PublishError, UnsafeKeyError
 
@@ -78,8 +79,10 @@ class VersionSync:
         single_model: str | None,
         settle_seconds: float,
         inflight: InFlight,
+        policy: VersionPolicy | None = None,
     ) -> None:
         self.bucket = bucket
+        self.policy = policy
         self.inflight = inflight
         self.state = state
         self.stager = stager
@@ -116,10 +119,28 @@ class VersionSync:
         objects = list(self.bucket.list(prefix))
         return group_listing(objects, self.single_model).get((model, version), {})
 
+    def _list_kept(self, model: str, version: int) -> Listing:
+        """The version's listing, or an empty one when its model's policy does not keep it."""
+        if self.policy is None or not self.policy.restricts(model):
+            return self.list_version(model, version)
+        # The policy chooses among every version of the model, so list them all.
+        objects = list(self.bucket.list(keys.model_prefix(model, self.single_model)))
+        grouped = {k: v for k, v in group_listing(objects, self.single_model).items() if k[0] == model}
+        if (model, version) in grouped and (model, version) not in self.policy.keep(grouped):
+            log.info(
+                "model %s:%s is outside its model_version_policy (%s): not kept on disk",
+                model,
+                version,
+                self.policy.describe(model),
+                extra={"model": model, "version": version, "event": "policy"},
+            )
+            return {}
+        return grouped.get((model, version), {})
+
     def run(self, pending: Pending) -> str:
         """'published', 'removed', 'unchanged' or 'waiting' (then ``pending.due`` is set)."""
         model, version = pending.key
-        listing = pending.listing if pending.listing is not None else self.list_version(model, version)
+        listing = pending.listing if pending.listing is not None else self._list_kept(model, version)
         pending.listing = None
         self.limits.check(self.bucket.name, model, version, listing)
         target = self.models_path / model / str(version)

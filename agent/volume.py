@@ -8,7 +8,7 @@ import functools
 import logging
 import os
 
-from agent import dirswap, ovmsconfig
+from agent import dirswap, ovmsconfig, sidecarlog
 from agent.localstate import LocalState
 from modelsync import keys
 from modelsync.config import Config
@@ -23,6 +23,8 @@ def prepare_directories(config: Config) -> None:
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            if isinstance(exc, PermissionError):
+                sidecarlog.permission_denied(str(config.sync.models_path))
             raise PublishError(
                 f"cannot create {exc.filename or directory}: {exc.strerror} "
                 f"(the models directory {config.sync.models_path} must be writable by uid {os.getuid()})"

@@ -54,8 +54,3 @@ def write_bytes(
 def write_json(target: Path, document: Any, *, durable: bool = True, indent: int | None = None) -> None:
     data = json.dumps(document, indent=indent, sort_keys=indent is not None) + "\n"
     write_bytes(target, data.encode("utf-8"), durable=durable)
-
-
-def read_json(path: Path) -> Any:
-    with open(path, "rb") as handle:
-        return json.load(handle)

@@ -69,6 +69,7 @@ class SyncConfig:
     heartbeat_seconds: float = 2.0
     metrics_port: int | None = None
     progress_seconds: float = 10.0
+    min_free_bytes: int = 64 * 1024 * 1024  # what a download must leave free on the volume
 
 
 @dataclass(frozen=True)

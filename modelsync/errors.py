@@ -59,5 +59,10 @@ class PublishError(ModelsyncError):
     """A version could not be staged or published (disk full, permission denied, bad data)."""
 
 
+class InsufficientSpaceError(PublishError):
+    """A version's downloads would not fit on the models volume (with its margin): refused
+    before the first byte, so the served version stays and nothing is half-written."""
+
+
 class OvmsConfigError(ModelsyncError):
     """The OVMS config.json on disk or the one modelsync built is not valid."""

@@ -27,6 +27,7 @@ from tests.helpers import free_port, http_ok, wait_for
 from webhook import gunicorn_command
 
 ROOT = Path(__file__).resolve().parent.parent
+pytest_plugins = ["tests.wsgirig"]  # the `serve` fixture: recorded WSGI servers on loopback
 ACCESS_KEY = "test-access-AKIA7SECRET"
 SECRET_KEY = "test-secret-key-do-not-log-9f8e7d"
 TOKEN = "test-webhook-token-5b4c3a"

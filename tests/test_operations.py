@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -92,6 +93,36 @@ def test_original_text_log_format(volume: Volume, bucket: Bucket, start_agent) -
     assert date[4] == "-" and date[10] == " " and date[13] == ":"
 
 
+def original_line(log: str, level: str, message: str) -> str:
+    """The one line of ``log`` that is the original sidecar's ``date - model_sync - LEVEL - message``."""
+    pattern = re.compile(
+        rf"^\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d - model_sync - {level} - {re.escape(message)}$", re.M
+    )
+    found = pattern.findall(log)
+    assert found, f"no line '{level} - {message}' in:\n{log}"
+    return found[0]
+
+
+def test_the_original_sidecars_log_lines_during_a_sync(volume: Volume, bucket: Bucket, start_agent) -> None:
+    """Log-based alerts written for the polling sidecar keep firing: its lines, its format."""
+    bucket.put("t/1/model.onnx", b"x")
+    bucket.put("t/1/sub/weights.bin", b"y")
+    agent = start_agent()
+    wait_for(lambda: "Saved OVMS config with 1 models" in agent.log, what="config saved")
+    endpoint = volume.settings["minio"]["endpoint"]
+    for message in (
+        "Starting continuous model sync with 30s interval",
+        f"Connected to MinIO at {endpoint}",
+        "Discovered 1 models in MinIO",
+        "Updated model.onnx for model t:1",
+        "Updated weights.bin for model t:1",
+        "Successfully synced model t:1",
+        "Saved OVMS config with 1 models",
+    ):
+        original_line(agent.log, "INFO", message)
+    assert agent.log.index("Updated model.onnx") < agent.log.index("Successfully synced model t:1")
+
+
 # -- the README's troubleshooting table ---------------------------------------------------
 
 
@@ -102,6 +133,9 @@ def test_cannot_connect_to_minio(volume: Volume, start_agent) -> None:
     wait_for(lambda: "endpoint unreachable; retrying in" in agent.log, what="connection error logged")
     line = next(ln for ln in agent.log.splitlines() if "endpoint unreachable" in ln)
     assert f"cannot list s3://{volume.settings['minio']['bucket_name']}/: NewConnectionError" in line
+    assert (
+        " - model_sync - ERROR - Failed to connect to MinIO: cannot list s3://" in line
+    )  # the sidecar's words
     wait_for(
         lambda: json.loads(volume.status.read_text())["storage"]["reachable"] is False,
         what="status reports the bucket unreachable",
@@ -111,9 +145,11 @@ def test_cannot_connect_to_minio(volume: Volume, start_agent) -> None:
 def test_no_models_found(volume: Volume, bucket: Bucket, start_agent) -> None:
     bucket.put("README.md", b"not a model")
     agent = start_agent()
-    wait_for(lambda: "No models found in bucket" in agent.log, what="warning")
-    assert (
-        f"No models found in bucket {bucket.name}: expected keys like <model>/<version>/<file>" in agent.log
+    wait_for(lambda: "No models found in MinIO bucket" in agent.log, what="warning")
+    original_line(
+        agent.log,
+        "WARNING",
+        f"No models found in MinIO bucket {bucket.name}: expected keys like <model>/<version>/<file>",
     )
 
 
@@ -134,6 +170,7 @@ def test_permission_denied_on_the_models_directory(volume: Volume, bucket: Bucke
     assert result.returncode == 1
     assert f"cannot create {volume.models}/.modelsync: Permission denied" in result.stderr
     assert f"the models directory {volume.models} must be writable by uid" in result.stderr
+    original_line(result.stderr, "ERROR", f"Permission denied: '{volume.models}'")
     assert "Traceback" not in result.stderr
     health = subprocess.run(
         without_root_powers([sys.executable, "-m", "agent", "health"]),

@@ -38,8 +38,9 @@ def agent_health(volume: Volume) -> subprocess.CompletedProcess[str]:
 def write_raw(volume: Volume, intent: dict[str, Any]) -> str:
     """Written whole (temp file, rename); json.dumps escapes the surrogate as "\\ud800"."""
     name = f"{intent['id']}.json"
-    atomic.write_json(volume.intents / name, intent)
-    assert b"\\ud800" in (volume.intents / name).read_bytes()
+    data = json.dumps(intent).encode()
+    assert b"\\ud800" in data  # checked before writing: the agent may move the file at once
+    atomic.write_bytes(volume.intents / name, data)
     return name
 
 

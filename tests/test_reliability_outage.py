@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -115,10 +116,11 @@ def object_intent(writer: IntentWriter, bucket: Bucket, key: str) -> None:
     writer.write_all([intent])
 
 
-def test_disk_full_during_a_download_keeps_the_previous_version_served(
+def test_a_version_that_does_not_fit_is_refused_before_download_and_the_previous_one_served(
     volume: Volume, bucket: Bucket, small_disk: Path, start_agent
 ) -> None:
-    volume.settings["sync"].update(max_attempts=2, interval=600, settle_seconds=0.1)
+    margin = 256 * 1024
+    volume.settings["sync"].update(max_attempts=2, interval=600, settle_seconds=0.1, min_free_bytes=margin)
     volume.write()
     small = os.urandom(300 * 1024)
     bucket.put("m/1/model.bin", small)
@@ -126,35 +128,38 @@ def test_disk_full_during_a_download_keeps_the_previous_version_served(
     wait_for(lambda: "m" in served_models(volume.ovms_config), what="m:1 served")
     config_before = volume.ovms_config.read_bytes()
     writer = IntentWriter(volume.intents)
+    big = 4 * 1024 * 1024
 
     # An update of the served version, and a new version, neither of which fits.
-    bucket.put("m/1/model.bin", os.urandom(4 * 1024 * 1024))
+    bucket.put("m/1/model.bin", os.urandom(big))
     object_intent(writer, bucket, "m/1/model.bin")
-    wait_for(lambda: "No space left on device" in agent.log, 30, what="the ENOSPC error")
     error = wait_for(
         lambda: (read_status(volume).get("last_error") or {}).get("message"), what="the error in status.json"
     )
-    assert "No space left on device" in error
-    assert f"{volume.models}/m/.staging-1-" in error, f"the error names the path: {error}"
+    free = int(re.search(r"(\d+) bytes free", error).group(1))
+    assert f"model m:1: not enough space on {volume.models}: {big} bytes to download, " in error
+    assert 0 < free < big and f"(sync.min_free_bytes keeps {margin} free)" in error
+    assert "not enough space" in agent.log
     wait_for(lambda: not staging_dirs(volume.models), what="staging cleaned up")
     assert (volume.models / "m" / "1" / "model.bin").read_bytes() == small
     assert volume.ovms_config.read_bytes() == config_before
 
-    bucket.put("m/2/model.bin", os.urandom(4 * 1024 * 1024))
+    bucket.put("m/2/model.bin", os.urandom(big))
     object_intent(writer, bucket, "m/2/model.bin")
     wait_for(
         lambda: len(list((volume.models / ".modelsync" / "failed").glob("*.json"))) >= 2, 60, what="failed"
     )
     failed = [json.loads(p.read_text()) for p in (volume.models / ".modelsync" / "failed").glob("*.json")]
-    assert all("No space left on device" in f["error"] for f in failed), failed
+    assert all("not enough space" in f["error"] for f in failed), failed
     assert not staging_dirs(volume.models)
     assert not (volume.models / "m" / "2").exists()
     assert (volume.models / "m" / "1" / "model.bin").read_bytes() == small
     assert volume.ovms_config.read_bytes() == config_before
     assert agent.alive()
+    assert "No space left on device" not in agent.log, "refused before the disk filled, not after"
 
-    # Once the objects fit again, the agent converges.
-    bucket.put("m/2/model.bin", b"fits")
+    # Once space appears, the same version is tried again and served.
+    subprocess.run(["mount", "-o", "remount,size=20m", str(volume.models)], check=True)
     object_intent(writer, bucket, "m/2/model.bin")
     wait_for(lambda: (volume.models / "m" / "2" / "model.bin").exists(), 30, what="m:2 once it fits")
     assert "Traceback" not in agent.log

@@ -12,78 +12,18 @@ import re
 import ssl
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import BaseWSGIServer, make_server
+from moto.moto_server.werkzeug_app import create_backend_app
 
 from tests.conftest import ROOT, Bucket, Volume, child_env
 from tests.helpers import served_models, wait_for
-
-Environ = dict[str, Any]
-StartResponse = Callable[..., Any]
-WsgiApp = Callable[[Environ, StartResponse], Iterable[bytes]]
-
-
-@dataclass
-class Recorder:
-    """WSGI middleware: keeps what each request said, and may rewrite the body of an answer."""
-
-    app: WsgiApp
-    rewrite: Callable[[bytes], bytes] | None = None
-    seen: list[Environ] = field(default_factory=list)
-
-    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        self.seen.append({k: v for k, v in environ.items() if isinstance(v, str)})
-        if self.rewrite is None:
-            return self.app(environ, start_response)
-        captured: list[Any] = []
-        body = b"".join(self.app(environ, lambda status, headers, *_: captured.extend([status, headers])))
-        body = self.rewrite(body)
-        headers = [(k, v) for k, v in captured[1] if k.lower() != "content-length"]
-        start_response(captured[0], [*headers, ("Content-Length", str(len(body)))])
-        return [body]
-
-    def access_keys(self) -> set[str]:
-        found = (re.search(r"Credential=([^/]+)/", e.get("HTTP_AUTHORIZATION", "")) for e in self.seen)
-        return {m.group(1) for m in found if m}
-
-
-@dataclass
-class Served:
-    server: BaseWSGIServer
-    recorder: Recorder
-    scheme: str = "http"
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[..., Served]]:
-    servers: list[Served] = []
-
-    def start(app: WsgiApp, ssl_context: ssl.SSLContext | None = None, **kwargs: Any) -> Served:
-        recorder = Recorder(app, **kwargs)
-        server = make_server(
-            "127.0.0.1", 0, recorder, True, request_handler=MotoRequestHandler, ssl_context=ssl_context
-        )
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        served = Served(server, recorder, "https" if ssl_context else "http")
-        servers.append(served)
-        return served
-
-    yield start
-    for served in servers:
-        served.server.shutdown()
+from tests.wsgirig import Served, moto_s3
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +34,7 @@ def ca() -> trustme.CA:
 def tls_s3(serve: Callable[..., Served], ca: trustme.CA) -> Served:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
-    return serve(DomainDispatcherApplication(create_backend_app), ssl_context=context)
+    return serve(moto_s3(), ssl_context=context)
 
 
 def run_agent(volume: Volume, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -186,7 +126,7 @@ def short_lived(body: bytes) -> bytes:
 def test_web_identity_with_a_token_file_that_rotates(
     volume: Volume, bucket: Bucket, start_agent, serve, tmp_path: Path
 ) -> None:
-    s3 = serve(DomainDispatcherApplication(create_backend_app))
+    s3 = serve(moto_s3())
     sts = serve(create_backend_app("sts"), rewrite=short_lived)
     token_file = tmp_path / "token"
     token_file.write_text("eyJ.first-token.sig")
@@ -246,7 +186,7 @@ def test_web_identity_failure_is_an_outage_with_a_clear_reason(
 
 
 def test_aws_environment_and_session_token(volume: Volume, bucket: Bucket, start_agent, serve) -> None:
-    s3 = serve(DomainDispatcherApplication(create_backend_app))
+    s3 = serve(moto_s3())
     without_static_keys(volume)
     use_endpoint(volume, s3.url)
     env = {
@@ -268,7 +208,7 @@ def test_aws_environment_and_session_token(volume: Volume, bucket: Bucket, start
 def test_static_keys_come_first_with_a_session_token(
     volume: Volume, bucket: Bucket, start_agent, serve
 ) -> None:
-    s3 = serve(DomainDispatcherApplication(create_backend_app))
+    s3 = serve(moto_s3())
     use_endpoint(volume, s3.url, session_token="static-session")
     bucket.put("static/1/model.bin", b"x")
     start_agent(AWS_ACCESS_KEY_ID="AKIAIGNORED000000001", AWS_SECRET_ACCESS_KEY="ignored")
@@ -279,7 +219,7 @@ def test_static_keys_come_first_with_a_session_token(
 
 
 def test_instance_role_only_when_asked_for(volume: Volume, bucket: Bucket, start_agent, serve) -> None:
-    s3 = serve(DomainDispatcherApplication(create_backend_app))
+    s3 = serve(moto_s3())
     imds = serve(create_backend_app("instance_metadata"))
     without_static_keys(volume)
     use_endpoint(volume, s3.url)
