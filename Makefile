@@ -57,11 +57,14 @@ bench-full: $(BENCH_STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
 
-## lock: resolve requirements.lock (the images) and requirements-dev.lock (make's venv) again
+## lock: resolve requirements.lock (the images), requirements-agent.lock (the agent image, with openvino)
+## and requirements-dev.lock (make's venv) again
 lock: $(STAMP)
 	$(BIN)/pip install --quiet uv
 	$(BIN)/uv pip compile pyproject.toml --python-version 3.11 --universal --generate-hashes \
 		-o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra preflight --python-version 3.11 --universal \
+		--generate-hashes -o requirements-agent.lock
 	$(BIN)/uv pip compile pyproject.toml --extra test --extra bench --python-version 3.11 --universal \
 		-o $(DEV_LOCK)
 

@@ -60,6 +60,19 @@ def publish(staging: Path, target: Path) -> None:
     _remove(old)
 
 
+def publish_keeping(staging: Path, target: Path) -> Path | None:
+    """Like :func:`publish`, but the replaced directory is kept (hidden) and returned."""
+    if not os.path.lexists(target):
+        os.rename(staging, target)
+        return None
+    if exchange(staging, target):
+        return staging  # now holds the old version, under its hidden staging name
+    old = hidden_sibling(target.parent, TRASH_PREFIX, int(target.name))
+    os.rename(target, old)
+    os.rename(staging, target)
+    return old
+
+
 def _remove(path: Path) -> None:
     """Delete a directory tree, or only the link when a symlink was planted there."""
     if path.is_symlink():

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # Three: one failure may be a blip (a file replaced under us), two a retry that came too soon;
 # three in a row, over at least ~1.5 s of backoff, is a part that does not work.
 FAILURE_THRESHOLD = 3
-STEPS = ("intake", "move_failed", "state", "config", "reconcile", "publish")
+STEPS = ("intake", "move_failed", "state", "config", "reconcile", "publish", "rollback")
 
 
 @dataclass

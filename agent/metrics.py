@@ -40,11 +40,30 @@ CONFIG_COLLISIONS = Gauge(
     "modelsync_agent_config_collisions",
     "Bucket models left out of config.json because a hand-written entry has their name",
 )
+REFUSED = Gauge(
+    "modelsync_agent_refused_version",
+    "1 for each model version refused (by the pre-flight or by OVMS) until its bytes change",
+    ["model", "version", "by"],
+)
+PREFLIGHT_SECONDS = Histogram(
+    "modelsync_agent_preflight_seconds",
+    "Time of one pre-flight check (child process start, read or compile)",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
 
 # Every reason label exists from the start, so dashboards show zeros instead of gaps.
-for _reason in ("storage", "publish", "config", "ovms_reload", "intent", "object_changed"):
+for _reason in (
+    "storage",
+    "publish",
+    "config",
+    "ovms_reload",
+    "intent",
+    "object_changed",
+    "refused_preflight",
+    "refused_ovms",
+):
     FAILURES.labels(reason=_reason)
-for _outcome in ("published", "removed", "failed"):
+for _outcome in ("published", "removed", "failed", "refused"):
     SYNCS.labels(outcome=_outcome)
 
 

@@ -20,7 +20,10 @@ from agent.inflight import InFlight
 from agent.localstate import LocalState
 from agent.loophealth import LoopHealth
 from agent.pending import Pending, signature
+from agent.preflight import Preflight
+from agent.refusals import Refusals
 from agent.retry import Backoff
+from agent.rollback import Rollback
 from agent.stager import Stager
 from agent.status import StatusReporter
 from agent.storage import Bucket, Cancelled
@@ -67,7 +70,17 @@ class Agent:
             InFlight(config.state_dir / "inflight.json"),
             self.policy,
         )
+        sync = config.sync
+        settings = f"{sync.preflight}/{sync.preflight_timeout_seconds:g}s/{sync.preflight_memory_mb}MiB"
+        self.versions.refusals = Refusals(config.state_dir / "refused.json", self.status, settings)
+        self.versions.preflight = Preflight.configured(
+            sync.preflight, sync.preflight_timeout_seconds, sync.preflight_memory_mb
+        )
         self.ovms_config = ConfigSync(config, self.state, self.status)
+        if self.ovms_config.ovms is not None:
+            self.versions.rollback = Rollback(
+                self.ovms_config.ovms, self.state, self.versions.refusals, self.ovms_config
+            )
         self.pending: dict[tuple[str, int], Pending] = {}
         self.seen: set[str] = set()
         self.storage_backoff = Backoff()
@@ -136,6 +149,7 @@ class Agent:
             ("config", self._apply_config),
             ("reconcile", self._reconcile_if_due),
             ("publish", self._process_due),
+            ("rollback", self._check_rollback),
         )
         ok = [self.loop.run(name, part) for name, part in parts]  # a list: every part runs
         self.status.update(pending_intents=len(self.seen))
@@ -145,6 +159,10 @@ class Agent:
     def _apply_config(self) -> None:
         if self.ovms_config.due():
             self.ovms_config.apply(force_reload=False)
+
+    def _check_rollback(self) -> None:
+        if self.versions.rollback is not None:
+            self.versions.rollback.poll()
 
     def _reconcile_if_due(self) -> None:
         if self.reconcile_requested.is_set():
@@ -242,7 +260,9 @@ class Agent:
             versions.update({f"{m}:{v}": "not_synced" for m, v in queued})
             versions.update(results)
             failed = sorted(
-                k for k, v in versions.items() if v in ("not_synced", "failed", "retrying", "waiting")
+                k
+                for k, v in versions.items()
+                if v in ("not_synced", "failed", "retrying", "waiting", "refused")
             )
             outcome.update(status="failed" if failed else "applied", versions=versions)
             if failed:
@@ -391,6 +411,9 @@ class Agent:
         published = set()
         for pending in done:
             self.pending.pop(pending.key, None)
+            if outcomes[f"{pending.model}:{pending.version}"] == "refused":
+                self._fail_refused(pending)
+                continue
             self._commit(pending.intents)
             if outcomes[f"{pending.model}:{pending.version}"] == "published":
                 published.add(pending.model)
@@ -408,6 +431,14 @@ class Agent:
         so the older one is removed now that the new one is in place (not at the next reconcile)."""
         for model in sorted(m for m in published if self.policy.restricts(m)):
             self.reconcile(model=model)
+
+    def _fail_refused(self, pending: Pending) -> None:
+        """A refused version's intents go to failed/ with the reason (agent/refusals.py)."""
+        refusal = self.versions.refusals.entries.get(pending.key) if self.versions.refusals else None
+        reason = f"refused by {refusal.by.value}: {refusal.reason}" if refusal else "refused"
+        for intent_id in pending.intents:
+            self.inbox.fail(intent_id, reason)
+            self.seen.discard(intent_id)
 
     def _run_one(self, pending: Pending) -> str | None:
         try:

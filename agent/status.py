@@ -43,6 +43,7 @@ class StatusReporter:
             "counters": {"downloaded_files": 0, "downloaded_bytes": 0, "reused_files": 0},
             "models": {},
             "collisions": {},  # bucket models a hand-written config.json entry keeps out
+            "refused": {},  # "model:version" -> by, reason, at (agent/refusals.py)
         }
 
     # -- updates (any thread) -------------------------------------------------------------
@@ -102,6 +103,23 @@ class StatusReporter:
                 entry["versions"].pop(str(version), None)
                 if not entry["versions"]:
                     self.document["models"].pop(model, None)
+
+    def refusal(self, model: str, version: int, info: dict[str, Any] | None) -> None:
+        """Show a refused version (its state and why), or take the refusal away."""
+        with self._lock:
+            key = f"{model}:{version}"
+            if info is not None:
+                self.document["refused"][key] = info
+                entry = self.document["models"].setdefault(model, {"versions": {}})
+                record = entry["versions"].setdefault(str(version), {})
+                record.update(state="refused", error=f"refused by {info['by']}: {info['reason']}")
+                return
+            self.document["refused"].pop(key, None)
+            entry = self.document["models"].get(model)
+            if entry is not None and entry["versions"].get(str(version), {}).get("state") == "refused":
+                entry["versions"].pop(str(version))
+                if not entry["versions"]:
+                    self.document["models"].pop(model)
 
     def config_result(self, swapped: bool, error: str | None = None) -> None:
         with self._lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from modelsync.agentstatus import loop_problems
+from modelsync.agentstatus import loop_problems, refused_versions
 
 
 def _ago(epoch: float | None, now: float) -> str:
@@ -70,6 +70,8 @@ def render(status: dict[str, Any], now: float | None = None) -> str:
         lines.append(
             f"last resync {resync.get('id')}: {resync.get('status')} ({_ago(resync.get('at'), now)})"
         )
+    for key, why in refused_versions(status).items():
+        lines.append(f"REFUSED: {key} is not published ({why}); the previous version stays served")
     last_error = status.get("last_error")
     if last_error:
         lines.append(f"last error ({_ago(last_error.get('at'), now)}): {last_error.get('message')}")

@@ -14,6 +14,9 @@ from agent import dirswap, manifest, metrics, placement
 from agent.inflight import InFlight
 from agent.localstate import LocalState
 from agent.pending import Listing, Pending, settled, signature
+from agent.preflight import Preflight
+from agent.refusals import Refusals, RefusedBy
+from agent.rollback import Rollback
 from agent.stager import Stager, model_dir_for
 from agent.status import StatusReporter
 from agent.storage import Bucket, Cancelled, RemoteObject, StopFlag
@@ -95,6 +98,9 @@ class VersionSync:
         self.large_metadata: dict[tuple[str, str], bool] = {}  # (key, etag) -> is a manifest
         self.limits = placement.Limits.of(models_path)
         self.shadowed = 0  # keys under <model_name>/ at the last full listing
+        self.preflight: Preflight | None = None  # set by the agent when sync.preflight is on
+        self.refusals: Refusals | None = None
+        self.rollback: Rollback | None = None  # set by the agent when ovms.rest_url is
 
     def report_shadowed(self, objects: list[RemoteObject]) -> None:
         """Say (when it changes) that keys under ``<model_name>/`` are not that model's."""
@@ -138,13 +144,18 @@ class VersionSync:
         return grouped.get((model, version), {})
 
     def run(self, pending: Pending) -> str:
-        """'published', 'removed', 'unchanged' or 'waiting' (then ``pending.due`` is set)."""
+        """'published', 'removed', 'unchanged', 'refused' or 'waiting' (then ``pending.due`` is set)."""
         model, version = pending.key
         listing = pending.listing if pending.listing is not None else self._list_kept(model, version)
         pending.listing = None
         self.limits.check(self.bucket.name, model, version, listing)
         target = self.models_path / model / str(version)
         current = self.state.version(model, version)
+        if self.refusals is not None:
+            if not listing:
+                self.refusals.forget(model, version)
+            elif self.refusals.refused(model, version, signature(listing)) is not None:
+                return "refused"  # the same bytes again: said when they were refused
         if not listing:
             if current is None and not target.is_dir():
                 return "unchanged"
@@ -222,10 +233,15 @@ class VersionSync:
         staged = self.stager.build(model, version, listing, current, expected)
         if staged.downloaded == 0 and target.is_dir() and disk_files(target) == set(listing):
             shutil.rmtree(staged.directory, ignore_errors=True)  # already there: adopt it
+        elif not self._preflight_passed(model, version, listing, staged.directory):
+            return "refused"
         else:
             existed = target.exists()
             self.inflight.add(model, version)  # a crash from here on leaves a directory of ours
-            dirswap.publish(staged.directory, target)
+            if self.rollback is not None:
+                self.rollback.publish(model, version, staged.directory, target, signature(listing))
+            else:
+                dirswap.publish(staged.directory, target)
             if existed:
                 self.replaced.append((model, version))
         self.state.set_version(model, version, staged.files)
@@ -258,6 +274,17 @@ class VersionSync:
             extra={"model": model, "version": version, "event": "staged"},
         )
         return "published"
+
+    def _preflight_passed(self, model: str, version: int, listing: Listing, staged: Path) -> bool:
+        if self.preflight is None or self.refusals is None:
+            return True
+        verdict = self.preflight.check(model, version, staged)
+        metrics.PREFLIGHT_SECONDS.observe(verdict.seconds)
+        if verdict.ok:
+            return True
+        shutil.rmtree(staged, ignore_errors=True)
+        self.refusals.add(model, version, signature(listing), RefusedBy.PREFLIGHT, verdict.reason)
+        return False
 
     def _remove(self, model: str, version: int, target: Path) -> str:
         model_dir_for(self.models_path, model)  # refuses a symlinked model directory

@@ -265,7 +265,14 @@ class Stack:
                 "bucket_name": bucket,
                 "secure": False,
             },
-            "sync": {"interval": 30, "models_path": str(self.models), "log_level": "INFO", **sync},
+            # preflight off: the benches upload random bytes, and the RSS floor is measured without it
+            "sync": {
+                "interval": 30,
+                "models_path": str(self.models),
+                "log_level": "INFO",
+                "preflight": "off",
+                **sync,
+            },
             "ovms": {"config_path": str(self.models / "config.json")},
             "webhook": {"auth_token": TOKEN},
         }

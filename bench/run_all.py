@@ -24,6 +24,7 @@ ORDER = [
     "reporter_loss",
     "kafka_throughput",
     "fleet",
+    "preflight",
 ]
 
 

@@ -1,6 +1,9 @@
 """Run an embedded S3 store (moto) seeded with a sample model, the webhook and the agent;
 and the prediction gateway (REST and Kafka) in front of a KServe v2 model server (MLServer,
-standing in for OVMS) with a Kafka-compatible broker (Tansu).
+standing in for OVMS) with a Kafka-compatible broker (Tansu). The model server serves what the
+agent publishes, as OVMS would: devstack/ovmsfollow.py follows the agent's config.json and
+loads each version with the OpenVINO runtime. Predictions are recorded in a file and in the
+store's 'predictions' bucket.
 
 Everything is written under ./var/. Ports: DEVSTACK_S3_PORT (9000), DEVSTACK_WEBHOOK_PORT
 (8080), DEVSTACK_GATEWAY_PORT (9001), DEVSTACK_MODEL_PORT (8000), DEVSTACK_KAFKA_PORT (9092).
@@ -12,6 +15,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,9 +28,11 @@ import gateway
 import webhook
 from devstack import sample
 from devstack.broker import Broker
-from devstack.modelserver import ModelServer
+from devstack.modelserver import MODEL_DIR, ModelServer
+from devstack.ovmsfollow import ConfigFollower
 
 BUCKET = "models"
+PREDICTIONS = "predictions"
 TOKEN = "devstack-token"  # noqa: S105 - a local demo, printed on purpose
 ACCESS_KEY = "devstack"
 SECRET_KEY = "devstack-secret"  # noqa: S105 - the embedded store ignores it
@@ -51,7 +57,10 @@ def gateway_section(var: Path, model_port: int, kafka_port: int) -> dict[str, ob
         "reporting": {
             "inputs": "all",
             "spill_dir": str(var / "spill"),
-            "sinks": [{"type": "file", "path": str(var / "predictions" / "predictions.jsonl")}],
+            "sinks": [
+                {"type": "file", "path": str(var / "predictions" / "predictions.jsonl")},
+                {"type": "bucket", "bucket": PREDICTIONS, "batch_seconds": 0.5},
+            ],
         },
     }
 
@@ -88,45 +97,68 @@ def start_s3(port: int) -> object:
     server.start()
     client = Minio(f"127.0.0.1:{port}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, secure=False)
     client.make_bucket(BUCKET)
-    for name, data in sample.files().items():
-        client.put_object(BUCKET, f"identity/1/{name}", io.BytesIO(data), len(data))
+    client.make_bucket(PREDICTIONS)
+    for name, data in sample.files(1).items():
+        client.put_object(BUCKET, f"{sample.MODEL}/1/{name}", io.BytesIO(data), len(data))
     return server
 
 
 def write_sample_files(var: Path) -> Path:
-    directory = var / "sample"
-    directory.mkdir(exist_ok=True)
-    for name, data in sample.files().items():
+    directory = var / "sample" / "2"
+    directory.mkdir(parents=True, exist_ok=True)
+    files = sample.files(2)
+    for name, data in files.items():
         (directory / name).write_bytes(data)
-    keys = [f"identity/2/{name}" for name in sample.files()]
-    (directory / "event-identity-2.json").write_text(json.dumps(sample.event(BUCKET, keys), indent=2))
+    keys = [f"{sample.MODEL}/2/{name}" for name in files]
+    (directory / "event.json").write_text(json.dumps(sample.event(BUCKET, keys), indent=2))
     return directory
 
 
+def model_repository(var: Path) -> Path:
+    """A writable copy of devstack/modelserver: ovmsfollow.py adds the synced models to it."""
+    target = var / "modelserver"
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(MODEL_DIR, target, ignore=shutil.ignore_patterns("__init__.py", "__pycache__"))
+    return target
+
+
 def usage(s3: str, webhook_url: str, gateway_url: str, kafka: str, var: Path) -> str:
-    sample_dir = var / "sample"
+    sample_dir, model = var / "sample" / "2", sample.MODEL
     puts = "\n".join(
-        f"  curl -sX PUT --data-binary @{sample_dir / n} {s3}/{BUCKET}/identity/2/{n}" for n in sample.files()
+        f"  curl -sX PUT -H 'Content-Type: application/octet-stream' --data-binary @{sample_dir / n} "
+        f"{s3}/{BUCKET}/{model}/2/{n}"
+        for n in sample.files(2)
     )
     auth = f"-H 'Authorization: Bearer {TOKEN}'"
     body = '{"inputs": [{"name": "x", "datatype": "FP32", "shape": [2, 3], "data": [1, 2, 3, 4, 5, 6]}]}'
+    scaler = '{"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}'
     return f"""
 modelsync is running: S3 store {s3} (bucket '{BUCKET}'), webhook {webhook_url}, models under {var / "models"}
-The sample model identity:1 was in the bucket before the agent started: the start-up reconcile serves it.
+The sample model {model}:1 (OpenVINO IR: output = input * 1) was in the bucket before the agent started:
+the start-up reconcile published it, and the model server (MLServer with the OpenVINO runtime, standing
+in for OVMS) loads what config.json names, as OVMS would.
 
   cat {var / "models" / "config.json"}
 
-Publish version 2: upload it (the embedded store takes unsigned requests), then post the events MinIO would send:
+Publish version 2 (output = input * 2): upload it (the embedded store takes unsigned requests), then post
+the events MinIO would send; within a second version 2 is served in place of version 1:
 {puts}
-  curl -s {auth} -H 'Content-Type: application/json' --data @{sample_dir / "event-identity-2.json"} {webhook_url}/minio/events
-  ls {var / "models" / "identity"}
+  curl -s {auth} -H 'Content-Type: application/json' --data @{sample_dir / "event.json"} {webhook_url}/minio/events
+  ls {var / "models" / model}
+
+Predict through the gateway {gateway_url} (KServe v2, as OVMS): version 2 answers [2, 4, 6, 8]:
+  curl -s -H 'X-Request-Id: try-v2' -H 'Content-Type: application/json' -d '{scaler}' {gateway_url}/v2/models/{model}/infer
+
+Find that prediction's record (requestId try-v2) in the '{PREDICTIONS}' bucket (the gateway's bucket sink):
+  curl -s '{s3}/{PREDICTIONS}?list-type=2&prefix=predictions/'
+  .venv/bin/python -m devstack.records --s3 {s3} try-v2
 
 Ask for a resync and wait for its outcome; look at health and metrics:
   curl -s -X POST {auth} '{webhook_url}/v1/resync?wait=10'
   curl -s {webhook_url}/readyz; curl -s {webhook_url}/metrics | grep modelsync_
   CONFIG_PATH={var / "sync-config.yaml"} .venv/bin/python -m agent status
 
-The prediction gateway {gateway_url} (KServe v2, as OVMS) in front of a model server with the model 'adder':
+The same model server also has the test model 'adder' (v1 sums rows, v2 doubles them), and Kafka:
   curl -s -H 'Content-Type: application/json' -d '{body}' {gateway_url}/v2/models/adder/versions/1/infer
   curl -s {gateway_url}/v2/models/adder/ready -o /dev/null -w '%{{http_code}}\\n'
   .venv/bin/python -m devstack.kafka_request --bootstrap {kafka} --model adder --version 2 '{body}'
@@ -154,7 +186,7 @@ def main() -> int:
         return 1
     write_sample_files(var)
     broker = Broker(var / "tansu.log", kafka_port)
-    model_server = ModelServer(var / "mlserver.log", port=model_port)
+    model_server = ModelServer(var / "mlserver.log", model_dir=model_repository(var), port=model_port)
     try:
         broker.start()
         broker.create_topics(*TOPICS.values())
@@ -177,6 +209,8 @@ def main() -> int:
         subprocess.Popen(gateway.gunicorn_command(), env=env),
         subprocess.Popen([sys.executable, "-m", "gateway", "kafka"], env=env),
     ]
+    follower = ConfigFollower(var / "models" / "config.json", var / "modelserver", model_server.url)
+    follower.start()
     local = "http://127.0.0.1"
     print(
         usage(
@@ -195,6 +229,7 @@ def main() -> int:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)
     codes = [child.wait(timeout=40) for child in children]
+    follower.stop()
     model_server.stop()
     broker.stop()
     server.stop()  # type: ignore[attr-defined]

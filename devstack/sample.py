@@ -1,4 +1,4 @@
-"""A tiny OpenVINO IR model (identity on a 1x4 float tensor) with a manifest, and MinIO events."""
+"""The sample model of ``make run`` (built with the OpenVINO Python API) with a manifest, and MinIO events."""
 
 from __future__ import annotations
 
@@ -6,25 +6,14 @@ import json
 from typing import Any
 from urllib.parse import quote_plus
 
-IDENTITY_XML = b"""<?xml version="1.0"?>
-<net name="identity" version="11">
-  <layers>
-    <layer id="0" name="input" type="Parameter" version="opset1">
-      <data shape="1,4" element_type="f32"/>
-      <output><port id="0" precision="FP32" names="input"><dim>1</dim><dim>4</dim></port></output>
-    </layer>
-    <layer id="1" name="output" type="Result" version="opset1">
-      <input><port id="0" precision="FP32"><dim>1</dim><dim>4</dim></port></input>
-    </layer>
-  </layers>
-  <edges><edge from-layer="0" from-port="0" to-layer="1" to-port="0"/></edges>
-</net>
-"""
-IDENTITY_BIN = b""
+from devstack.models import scaler_ir
+
+MODEL = "scaler"
 
 
-def files() -> dict[str, bytes]:
-    model = {"model.xml": IDENTITY_XML, "model.bin": IDENTITY_BIN}
+def files(version: int) -> dict[str, bytes]:
+    """Version ``N`` multiplies its 1x4 input by ``N``: each version gives answers only it gives."""
+    model = scaler_ir(float(version))
     manifest = {"files": {name: len(data) for name, data in model.items()}}
     return {**model, "metadata.json": json.dumps(manifest, indent=2).encode()}
 

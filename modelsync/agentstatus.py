@@ -18,3 +18,15 @@ def loop_problems(status: dict[str, Any]) -> list[str]:
         for step, info in sorted(failing.items())
         if isinstance(info, dict)
     ]
+
+
+def refused_versions(status: dict[str, Any]) -> dict[str, str]:
+    """``{"model:version": "refused by preflight: <reason>"}``: versions kept out of service."""
+    refused = status.get("refused")
+    if not isinstance(refused, dict):
+        return {}
+    return {
+        key: f"refused by {info.get('by')}: {info.get('reason')}"
+        for key, info in sorted(refused.items())
+        if isinstance(info, dict)
+    }

@@ -70,6 +70,10 @@ class SyncConfig:
     metrics_port: int | None = None
     progress_seconds: float = 10.0
     min_free_bytes: int = 64 * 1024 * 1024  # what a download must leave free on the volume
+    # OpenVINO pre-flight of each staged version (agent/preflight.py): off, read or compile.
+    preflight: str = "read"
+    preflight_timeout_seconds: float = 60.0
+    preflight_memory_mb: int = 4096
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,8 @@ def base_settings(endpoint: str, bucket: str, models: Path) -> dict[str, Any]:
             "log_level": "INFO",
             "settle_seconds": 0.3,
             "heartbeat_seconds": 0.5,
+            # Tests upload placeholder bytes, not models; tests/test_preflight.py turns it on.
+            "preflight": "off",
         },
         "ovms": {"config_path": str(models / "config.json")},
         "webhook": {"auth_token": TOKEN},

@@ -117,7 +117,9 @@ def test_dockerfile_is_multistage_pinned_and_non_root(component: str) -> None:
     base = next(args for keyword, args in steps if keyword == "ARG" and args.startswith("PYTHON_IMAGE="))
     assert re.fullmatch(r"PYTHON_IMAGE=python:3\.11-slim(-\w+)?", base), base
     runs = " ".join(args for keyword, args in steps if keyword == "RUN")
-    assert "--require-hashes" in runs and "-r requirements.lock" in runs
+    # The agent's lock adds the preflight extra (openvino) to the same runtime dependencies.
+    lock = "requirements-agent.lock" if component == "agent" else "requirements.lock"
+    assert "--require-hashes" in runs and f"-r {lock}" in runs
     assert "--no-index" in runs, "the runtime stage must install only the builder's wheels"
     assert f"--uid {SYNC_UID}" in runs and "syncuser" in runs
     users = [args for keyword, args in steps if keyword == "USER"]
@@ -228,6 +230,7 @@ def test_dockerignore_keeps_the_context_small() -> None:
         "pyproject.toml",
         "README.md",
         "requirements.lock",
+        "requirements-agent.lock",
         "modelsync/",
         "schemas/",
         "webhook/",
@@ -237,17 +240,21 @@ def test_dockerignore_keeps_the_context_small() -> None:
         assert f"!{needed}" in lines
 
 
-def test_lock_is_generated_and_covers_the_runtime_dependencies() -> None:
-    text = (ROOT / "requirements.lock").read_text()
+@pytest.mark.parametrize(
+    ("lock", "extras"), [("requirements.lock", []), ("requirements-agent.lock", ["preflight"])]
+)
+def test_lock_is_generated_and_covers_the_runtime_dependencies(lock: str, extras: list[str]) -> None:
+    text = (ROOT / lock).read_text()
     assert "uv pip compile pyproject.toml" in text.splitlines()[1], "the generating command heads the lock"
     pinned = {
         m.group(1).lower().replace("_", "-") for m in re.finditer(r"^([A-Za-z0-9._-]+)==\S+", text, re.M)
     }
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {
-        re.match(r"[A-Za-z0-9._-]+", d).group(0).lower().replace("_", "-") for d in project["dependencies"]
-    }
-    assert wanted <= pinned, f"not in requirements.lock: {wanted - pinned}"
+    needed = project["dependencies"] + [
+        d for extra in extras for d in project["optional-dependencies"][extra]
+    ]
+    wanted = {re.match(r"[A-Za-z0-9._-]+", d).group(0).lower().replace("_", "-") for d in needed}
+    assert wanted <= pinned, f"not in {lock}: {wanted - pinned}"
     blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])
     assert all("--hash=sha256:" in block for block in blocks if block.strip())
 

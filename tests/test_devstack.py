@@ -1,5 +1,7 @@
-"""``make run`` keeps its promise: the sample model reaches config.json, and the printed curl
-lines publish version 2."""
+"""``make run`` keeps its promise: the sample model reaches config.json and the model server,
+the printed curl lines publish version 2, the gateway's answer is version 2's own (input * 2,
+computed by the OpenVINO runtime from the files the agent published), and its records are in
+the predictions bucket."""
 
 from __future__ import annotations
 
@@ -13,6 +15,27 @@ from pathlib import Path
 
 from tests.conftest import ROOT
 from tests.helpers import free_port, http_ok, served_models, wait_for
+
+
+def run_json(command: str) -> dict:
+    result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30)
+    try:
+        answer = json.loads(result.stdout)
+    except ValueError:
+        return {}
+    return answer if isinstance(answer, dict) else {}
+
+
+def answered_by(command: str, version: str) -> dict | None:
+    answer = run_json(command)
+    return answer if answer.get("model_version") == version else None
+
+
+def bucket_record(command: str, version: str) -> dict | None:
+    """The printed devstack.records command: the request's records in the predictions bucket."""
+    result = subprocess.run(shlex.split(command), capture_output=True, text=True, timeout=30, cwd=ROOT)
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    return next((r for r in records if r["modelVersion"] == version), None)
 
 
 def test_make_run_stack_serves_the_sample_and_the_curl_lines_work(tmp_path: Path) -> None:
@@ -34,30 +57,36 @@ def test_make_run_stack_serves_the_sample_and_the_curl_lines_work(tmp_path: Path
         )
     try:
         config_json = tmp_path / "var" / "models" / "config.json"
-        wait_for(lambda: "identity" in served_models(config_json), 30, what="sample model served")
+        wait_for(lambda: "scaler" in served_models(config_json), 60, what="sample model served")
         wait_for(lambda: "Ctrl-C" in log.read_text(), 10, what="usage printed")
         wait_for(lambda: http_ok(f"http://127.0.0.1:{webhook_port}/healthz"), 30, what="webhook")
-        # Run the printed curl lines for version 2, as a reader would.
+        wait_for(lambda: http_ok(f"http://127.0.0.1:{gateway_port}/healthz"), 30, what="gateway")
         lines = [line.strip() for line in log.read_text().splitlines() if line.strip().startswith("curl")]
-        publish = [line for line in lines if "identity/2" in line or "/minio/events" in line]
+        infer = next(line for line in lines if "/v2/models/scaler/infer" in line)
+        version_1 = wait_for(lambda: answered_by(infer, "1"), 30, interval=0.2, what="scaler:1 served")
+        assert version_1["outputs"][0]["data"] == [1.0, 2.0, 3.0, 4.0], version_1
+
+        # Run the printed curl lines for version 2, as a reader would.
+        publish = [line for line in lines if "scaler/2" in line or "/minio/events" in line]
         assert len(publish) == 4, lines
         for line in publish:
             result = subprocess.run(shlex.split(line), capture_output=True, text=True, timeout=30)
             assert result.returncode == 0, result.stderr
         assert json.loads(result.stdout)["accepted"] == 3
-        wait_for(
-            lambda: (tmp_path / "var" / "models" / "identity" / "2" / "model.xml").exists(),
-            20,
-            what="identity:2",
-        )
+        # Served within a second or so of the event (a few seconds of slack for a busy machine).
+        answer = wait_for(lambda: answered_by(infer, "2"), 10, interval=0.2, what="scaler:2 served")
+        assert answer["outputs"][0]["data"] == [2.0, 4.0, 6.0, 8.0], answer  # only version 2 doubles
+        records = next(line.strip() for line in log.read_text().splitlines() if "devstack.records" in line)
+        record = wait_for(lambda: bucket_record(records, "2"), 20, interval=0.5, what="record")
+        assert record["modelName"] == "scaler" and record["value"]["data"] == [2.0, 4.0, 6.0, 8.0], record
+
         resync = next(line for line in lines if "resync" in line)
         outcome = subprocess.run(shlex.split(resync), capture_output=True, text=True, timeout=30)
         assert json.loads(outcome.stdout)["status"] == "applied"
-        assert re.search(r"identity", config_json.read_text())
+        assert re.search(r"scaler", config_json.read_text())
 
         # The gateway's printed lines: REST through the gateway, then Kafka through its worker.
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{gateway_port}/healthz"), 30, what="gateway")
-        infer = next(line for line in lines if "/infer" in line)
+        infer = next(line for line in lines if "adder/versions/1/infer" in line)
         answer = subprocess.run(shlex.split(infer), capture_output=True, text=True, timeout=30)
         assert json.loads(answer.stdout)["outputs"][0]["data"] == [6.0, 15.0], answer.stdout
         kafka = next(line.strip() for line in log.read_text().splitlines() if "kafka_request" in line)
@@ -67,7 +96,7 @@ def test_make_run_stack_serves_the_sample_and_the_curl_lines_work(tmp_path: Path
         assert reply["headers"]["status"] == "200" and reply["body"]["model_version"] == "2"
         predictions = tmp_path / "var" / "predictions" / "predictions.jsonl"
         wait_for(
-            lambda: predictions.exists() and len(predictions.read_text().splitlines()) >= 3,
+            lambda: predictions.exists() and len(predictions.read_text().splitlines()) >= 5,
             10,
             what="records",
         )

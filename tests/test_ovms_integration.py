@@ -23,6 +23,7 @@ class FakeOvms:
         self.reloads = 0
         self.fail_reload = False
         self.models: dict[str, list[int]] = {}
+        self.failing: dict[tuple[str, int], str] = {}  # reported LOADING_FAILED with this message
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,16 +48,7 @@ class FakeOvms:
 
             def do_GET(self) -> None:
                 status = {
-                    name: {
-                        "model_version_status": [
-                            {
-                                "version": v,
-                                "state": "AVAILABLE",
-                                "status": {"error_code": "OK", "error_message": "OK"},
-                            }
-                            for v in versions
-                        ]
-                    }
+                    name: {"model_version_status": [owner.version_status(name, v) for v in versions]}
                     for name, versions in owner.models.items()
                 }
                 self._send(200, status)
@@ -65,6 +57,20 @@ class FakeOvms:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
+
+    def version_status(self, name: str, version: int) -> dict[str, Any]:
+        message = self.failing.get((name, version))
+        if message is not None:
+            return {
+                "version": version,
+                "state": "LOADING_FAILED",
+                "status": {"error_code": "UNKNOWN", "error_message": message},
+            }
+        return {
+            "version": version,
+            "state": "AVAILABLE",
+            "status": {"error_code": "OK", "error_message": "OK"},
+        }
 
     def close(self) -> None:
         self.server.shutdown()

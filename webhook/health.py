@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify
 
-from modelsync.agentstatus import loop_problems
+from modelsync.agentstatus import loop_problems, refused_versions
 from modelsync.config import Config
 from modelsync.intents import IntentWriter
 
@@ -48,6 +48,15 @@ def readyz() -> tuple[Response, int]:
     writer: IntentWriter = current_app.extensions["intent_writer"]
     problems = [] if writer.writable() else ["intents directory is not writable"]
     problems += agent_problems(settings)
+    # Detail, not a reason to be unready: the previous version of a refused one is served.
+    refused = agent_refusals(settings)
     if problems:
-        return jsonify(ready=False, reasons=problems), 503
-    return jsonify(ready=True), 200
+        return jsonify(ready=False, reasons=problems, refused=refused), 503
+    return jsonify(ready=True, refused=refused), 200
+
+
+def agent_refusals(settings: Config) -> dict[str, str]:
+    try:
+        return refused_versions(json.loads(settings.status_path.read_bytes()))
+    except (OSError, ValueError):
+        return {}  # agent_problems has said why

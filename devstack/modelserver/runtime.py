@@ -9,6 +9,7 @@ MLServer imports this module as top-level ``runtime`` (``mlserver start <dir>`` 
 * ``SlowModel``: sleeps ``parameters.sleep_ms`` (request level) without blocking the event loop,
   then echoes every input as output ``y`` (first input) / ``<name>`` (others).
 * ``FailingModel``: ``predict`` raises ``RuntimeError`` (an unhandled error, answered 500).
+* ``OpenVinoModel``: a version the agent published, run by the OpenVINO runtime (``make run``).
 """
 
 # mlserver ships no py.typed: its names are Any to mypy (imports ignored below, subclassing Any allowed).
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -136,3 +138,50 @@ class MlpModel(MLModel):
             name="scores", datatype="FP32", shape=list(scores.shape), data=scores.ravel().tolist()
         )
         return InferenceResponse(model_name=self.name, model_version=self.version, outputs=[output])
+
+
+_OV_DATATYPES = {"FP32": np.float32, "FP64": np.float64, "INT32": np.int32, "INT64": np.int64}
+
+
+class OpenVinoModel(MLModel):
+    """A model version the agent published, loaded with the OpenVINO runtime as OVMS would.
+
+    ``parameters.uri`` is the version directory; the model file in it is found by OVMS's rules
+    (agent/preflight.py). Written by devstack/ovmsfollow.py, which follows config.json."""
+
+    async def load(self) -> bool:
+        import openvino
+
+        from agent.preflight import model_file
+
+        directory = str(self.settings.parameters.uri)
+        found = model_file(Path(directory))
+        if found is None:
+            raise InferenceError(f"no model file OpenVINO reads in {directory}")
+        self._compiled = openvino.Core().compile_model(str(found), "CPU")
+        return True
+
+    async def predict(self, payload: InferenceRequest) -> InferenceResponse:
+        feed = {}
+        for inp in payload.inputs:
+            dtype = _OV_DATATYPES.get(inp.datatype)
+            if dtype is None:
+                raise InferenceError(f"input {inp.name!r}: datatype {inp.datatype} is not supported here")
+            feed[inp.name] = np.asarray(inp.data.root, dtype=dtype).reshape([int(d) for d in inp.shape])
+        try:
+            results = self._compiled(feed)
+        except RuntimeError as exc:
+            raise InferenceError(" ".join(str(exc).split())) from None
+        outputs = []
+        for port, value in results.items():
+            array = np.asarray(value)
+            datatype = next((k for k, v in _OV_DATATYPES.items() if array.dtype == v), "FP32")
+            outputs.append(
+                ResponseOutput(
+                    name=port.get_any_name(),
+                    datatype=datatype,
+                    shape=list(array.shape),
+                    data=array.ravel().tolist(),
+                )
+            )
+        return InferenceResponse(model_name=self.name, model_version=self.version, outputs=outputs)
