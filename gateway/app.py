@@ -14,7 +14,7 @@ from gateway.errors import SpillError
 from gateway.factory import build_predictor
 from gateway.inference import Predictor
 from gateway.reporting import Reporting
-from modelsync.web import StartupError, new_app, register_errors
+from modelsync.web import StartupError, new_app, refuse_encoded_slashes, register_errors
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
             f"configuration error: {settings.source}: gateway.reporting.spill_dir: {exc}"
         ) from None
     register_errors(app)
+    refuse_encoded_slashes(app)
     metrics.register(app)
     app.register_blueprint(rest.bp)
     sinks = ", ".join(s.name for s in gateway.reporting.sinks) or "none"

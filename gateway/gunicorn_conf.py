@@ -9,24 +9,28 @@ drains them on exit, so a graceful restart loses no record.
 from __future__ import annotations
 
 import os
-import tempfile
 from typing import Any
 
-bind = os.environ.get("MODELSYNC_GATEWAY_BIND", "0.0.0.0:9001")
-worker_class = "gthread"
-workers = int(os.environ.get("MODELSYNC_GATEWAY_WORKERS", "2"))
-threads = int(os.environ.get("MODELSYNC_GATEWAY_THREADS", "16"))
-preload_app = True
-# gunicorn 25+ opens a control socket at one fixed path per user: two servers on a host
-# (the webhook and the gateway, or parallel tests) would take it from each other.
-control_socket_disable = True
-keepalive = 75
-graceful_timeout = 30
-accesslog = os.environ.get("MODELSYNC_GATEWAY_ACCESS_LOG") or None
-SWITCH_INTERVAL = float(os.environ.get("MODELSYNC_GATEWAY_SWITCH_INTERVAL", "0.0005"))
+from modelsync import gunicorn_common
 
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelsync-gateway-metrics-")
+globals().update(
+    gunicorn_common.settings(
+        "GATEWAY",
+        gunicorn_common.Defaults(
+            port=9001,
+            threads=16,
+            graceful_timeout=30,
+            keepalive=75,
+            head_timeout=10.0,
+            # Inference bodies can be large (gateway.rest.max_body_bytes is 64 MiB).
+            body_timeout=60.0,
+            buffer_bytes=8 * 1024 * 1024,
+        ),
+    )
+)
+gunicorn_common.metrics_dir("modelsync-gateway-metrics-")
+child_exit = gunicorn_common.child_exit
+SWITCH_INTERVAL = float(os.environ.get("MODELSYNC_GATEWAY_SWITCH_INTERVAL", "0.0005"))
 
 
 def post_fork(server: Any, worker: Any) -> None:
@@ -47,9 +51,3 @@ def worker_exit(server: Any, worker: Any) -> None:
     from gateway.app import reporting_of
 
     reporting_of(worker.app.wsgi()).close()
-
-
-def child_exit(server: Any, worker: Any) -> None:
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]

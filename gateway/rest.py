@@ -11,10 +11,10 @@ import uuid
 from flask import Blueprint, Response, current_app, request
 
 from gateway.errors import ModelServiceUnavailable
-from gateway.inference import JSON, Predictor, error_body, normalise_error
-from gateway.inference import ClientAnswer as Answer
+from gateway.inference import JSON, ClientAnswer, Predictor, error_body, normalise_error
 from gateway.modelservice import ModelService
 from modelsync.names import is_request_id, model_problem
+from modelsync.web import request_body
 
 bp = Blueprint("rest", __name__)
 
@@ -28,7 +28,7 @@ def _service() -> ModelService:
     return _predictor().service
 
 
-def _respond(answer: Answer, request_id: str | None = None) -> Response:
+def _respond(answer: ClientAnswer, request_id: str | None = None) -> Response:
     response = Response(answer.body, status=answer.status, content_type=answer.content_type)
     if request_id is not None:
         response.headers["X-Request-Id"] = request_id
@@ -37,7 +37,7 @@ def _respond(answer: Answer, request_id: str | None = None) -> Response:
 
 def _bad_path(model: str, version: str | None) -> Response | None:
     problem = model_problem(model, version)
-    return None if problem is None else _respond(Answer(400, error_body(problem), JSON))
+    return None if problem is None else _respond(ClientAnswer(400, error_body(problem), JSON))
 
 
 def _request_id() -> str:
@@ -52,7 +52,7 @@ def infer(model: str, version: str | None = None) -> Response:
     if bad is not None:
         return bad
     request_id = _request_id()
-    answer = _predictor().infer(model, version, request.get_data(), provider="rest", request_id=request_id)
+    answer = _predictor().infer(model, version, request_body(), provider="rest", request_id=request_id)
     return _respond(answer, request_id)
 
 
@@ -60,10 +60,10 @@ def _pass_through(path: str) -> Response:
     try:
         answer = _service().get(path)
     except ModelServiceUnavailable as exc:
-        return _respond(Answer(504 if exc.timed_out else 503, error_body(str(exc)), JSON))
+        return _respond(ClientAnswer(504 if exc.timed_out else 503, error_body(str(exc)), JSON))
     if 200 <= answer.status < 300:
-        return _respond(Answer(answer.status, answer.body, answer.content_type))
-    return _respond(Answer(answer.status, normalise_error(answer.status, answer.body), JSON))
+        return _respond(ClientAnswer(answer.status, answer.body, answer.content_type))
+    return _respond(ClientAnswer(answer.status, normalise_error(answer.status, answer.body), JSON))
 
 
 @bp.get("/v2")
@@ -102,4 +102,4 @@ def model_ready(model: str, version: str | None = None) -> Response:
 @bp.get("/healthz")
 def healthz() -> Response:
     """The gateway process answers (the model server's own state is /v2/health/ready)."""
-    return _respond(Answer(200, b'{"status":"ok"}', JSON))
+    return _respond(ClientAnswer(200, b'{"status":"ok"}', JSON))

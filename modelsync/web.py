@@ -1,5 +1,6 @@
 """What the two Flask apps (webhook, gateway) share: a clean start-up failure, JSON error
-answers, and the Prometheus exposition summed over gunicorn's workers."""
+answers, the request body within its limit whatever its framing, a path read as it was sent,
+and the Prometheus exposition summed over gunicorn's workers."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import logging
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify, request
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from modelsync import logsetup
 from modelsync.config import Config, load_config
@@ -56,6 +58,10 @@ def register_errors(app: Flask) -> None:
         if status == 413:
             limit = app.config["MAX_CONTENT_LENGTH"]
             return error_response(413, f"request body is larger than the limit of {limit} bytes")
+        if isinstance(exc, ClientDisconnected):
+            # The body stopped short: the client went away, or was too slow for the server's
+            # body deadline (modelsync/httpworker.py).
+            return error_response(408, "request body not received in full (client too slow or gone)")
         return error_response(status, exc.description or exc.name)
 
     @app.errorhandler(Exception)
@@ -63,6 +69,53 @@ def register_errors(app: Flask) -> None:
         # Logged without the traceback's locals; the client learns only that it failed.
         log.error("unhandled %s while serving a request", type(exc).__name__, exc_info=True)
         return error_response(500, "internal error")
+
+
+def request_body() -> bytes:
+    """The whole request body; 413 (:class:`RequestEntityTooLarge`) over ``MAX_CONTENT_LENGTH``.
+
+    With ``Content-Length`` werkzeug refuses a body over the limit before reading it. A
+    chunked body has no length: werkzeug reads it up to the limit and stops there, so a
+    longer one would come out cut, not refused. Here one byte past the limit means 413.
+    """
+    limit: int | None = current_app.config["MAX_CONTENT_LENGTH"]
+    if limit is None or request.content_length is not None or "wsgi.input_terminated" not in request.environ:
+        return request.get_data(cache=False)
+    stream = request.environ["wsgi.input"]
+    parts: list[bytes] = []
+    size = 0
+    while size <= limit:
+        try:
+            part: bytes = stream.read(limit + 1 - size)
+        except OSError:
+            raise ClientDisconnected() from None
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    if size > limit:
+        raise RequestEntityTooLarge()
+    return b"".join(parts)
+
+
+def refuse_encoded_slashes(app: Flask) -> None:
+    """400 for ``%2F`` in the path as the client sent it.
+
+    The router sees the decoded path, in which ``/v2/models/a%2Fb/infer`` has one segment
+    more than the client wrote (and ``double%2Fversions%2F1`` names a version). No route
+    takes a ``/`` inside a segment, so such a path is refused before routing.
+    """
+
+    @app.before_request
+    def encoded_slash() -> tuple[Response, int] | None:
+        raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+        path = raw.split("?", 1)[0] if raw.startswith("/") else urlsplit(raw).path
+        if "%2f" not in path.lower():
+            return None
+        segment = next(s for s in path.split("/") if "%2f" in s.lower())
+        return error_response(
+            400, f"invalid path: segment {segment[:130]!r} holds an encoded '/' (%2F), which no route takes"
+        )
 
 
 def metrics_exposition() -> bytes:

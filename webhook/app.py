@@ -15,7 +15,7 @@ from flask import Flask
 from modelsync.config import Config
 from modelsync.errors import ConfigError
 from modelsync.intents import IntentWriter
-from modelsync.web import StartupError, new_app, register_errors
+from modelsync.web import StartupError, new_app, refuse_encoded_slashes, register_errors
 from webhook import events, health, metrics, resync
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["intent_writer"] = IntentWriter(settings.intents_dir)
 
     register_errors(app)
+    refuse_encoded_slashes(app)
     metrics.register(app)
     app.register_blueprint(events.bp)
     app.register_blueprint(resync.bp)

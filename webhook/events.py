@@ -9,11 +9,9 @@ a 4xx would make MinIO re-send them forever.
 
 from __future__ import annotations
 
-import json
 import logging
-from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 
 from modelsync import notifications
 from modelsync.config import Config
@@ -22,32 +20,12 @@ from modelsync.web import error_response
 from webhook import metrics
 from webhook.auth import require_token
 
+# parse_json_body is re-exported: /v1/resync reads its body the same way.
+from webhook.body import BadBody
+from webhook.body import parse_json_body as parse_json_body
+
 log = logging.getLogger(__name__)
 bp = Blueprint("events", __name__)
-
-MAX_JSON_DEPTH_ERROR = "body nests too deeply"
-
-
-def parse_json_body(allow_empty: bool = False) -> Any:
-    """The request body as JSON, or a :class:`ValueError` saying what is wrong with it.
-
-    With ``allow_empty``, no body (also a chunked one that turns out empty) is ``None``.
-    """
-    data = request.get_data(cache=False)
-    if allow_empty and not data.strip():
-        return None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"body is not UTF-8 (byte {exc.start})") from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
-    except RecursionError:
-        raise ValueError(MAX_JSON_DEPTH_ERROR) from None
 
 
 @bp.route("/minio/events", methods=["HEAD", "GET"])
@@ -63,8 +41,10 @@ def receive() -> tuple[Response, int]:
     writer: IntentWriter = current_app.extensions["intent_writer"]
     try:
         body = parse_json_body()
-    except ValueError as exc:
+    except BadBody as exc:
         metrics.REJECTED.labels(reason="bad_json").inc()
+        if exc.field is not None:
+            return error_response(400, str(exc), field=exc.field)
         return error_response(400, str(exc))
     try:
         records = notifications.records_of(body)

@@ -1,33 +1,29 @@
 """gunicorn settings: ``gunicorn -c python:webhook.gunicorn_conf "webhook.app:create_app()"``.
 
 gthread workers: the request path is small CPU work (schema check) around an fsync that
-releases the GIL, so threads overlap the disk waits and two processes use both cores.
-The app is preloaded so a configuration error stops the master with one clear line.
+releases the GIL, so threads overlap the disk waits and two processes use both cores. The
+settings both servers share, and their environment variables, are in
+``modelsync/gunicorn_common.py``.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
-from typing import Any
+from modelsync import gunicorn_common
 
-bind = os.environ.get("MODELSYNC_WEBHOOK_BIND", "0.0.0.0:8080")
-worker_class = "gthread"
-workers = int(os.environ.get("MODELSYNC_WEBHOOK_WORKERS", "2"))
-threads = int(os.environ.get("MODELSYNC_WEBHOOK_THREADS", "8"))
-preload_app = True
-# gunicorn 25+ opens a control socket at one fixed path per user: two servers on a host
-# (the webhook and the gateway, or parallel tests) would take it from each other.
-control_socket_disable = True
-graceful_timeout = 10
-accesslog = os.environ.get("MODELSYNC_WEBHOOK_ACCESS_LOG") or None
-
-# Metrics from all workers are summed through files in this directory.
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="modelsync-metrics-")
-
-
-def child_exit(server: Any, worker: Any) -> None:
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+globals().update(
+    gunicorn_common.settings(
+        "WEBHOOK",
+        gunicorn_common.Defaults(
+            port=8080,
+            threads=8,
+            graceful_timeout=10,
+            keepalive=2,
+            head_timeout=10.0,
+            # MinIO sends a whole event at once; 1 MiB (the default body limit) takes far less.
+            body_timeout=10.0,
+            buffer_bytes=1024 * 1024 + 64 * 1024,
+        ),
+    )
+)
+gunicorn_common.metrics_dir("modelsync-metrics-")
+child_exit = gunicorn_common.child_exit

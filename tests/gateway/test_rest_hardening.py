@@ -1,0 +1,140 @@
+"""The REST provider under hostile clients, against real gunicorn and a real model server:
+chunked bodies over the limit, encoded slashes in model names, slow clients."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator
+
+import requests
+
+from tests.conftest import Volume
+from tests.gateway.conftest import Gateway, infer_body, read_jsonl
+from tests.helpers import wait_for
+from tests.slowclients import slow_clients
+
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def predictions(volume: Volume) -> list[dict[str, object]]:
+    return read_jsonl(volume.root / "predictions" / "predictions.jsonl")
+
+
+def model_service_calls(gateway: Gateway) -> float:
+    text = requests.get(gateway.url + "/metrics", timeout=10).text
+    found = re.findall(
+        r"^modelsync_gateway_model_service_duration_seconds_count\{[^}]*\} ([0-9.e+]+)$", text, re.M
+    )
+    return sum(float(n) for n in found)
+
+
+def padded_infer_body(total: int) -> bytes:
+    body = infer_body(id="")
+    size = len(json.dumps(body).encode())
+    body["id"] = "x" * (total - size)
+    data = json.dumps(body).encode()
+    assert len(data) == total
+    return data
+
+
+def in_chunks(data: bytes, size: int = 64 * 1024) -> Iterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def test_chunked_body_over_the_limit_is_413_and_nothing_is_forwarded(
+    gateway_volume: Volume, start_gateway: Callable[..., Gateway]
+) -> None:
+    gateway_volume.settings["gateway"]["rest"] = {"max_body_bytes": 4096}
+    gateway_volume.write()
+    gateway = start_gateway()
+    url = gateway.url + "/v2/models/adder/infer"
+    for total in (4097, 64 * 1024, 3 * 1024 * 1024):
+        answer = requests.post(
+            url, data=in_chunks(padded_infer_body(total)), headers=JSON_HEADERS, timeout=30
+        )
+        assert answer.status_code == 413, (total, answer.status_code, answer.text)
+        assert "4096" in answer.json()["error"]
+    assert model_service_calls(gateway) == 0
+    # At the limit a chunked body goes through; its record is the only one written.
+    answer = requests.post(
+        url, data=in_chunks(padded_infer_body(4096), 1000), headers=JSON_HEADERS, timeout=30
+    )
+    assert answer.status_code == 200, answer.text
+    records = wait_for(lambda: predictions(gateway_volume), 10, what="the prediction records")
+    assert len({r["requestId"] for r in records}) == 1 and model_service_calls(gateway) == 1
+
+
+def raw_post(gateway: Gateway, target: str, body: bytes) -> tuple[int, bytes]:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        head = f"POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+        head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+        sock.sendall(head.encode() + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1]), answer.split(b"\r\n\r\n", 1)[1]
+
+
+def test_an_encoded_slash_in_a_model_name_or_version_is_400(start_gateway: Callable[..., Gateway]) -> None:
+    gateway = start_gateway()
+    body = json.dumps(infer_body()).encode()
+    for target in (
+        "/v2/models/adder%2Fversions%2F1/infer",
+        "/v2/models/a%2Fb/infer",
+        "/v2/models/adder%2fversions%2f1/infer",
+        "/v2/models/adder/versions/1%2F..%2F2/infer",
+        "/v2/models/adder%2Fversions%2F1",
+        "/v2/models/adder%2Fversions%2F1/ready",
+    ):
+        method_body = body if target.endswith("/infer") else b""
+        status, answer = raw_post(gateway, target, method_body) if method_body else raw_get(gateway, target)
+        assert status == 400, (target, status, answer)
+        assert "%2F" in json.loads(answer)["error"], answer
+    assert model_service_calls(gateway) == 0
+    assert raw_post(gateway, "/v2/models/adder/versions/1/infer", body)[0] == 200
+
+
+def raw_get(gateway: Gateway, target: str) -> tuple[int, bytes]:
+    host, port = gateway.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1]), answer.split(b"\r\n\r\n", 1)[1]
+
+
+SLOW = {"idle": 40, "line": 40, "head": 40, "body": 40}  # 160 connections at once
+BOUND = 4.0  # seconds, head and body (the gateway's defaults are 10 and 60)
+SLACK = 3.0
+
+
+def test_slow_clients_neither_starve_inference_nor_stay_connected(
+    start_gateway: Callable[..., Gateway],
+) -> None:
+    gateway = start_gateway(
+        MODELSYNC_GATEWAY_THREADS="4",  # fewer threads than slow clients of any one kind
+        MODELSYNC_GATEWAY_HEAD_TIMEOUT=str(BOUND),
+        MODELSYNC_GATEWAY_BODY_TIMEOUT=str(BOUND),
+    )
+    with slow_clients(gateway.url, SLOW, path="/v2/models/adder/infer") as clients:
+        took = []
+        for _ in range(10):
+            started = time.monotonic()
+            answer = gateway.infer("adder", infer_body(), version="1")
+            assert answer.status_code == 200, answer.text
+            took.append(time.monotonic() - started)
+        assert max(took) < 2.0, took
+        assert clients.open_count() > 0.9 * sum(SLOW.values()), "slow clients closed too early"
+        wait_for(lambda: clients.open_count() == 0, BOUND + 2 * SLACK, what="slow clients cut off")
+    for kind in SLOW:
+        lifetimes = clients.lifetimes(kind)
+        assert len(lifetimes) == SLOW[kind] and max(lifetimes) <= BOUND + SLACK, (kind, max(lifetimes))
+    assert model_service_calls(gateway) == 10
+    cut = {kind: round(max(clients.lifetimes(kind)), 1) for kind in SLOW}
+    print(f"\ngateway slow clients: {sum(SLOW.values())} open, infer max {max(took):.3f}s, cut after {cut}")
