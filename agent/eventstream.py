@@ -30,6 +30,8 @@ from agent.status import StatusReporter
 from modelsync.config import Config, KafkaEventsConfig
 from modelsync.errors import ModelsyncError
 from modelsync.intents import Intent, IntentWriter
+from modelsync.kafkaproblems import ConnectionProblems
+from modelsync.kafkasecurity import librdkafka_settings
 
 log = logging.getLogger(__name__)
 # librdkafka insists on a group id even for assign(); nothing is ever committed under it.
@@ -39,6 +41,8 @@ POLL_SECONDS = 0.2
 REFRESH_SECONDS = 5.0  # partitions added to the topic, watermarks (lag), broker reachable
 BROKER_TIMEOUT = 5.0
 _DOWN = (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE)
+# The brokers answer but refuse this client: as good as down until its security block is fixed.
+_REFUSED = (KafkaError._SSL, KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
 
 
 class OffsetLost(ModelsyncError):
@@ -64,6 +68,10 @@ class EventReader:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_failure: str | None = None
+        # Words each failure with the brokers, the protocol and a hint (TLS, SASL).
+        self.problems = ConnectionProblems(
+            "event reader", kafka.bootstrap_servers, kafka.security, log, quiet=True
+        )
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> None:
@@ -85,6 +93,8 @@ class EventReader:
                 delay = self.backoff.next_delay()
                 self.report.reconnects += 1
                 message = f"event topic {self.kafka.topic}: {_describe(exc)}"
+                if self.problems.last:
+                    message = f"{message} ({self.problems.last})"
                 self.report.set_connected(False, message)
                 # Said once per distinct failure: an outage of hours must not flood the log.
                 level = logging.DEBUG if message == self._last_failure else logging.ERROR
@@ -111,6 +121,7 @@ class EventReader:
 
     def _settings(self) -> dict[str, object]:
         return {
+            **librdkafka_settings(self.kafka.security),
             "bootstrap.servers": self.kafka.bootstrap_servers,
             "group.id": GROUP_PLACEHOLDER,
             "client.id": "modelsync-agent",
@@ -122,24 +133,29 @@ class EventReader:
             "reconnect.backoff.max.ms": 5000,
             "socket.connection.setup.timeout.ms": int(BROKER_TIMEOUT * 1000),
             "error_cb": self._on_error,  # outages are reported there, once, not per retry
-            "log_level": 2,
+            # librdkafka's lines go to DEBUG: the reader words outages itself, and its last
+            # connection failure (FAIL) says why a TLS or SASL handshake did not finish.
+            "log_level": 6,
             "log.connection.close": False,
-            "logger": logging.getLogger("agent.eventstream.librdkafka"),
+            "logger": self.problems.settings()["logger"],
         }
 
     def _connected(self) -> None:
         if not self.report.connected and self.report.last_error is not None:
             log.info("event topic %s is readable again", self.kafka.topic)
+        self.problems.clear()
         self.report.set_connected(True)
 
     def _on_error(self, error: KafkaError) -> None:
-        if error.code() in _DOWN:
-            message = f"event topic {self.kafka.topic}: {error.str()}"
-            if self.report.connected:
-                log.warning(
-                    "%s; the agent keeps serving and reconciling, reading resumes when it answers", message
-                )
-            self.report.set_connected(False, message)
+        if error.code() not in _DOWN and error.code() not in _REFUSED:
+            self.problems(error)  # logged once per kind, naming the brokers
+            return
+        message = f"event topic {self.kafka.topic}: {self.problems.describe(error)}"
+        if self.report.connected:
+            log.warning(
+                "%s; the agent keeps serving and reconciling, reading resumes when it answers", message
+            )
+        self.report.set_connected(False, message)
 
     # -- where to read from ---------------------------------------------------------------
     def _assign(self, consumer: Consumer) -> None:

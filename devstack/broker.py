@@ -16,10 +16,22 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 
 class Broker:
-    def __init__(self, log_path: Path, port: int, advertised_port: int | None = None) -> None:
-        """``advertised_port``: where clients reach it when a proxy stands in front of it."""
+    """``advertised_port``: where clients are told to connect (a TLS proxy in front, say);
+    ``args``: more broker flags (``--authentication``); ``client``: settings of the helper
+    clients below (the security settings a TLS proxy or SASL needs)."""
+
+    def __init__(
+        self,
+        log_path: Path,
+        port: int,
+        advertised_port: int | None = None,
+        args: tuple[str, ...] = (),
+        client: dict[str, str] | None = None,
+    ) -> None:
         self.port = port
         self.advertised_port = advertised_port or port
+        self.args = args
+        self.client = client or {}
         self.log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -35,6 +47,7 @@ class Broker:
             f"tcp://127.0.0.1:{self.port}",
             "--advertised-listener-url",
             f"tcp://127.0.0.1:{self.advertised_port}",
+            *self.args,
         ]
         with open(self.log_path, "ab") as log:
             self._proc = subprocess.Popen(
@@ -61,13 +74,15 @@ class Broker:
                 self._proc.wait(10)
 
     def create_topics(self, *names: str, partitions: int = 1) -> None:
-        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        admin = AdminClient({**self.client, "bootstrap.servers": self.bootstrap})
         futures = admin.create_topics([NewTopic(n, partitions, 1) for n in names])
         for future in futures.values():
             future.result(10)
 
     def producer(self) -> Producer:
-        return Producer({"bootstrap.servers": self.bootstrap, "linger.ms": 1, "enable.idempotence": False})
+        return Producer(
+            {**self.client, "bootstrap.servers": self.bootstrap, "linger.ms": 1, "enable.idempotence": False}
+        )
 
     def send(self, topic: str, value: bytes, headers: dict[str, str], key: bytes | None = None) -> None:
         producer = self.producer()
@@ -79,6 +94,7 @@ class Broker:
         """Messages of ``topic`` from the start until ``count`` arrived (no group: no join wait)."""
         consumer = Consumer(
             {
+                **self.client,
                 "bootstrap.servers": self.bootstrap,
                 "group.id": f"reader-{uuid.uuid4().hex}",
                 "enable.auto.commit": False,

@@ -20,6 +20,7 @@ import yaml
 from modelsync import schema
 from modelsync.errors import ConfigError, SchemaViolation
 from modelsync.gatewayconfig import GatewayConfig, build_gateway
+from modelsync.kafkasecurity import PLAINTEXT, KafkaSecurity, apply_env_passwords, build_security
 from modelsync.secret import Secret
 
 DEFAULT_CONFIG_PATH = "/config/sync-config.yaml"
@@ -105,7 +106,7 @@ class KafkaEventsConfig:
 
     bootstrap_servers: str
     topic: str = "minio-events"
-    # SASL/TLS settings come with the production-wiring issue; they will be fields here.
+    security: KafkaSecurity = PLAINTEXT  # SASL/TLS (modelsync/kafkasecurity.py)
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,7 @@ def load_config(path: Path | str | None = None, env: Mapping[str, str] = os.envi
     raw = _read_yaml(source)
     _check_text(source, raw)
     _apply_env_secrets(raw, source, env)
+    apply_env_passwords(raw, source, env, _env_secret)  # each Kafka client's SASL password
     try:
         schema.check(schema.SYNC_CONFIG, raw)
     except SchemaViolation as exc:
@@ -362,12 +364,15 @@ def _build(source: Path, raw: Mapping[str, Any]) -> Config:
         ovms=ovms,
         webhook=webhook,
         gateway=gateway,
-        events=_build_events(raw.get("events")),
+        events=_build_events(source, raw.get("events")),
     )
 
 
-def _build_events(raw: Mapping[str, Any] | None) -> EventsConfig | None:
+def _build_events(source: Path, raw: Mapping[str, Any] | None) -> EventsConfig | None:
     if raw is None:
         return None
-    kafka_raw = raw.get("kafka")
-    return EventsConfig(kafka=KafkaEventsConfig(**kafka_raw) if kafka_raw is not None else None)
+    kafka_raw = dict(raw["kafka"]) if raw.get("kafka") is not None else None
+    if kafka_raw is None:
+        return EventsConfig()
+    security = build_security(source, "events.kafka.security", kafka_raw.pop("security", None))
+    return EventsConfig(kafka=KafkaEventsConfig(**kafka_raw, security=security))

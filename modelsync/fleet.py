@@ -9,6 +9,7 @@ outcome under that id in its own ``.modelsync/results/``.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -16,6 +17,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from modelsync.config import KafkaEventsConfig
 from modelsync.errors import ModelsyncError
 from modelsync.intents import ResyncIntent
+from modelsync.kafkaproblems import ConnectionProblems
+from modelsync.kafkasecurity import librdkafka_settings
+
+log = logging.getLogger(__name__)
 
 COMMAND_HEADER = "modelsync-command"
 RESYNC = "resync"
@@ -33,8 +38,11 @@ def resync_value(intent: Mapping[str, object]) -> bytes:
 
 def publish_resync(kafka: KafkaEventsConfig, intent: ResyncIntent, timeout: float = 5.0) -> None:
     """Produce the resync command with ``acks=all`` and return once the broker has it."""
+    problems = ConnectionProblems("resync", kafka.bootstrap_servers, kafka.security, log, quiet=True)
     producer = Producer(
         {
+            **librdkafka_settings(kafka.security),
+            **problems.settings(),
             "bootstrap.servers": kafka.bootstrap_servers,
             "acks": "all",
             "message.timeout.ms": max(1000, int(timeout * 1000)),
@@ -60,4 +68,6 @@ def publish_resync(kafka: KafkaEventsConfig, intent: ResyncIntent, timeout: floa
         raise PublishFailed(f"cannot publish resync on {kafka.topic}: {exc}") from None
     if left or errors:
         reason = errors[0].str() if errors else f"no acknowledgement within {timeout:g}s"
+        if problems.last:  # why: TLS, SASL, unreachable
+            reason = f"{reason}; {problems.last}"
         raise PublishFailed(f"cannot publish resync on {kafka.topic} at {kafka.bootstrap_servers}: {reason}")

@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from modelsync.errors import ConfigError
+from modelsync.kafkasecurity import PLAINTEXT, KafkaSecurity, build_security
 
 DEFAULT_SPILL_DIR = Path("/var/lib/modelsync-gateway/spill")
 DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024
@@ -53,6 +54,7 @@ class KafkaConfig:
     default_model: str | None = None
     reply_to_topics: tuple[str, ...] = ()  # topics a request's reply-to header may name
     metrics_port: int | None = None
+    security: KafkaSecurity = PLAINTEXT
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,7 @@ class SinkConfig:
     type: str
     name: str
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    security: KafkaSecurity = PLAINTEXT  # a Kafka sink's SASL/TLS
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.options.get(key, default)
@@ -113,7 +116,10 @@ def build_gateway(source: Path, raw: Mapping[str, Any] | None) -> GatewayConfig:
     except ValueError as exc:
         raise ConfigError(source, "gateway.model_service.url", str(exc)) from None
     kafka_raw = dict(raw.get("kafka") or {})
-    kafka = KafkaConfig(**{**kafka_raw, "reply_to_topics": tuple(kafka_raw.get("reply_to_topics", ()))})
+    security = build_security(source, "gateway.kafka.security", kafka_raw.pop("security", None))
+    kafka = KafkaConfig(
+        **{**kafka_raw, "reply_to_topics": tuple(kafka_raw.get("reply_to_topics", ()))}, security=security
+    )
     if kafka.enabled and not kafka.bootstrap_servers:
         raise ConfigError(source, "gateway.kafka.bootstrap_servers", "is required when kafka.enabled is true")
     return GatewayConfig(
@@ -140,13 +146,19 @@ def _reporting(source: Path, raw: Mapping[str, Any], kafka: KafkaConfig) -> Repo
 
 
 def _sink(source: Path, index: int, raw: Mapping[str, Any], kafka: KafkaConfig) -> SinkConfig:
-    options = {k: v for k, v in raw.items() if k not in ("type", "name")}
+    options = {k: v for k, v in raw.items() if k not in ("type", "name", "security")}
+    security = PLAINTEXT
     if raw["type"] == "kafka":
+        # A sink on the provider's cluster (no bootstrap_servers of its own) also takes its
+        # security block; a sink on another cluster has its own.
+        key = f"gateway.reporting.sinks[{index}]"
+        inherits = "bootstrap_servers" not in options
         options.setdefault("bootstrap_servers", kafka.bootstrap_servers)
         if not options["bootstrap_servers"]:
             raise ConfigError(
-                source,
-                f"gateway.reporting.sinks[{index}].bootstrap_servers",
-                "is required (or set gateway.kafka.bootstrap_servers)",
+                source, f"{key}.bootstrap_servers", "is required (or set gateway.kafka.bootstrap_servers)"
             )
-    return SinkConfig(type=raw["type"], name=raw.get("name", raw["type"]), options=MappingProxyType(options))
+        own = raw.get("security")
+        security = build_security(source, f"{key}.security", own) if own or not inherits else kafka.security
+    name = raw.get("name", raw["type"])
+    return SinkConfig(type=raw["type"], name=name, options=MappingProxyType(options), security=security)

@@ -715,7 +715,7 @@ def test_k8s_webhook_service_reaches_the_webhook(manifests: dict[tuple[str, str]
     assert service["publishNotReadyAddresses"] is True
 
 
-# -- Helm chart (values only: no helm binary is installable from the test extra) ----------------
+# -- Helm chart values (tests/test_deploy_gateway.py renders the chart with Helm itself) ---------
 
 
 def test_helm_chart_values_match_the_manifests(tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ from gateway import metrics
 from gateway.inference import Predictor
 from gateway.kafka.request import Handled, Outgoing, Request, RequestHandler, where
 from modelsync.gatewayconfig import KafkaConfig
+from modelsync.kafkaproblems import ConnectionProblems
+from modelsync.kafkasecurity import librdkafka_settings
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,11 @@ class KafkaWorker:
     def __init__(self, config: KafkaConfig, predictor: Predictor) -> None:
         self.config = config
         self.predictor = predictor
+        self.problems = ConnectionProblems("kafka provider", config.bootstrap_servers, config.security, log)
+        common = {**librdkafka_settings(config.security), **self.problems.settings()}
         self.consumer = Consumer(
             {
+                **common,
                 "bootstrap.servers": config.bootstrap_servers,
                 "group.id": config.group_id,
                 "enable.auto.commit": False,
@@ -56,16 +61,15 @@ class KafkaWorker:
                 "session.timeout.ms": config.session_timeout_ms,
                 "heartbeat.interval.ms": max(config.session_timeout_ms // 6, 100),
                 "max.poll.interval.ms": max(config.max_poll_interval_ms, config.session_timeout_ms),
-                "logger": log,
             }
         )
         self.producer = Producer(
             {
+                **common,
                 "bootstrap.servers": config.bootstrap_servers,
                 "acks": "all",
                 "linger.ms": 2,
                 "enable.idempotence": False,
-                "logger": log,
             }
         )
         self.pool = ThreadPoolExecutor(config.concurrency, thread_name_prefix="kafka-infer")

@@ -15,6 +15,8 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from gateway.errors import SinkError
 from modelsync.gatewayconfig import SinkConfig
+from modelsync.kafkaproblems import ConnectionProblems
+from modelsync.kafkasecurity import librdkafka_settings
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +28,18 @@ class KafkaSink:
         self.name = config.name
         self.topic = str(config.get("topic"))
         self.timeout = float(config.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS))
+        self.bootstrap = str(config.get("bootstrap_servers"))
+        self.problems = ConnectionProblems(f"kafka sink {self.name!r}", self.bootstrap, config.security, log)
         self._settings = {
-            "bootstrap.servers": str(config.get("bootstrap_servers")),
+            **librdkafka_settings(config.security),
+            **self.problems.settings(),
+            "bootstrap.servers": self.bootstrap,
             "acks": "all",
             "linger.ms": 5,
             "message.timeout.ms": int(self.timeout * 1000),
+            # A connection not set up in half the time cannot deliver in time: say why first.
+            "socket.connection.setup.timeout.ms": max(1000, int(self.timeout * 500)),
             "enable.idempotence": False,
-            "logger": log,  # librdkafka's own lines, in our log format
         }
         self._producer: Producer | None = None
 
@@ -63,8 +70,13 @@ class KafkaSink:
             reason = next(
                 (str(o) for o in outcome if o is not None and o is not True), "not acknowledged in time"
             )
+            if self.problems.last:  # why the broker did not answer: TLS, SASL, unreachable
+                reason = f"{reason}; {self.problems.last}"
             taken = sum(1 for o in outcome if o is True)
-            raise SinkError(f"kafka took {taken} of {len(lines)} records: {reason}", retry, rejected)
+            raise SinkError(
+                f"kafka at {self.bootstrap} took {taken} of {len(lines)} records: {reason}", retry, rejected
+            )
+        self.problems.clear()
 
     def close(self) -> None:
         if self._producer is not None:
