@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from tests.conftest import ROOT, Bucket, Volume, child_env
-from tests.helpers import free_port, served_models, wait_for
-
-
-def agent_cli(volume: Volume, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
-        env=child_env(volume),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+from tests.support.helpers import free_port, served_models, wait_for
+from tests.support.processes import agent_cli
+from tests.support.s3 import Bucket
+from tests.support.volume import Volume
 
 
 def test_config_error_exits_non_zero_naming_file_and_key(volume: Volume) -> None:

@@ -16,8 +16,9 @@ import pytest
 from agent import dirswap
 from modelsync import atomic
 from modelsync.intents import new_intent_id, now_iso
-from tests.conftest import Bucket, Volume
-from tests.helpers import served_models, wait_for
+from tests.support.helpers import served_models, wait_for
+from tests.support.s3 import Bucket
+from tests.support.volume import Volume
 
 
 def status(volume: Volume) -> dict[str, Any]:
@@ -119,7 +120,7 @@ def test_a_resync_that_cannot_publish_reports_failure(volume: Volume, bucket: Bu
         "bad/1/metadata.json", json.dumps({"files": {"model.bin": {"size": 12, "sha256": wrong}}}).encode()
     )
     start_agent()
-    from tests.test_agent_cli import agent_cli
+    from tests.support.processes import agent_cli
 
     result = agent_cli(volume, "resync", "--model", "bad", "--wait", "20")
     assert result.returncode == 1

@@ -19,14 +19,14 @@ import yaml
 
 from modelsync import s3
 from modelsync.config import Config, load_config
-from tests.test_deploy import (
+from tests.support import ROOT
+from tests.support.deploy import (
     AGENT_COMMAND,
     AGENT_HEALTH,
     CHART,
     COMPOSE,
     EXAMPLE_CONFIG,
     K8S_FLEET,
-    ROOT,
     SECRETS,
     WEBHOOK_COMMAND,
     base_manifests,

@@ -11,8 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import ROOT
-from tests.helpers import free_port, http_ok, served_models, wait_for
+from tests.support import ROOT
+from tests.support.helpers import free_port, http_ok, served_models, wait_for
 
 
 def test_make_run_stack_serves_the_sample_and_the_curl_lines_work(tmp_path: Path) -> None:

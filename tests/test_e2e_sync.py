@@ -6,8 +6,9 @@ import json
 
 import requests
 
-from tests.conftest import TOKEN, Bucket, Volume
-from tests.helpers import minio_event, served_models, wait_for
+from tests.support.helpers import minio_event, served_models, wait_for
+from tests.support.s3 import Bucket
+from tests.support.volume import TOKEN, Volume
 
 
 def upload_version(bucket: Bucket, model: str, version: int, files: dict[str, bytes]) -> dict[str, str]:

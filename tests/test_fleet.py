@@ -18,9 +18,11 @@ import pytest
 import requests
 
 from devstack.broker import Broker
-from tests.conftest import TOKEN, Bucket, S3Server, child_env, launch_webhook
-from tests.fleet import FleetBroker, MinioKafkaTarget, Proxy, Replica, make_replica
-from tests.helpers import free_port, minio_event, wait_for
+from tests.support.fleet import FleetBroker, MinioKafkaTarget, Proxy, Replica, make_replica
+from tests.support.helpers import free_port, minio_event, wait_for
+from tests.support.processes import child_env, launch_webhook
+from tests.support.s3 import Bucket, S3Server
+from tests.support.volume import TOKEN
 
 Fleet = Callable[..., tuple[list[Replica], MinioKafkaTarget]]
 CONVERGE = 40.0  # seconds: generous for a loaded 2-core machine, far below sync.interval

@@ -19,7 +19,7 @@ from agent.statusview import render
 from modelsync.config import Config, load_config
 from modelsync.errors import ConfigError
 from modelsync.intents import IntentWriter, new_intent_id
-from tests.helpers import minio_event
+from tests.support.helpers import minio_event
 
 BASE: dict[str, Any] = {"minio": {"endpoint": "minio:9000", "bucket_name": "models"}}
 

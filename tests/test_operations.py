@@ -9,19 +9,12 @@ import re
 import subprocess
 import sys
 
-import requests
-from prometheus_client.parser import text_string_to_metric_families
-
-from tests.conftest import ROOT, Bucket, Volume, child_env
-from tests.helpers import free_port, http_ok, served_models, wait_for
-
-
-def metric(url: str, name: str, labels: dict[str, str] | None = None) -> float | None:
-    for family in text_string_to_metric_families(requests.get(url, timeout=5).text):
-        for sample in family.samples:
-            if sample.name == name and (labels is None or sample.labels == labels):
-                return sample.value
-    return None
+from tests.support import ROOT
+from tests.support.helpers import free_port, http_ok, served_models, wait_for
+from tests.support.metrics import metric
+from tests.support.processes import child_env
+from tests.support.s3 import Bucket
+from tests.support.volume import Volume
 
 
 def test_agent_metrics_port(volume: Volume, bucket: Bucket, start_agent) -> None:

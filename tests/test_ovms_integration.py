@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Bucket, Volume
-from tests.helpers import served_models, wait_for
+from tests.support.helpers import served_models, wait_for
+from tests.support.s3 import Bucket
+from tests.support.volume import Volume
 
 
 class FakeOvms:
@@ -155,7 +156,7 @@ def test_result_failing_the_ovms_schema_is_not_written(volume: Volume, bucket: B
 def test_reload_owed_while_ovms_is_down_is_sent_once_it_is_up(
     volume: Volume, bucket: Bucket, start_agent
 ) -> None:
-    from tests.helpers import free_port
+    from tests.support.helpers import free_port
 
     port = free_port()
     volume.settings["ovms"]["rest_url"] = f"http://127.0.0.1:{port}"

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, TOKEN, Process, Volume, child_env
-from tests.helpers import minio_event, wait_for
+from tests.support import ROOT
+from tests.support.helpers import minio_event, wait_for
+from tests.support.processes import Process, child_env
+from tests.support.volume import TOKEN, Volume
 from webhook import gunicorn_command
 
 

@@ -15,11 +15,13 @@ from typing import Any
 import requests
 
 from modelsync import atomic
-from tests.conftest import ROOT, Bucket, Volume, child_env
-from tests.helpers import free_port, http_ok, md5, served_models, wait_for
-from tests.test_agent_cli import agent_cli
-from tests.test_operations import metric
-from tests.test_reliability_paths import failed_records, hostile_intent
+from tests.support import ROOT
+from tests.support.helpers import free_port, http_ok, md5, served_models, wait_for
+from tests.support.intents import failed_records, hostile_intent
+from tests.support.metrics import metric
+from tests.support.processes import agent_cli, child_env
+from tests.support.s3 import Bucket
+from tests.support.volume import Volume
 
 SURROGATE_PATH = "model-\ud800.bin"  # json.dumps writes it as the escape "\ud800"
 

@@ -14,10 +14,11 @@ from typing import Any
 
 from agent import manifest
 from agent.placement import parent_directories, path_too_long
-from tests.conftest import Bucket, Volume
-from tests.helpers import free_port, http_ok, minio_event, served_models, wait_for
-from tests.test_agent_cli import agent_cli
-from tests.test_operations import metric
+from tests.support.helpers import free_port, http_ok, minio_event, served_models, wait_for
+from tests.support.metrics import metric
+from tests.support.processes import agent_cli
+from tests.support.s3 import Bucket
+from tests.support.volume import Volume
 
 LONG = "a" * 300  # one path segment over NAME_MAX (255 bytes)
 

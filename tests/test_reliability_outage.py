@@ -19,8 +19,11 @@ import pytest
 import requests
 
 from modelsync.intents import IntentWriter
-from tests.conftest import ROOT, Bucket, S3Server, Volume, child_env
-from tests.helpers import minio_event, served_models, wait_for
+from tests.support import ROOT
+from tests.support.helpers import minio_event, served_models, wait_for
+from tests.support.processes import child_env
+from tests.support.s3 import Bucket, S3Server
+from tests.support.volume import Volume
 
 
 def read_status(volume: Volume) -> dict[str, Any]:

@@ -21,9 +21,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.conftest import Bucket, S3Server, Volume
-from tests.helpers import free_port, http_ok, served_models, wait_for
-from tests.test_operations import metric
+from tests.support.helpers import free_port, http_ok, served_models, wait_for
+from tests.support.metrics import metric
+from tests.support.s3 import Bucket, S3Server
+from tests.support.volume import Volume
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 

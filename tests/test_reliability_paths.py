@@ -18,9 +18,11 @@ import boto3
 import pytest
 
 from modelsync import atomic
-from modelsync.intents import new_intent_id, now_iso
-from tests.conftest import ACCESS_KEY, SECRET_KEY, Bucket, S3Server, Volume
-from tests.helpers import md5, minio_event, minio_record, served_models, wait_for
+from modelsync.intents import new_intent_id
+from tests.support.helpers import md5, minio_event, minio_record, served_models, wait_for
+from tests.support.intents import failed_records, hostile_intent
+from tests.support.s3 import ACCESS_KEY, SECRET_KEY, Bucket, S3Server
+from tests.support.volume import Volume
 
 SENTINEL = b"outside: must never be read, linked, moved or written"
 
@@ -70,11 +72,6 @@ def agent_status(volume: Volume) -> dict[str, Any]:
         return dict(json.loads(volume.status.read_text()))
     except (FileNotFoundError, ValueError):
         return {}
-
-
-def failed_records(volume: Volume) -> dict[str, dict[str, Any]]:
-    failed = volume.models / ".modelsync" / "failed"
-    return {p.name: json.loads(p.read_text()) for p in failed.glob("*.json")} if failed.is_dir() else {}
 
 
 TRAVERSAL_KEYS = [
@@ -210,24 +207,6 @@ def test_symlink_inside_a_version_is_not_followed_on_update(
     assert not (published / "sub").is_symlink()
     assert (published / "sub" / "model.bin").stat().st_ino != outside_inode
     assert tree(outside) == before
-
-
-def hostile_intent(bucket_name: str, **overrides: Any) -> dict[str, Any]:
-    intent: dict[str, Any] = {
-        "intent_version": 1,
-        "id": new_intent_id(),
-        "kind": "object",
-        "created_at": now_iso(),
-        "action": "put",
-        "event_name": "s3:ObjectCreated:Put",
-        "bucket": bucket_name,
-        "key": "m/1/model.bin",
-        "model": "m",
-        "version": 1,
-        "path": "model.bin",
-    }
-    intent.update(overrides)
-    return intent
 
 
 def test_hostile_intent_files_move_to_failed_and_touch_nothing(

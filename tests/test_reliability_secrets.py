@@ -12,8 +12,11 @@ from pathlib import Path
 
 import requests
 
-from tests.conftest import ACCESS_KEY, ROOT, SECRET_KEY, TOKEN, Bucket, Volume, child_env
-from tests.helpers import minio_event, minio_record, served_models, wait_for
+from tests.support import ROOT
+from tests.support.helpers import minio_event, minio_record, served_models, wait_for
+from tests.support.processes import child_env
+from tests.support.s3 import ACCESS_KEY, SECRET_KEY, Bucket
+from tests.support.volume import TOKEN, Volume
 
 SECRETS = (ACCESS_KEY, SECRET_KEY, TOKEN)
 

@@ -22,8 +22,9 @@ from typing import Any
 import requests
 
 from modelsync import schema
-from tests.conftest import TOKEN, Bucket, Volume
-from tests.helpers import md5, minio_event, served_models, wait_for
+from tests.support.helpers import md5, minio_event, served_models, wait_for
+from tests.support.s3 import Bucket
+from tests.support.volume import TOKEN, Volume
 
 
 def read_status(volume: Volume) -> dict[str, Any]:

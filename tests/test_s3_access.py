@@ -21,9 +21,12 @@ import pytest
 import trustme
 from moto.moto_server.werkzeug_app import create_backend_app
 
-from tests.conftest import ROOT, Bucket, Volume, child_env
-from tests.helpers import served_models, wait_for
-from tests.wsgirig import Served, moto_s3
+from tests.support import ROOT
+from tests.support.helpers import served_models, wait_for
+from tests.support.processes import child_env
+from tests.support.s3 import Bucket
+from tests.support.volume import Volume
+from tests.support.wsgirig import Served, moto_s3
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,10 @@ import pytest
 from agent.versionpolicy import VersionPolicy
 from modelsync.config import OvmsConfig
 from modelsync.intents import IntentWriter
-from tests.conftest import Bucket, Volume
-from tests.helpers import served_models, wait_for
-from tests.wsgirig import Served, moto_s3
+from tests.support.helpers import served_models, wait_for
+from tests.support.s3 import Bucket
+from tests.support.volume import Volume
+from tests.support.wsgirig import Served, moto_s3
 
 
 def gets(s3: Served, bucket: Bucket, model: str) -> dict[int, int]:

@@ -13,8 +13,11 @@ from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelsync import schema
-from tests.conftest import ROOT, TOKEN, Bucket, Volume, child_env
-from tests.helpers import minio_event, minio_record
+from tests.support import ROOT
+from tests.support.helpers import minio_event, minio_record
+from tests.support.processes import child_env
+from tests.support.s3 import Bucket
+from tests.support.volume import TOKEN, Volume
 from webhook import gunicorn_command
 from webhook.app import create_app
 

@@ -23,8 +23,8 @@ from hypothesis import strategies as st
 
 from modelsync import atomic, fastschema, intents, schema
 from modelsync.errors import SchemaViolation
-from tests.conftest import TOKEN
-from tests.helpers import minio_event
+from tests.support.helpers import minio_event
+from tests.support.volume import TOKEN
 
 VALUES = st.one_of(
     st.none(),

@@ -11,10 +11,11 @@ from typing import Any
 from devstack.broker import Broker
 from devstack.modelserver import ModelServer
 from modelsync import schema
-from tests.conftest import Process, Volume
-from tests.gateway.conftest import infer_body, read_jsonl
-from tests.gateway.kafka import Reply, reply
-from tests.helpers import free_port, wait_for
+from tests.support.gateway import infer_body, read_jsonl
+from tests.support.helpers import free_port, wait_for
+from tests.support.kafka import Reply, reply
+from tests.support.processes import Process
+from tests.support.volume import Volume
 
 
 def use_kafka(volume: Volume, broker: Broker, topics: dict[str, str], **options: Any) -> None:

@@ -19,8 +19,10 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from devstack.broker import Broker
-from tests.conftest import Bucket, Process, Volume, base_settings, child_env
-from tests.helpers import minio_event, served_models, wait_for
+from tests.support.helpers import minio_event, served_models, wait_for
+from tests.support.processes import Process, child_env
+from tests.support.s3 import Bucket
+from tests.support.volume import Volume, base_settings
 
 PARTITIONS = 3
 
