@@ -93,7 +93,7 @@ class MinioKafkaTarget:
 
     def __init__(self, bootstrap: str, topic: str, bucket: Bucket) -> None:
         self.bootstrap, self.topic, self.bucket = bootstrap, topic, bucket
-        quiet = logging.getLogger("tests.fleet.librdkafka")  # its outage complaints, via logging
+        quiet = logging.getLogger("tests.support.fleet.librdkafka")  # its outage complaints, via logging
         self.producer = Producer(
             {"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0, "logger": quiet}
         )

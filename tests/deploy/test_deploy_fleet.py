@@ -1,6 +1,6 @@
 """Fleet mode's deployment files: compose.fleet.yaml, deploy/kubernetes-fleet, Helm's mode.
 
-The same offline checks as tests/test_deploy.py (whose Kubernetes tests also run on the fleet
+The same offline checks as tests/deploy/test_deploy.py (whose Kubernetes tests also run on the fleet
 overlay), plus what fleet mode needs: MinIO's Kafka target, brokers and topic agree across
 MinIO, the topic's creation and every agent's config; each replica has its own volume; webhook
 mode stays the default for one replica.
@@ -197,7 +197,7 @@ def test_compose_fleet_host_ports_are_distinct(fleet: dict[str, Any]) -> None:
     assert all(host == "127.0.0.1" for host, _ in published)
 
 
-# -- Kubernetes: the overlay (the shared pod checks run on it in tests/test_deploy.py) -----------
+# -- Kubernetes: the overlay (the shared pod checks run on it in tests/deploy/test_deploy.py) -----------
 
 
 def configmap_config(manifests: dict[tuple[str, str], dict[str, Any]], tmp_path: Path, name: str) -> Config:
@@ -219,7 +219,7 @@ def test_k8s_fleet_overlay_is_the_base_with_n_replicas_reading_the_topic(tmp_pat
     same_but_events(configmap_config(fleet, tmp_path, "fleet"), configmap_config(base, tmp_path, "base"))
 
 
-# -- Helm (values and templates as text, as in tests/test_deploy.py) ------------------------------
+# -- Helm (values and templates as text, as in tests/deploy/test_deploy.py) ------------------------------
 
 
 def helm_config(values: dict[str, Any], tmp_path: Path) -> Config:
