@@ -23,7 +23,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from bench import harness
-from tests.helpers import minio_event
+from tests.support.helpers import minio_event
 
 FILES = 20
 EVENTS = 1000

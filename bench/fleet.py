@@ -41,7 +41,7 @@ from confluent_kafka import Producer
 
 from bench import harness
 from devstack.broker import Broker
-from tests.helpers import free_port, minio_event
+from tests.support.helpers import free_port, minio_event
 
 MODEL_BYTES = 10 * 1024 * 1024
 INTERVAL = 30.0

@@ -34,7 +34,7 @@ from bench import harness
 from bench.gateway_overhead import BODIES, LUA, infer_path, summarise, wrk
 from devstack.modelserver import ModelServer
 from gateway import gunicorn_command
-from tests.helpers import free_port, http_ok, wait_for
+from tests.support.helpers import free_port, http_ok, wait_for
 
 FEATURES = {"adder": 4, "mlp": 64}
 PATH = "/inference.GRPCInferenceService/ModelInfer"

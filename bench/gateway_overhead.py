@@ -29,7 +29,7 @@ import yaml
 from bench import harness
 from devstack.modelserver import ModelServer
 from gateway import gunicorn_command
-from tests.helpers import free_port, http_ok, wait_for
+from tests.support.helpers import free_port, http_ok, wait_for
 
 BODIES = {
     "adder": json.dumps(

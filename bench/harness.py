@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 from minio import Minio
 
-from tests.helpers import free_port, minio_event, wait_for
+from tests.support.helpers import free_port, minio_event, wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -23,7 +23,7 @@ from bench import harness
 from bench.gateway_overhead import BODIES, LUA, infer_path, wrk
 from devstack.broker import Broker
 from devstack.modelserver import ModelServer
-from tests.helpers import free_port, wait_for
+from tests.support.helpers import free_port, wait_for
 
 
 def produce(broker: Broker, topic: str, model: str, count: int) -> None:

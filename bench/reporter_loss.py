@@ -28,7 +28,7 @@ from bench import harness
 from bench.gateway_overhead import BODIES, LUA, infer_path
 from devstack.modelserver import ModelServer
 from gateway import gunicorn_command
-from tests.helpers import free_port, http_ok, wait_for
+from tests.support.helpers import free_port, http_ok, wait_for
 
 SLICE_SECONDS = 2
 

@@ -27,21 +27,12 @@ from typing import Any
 
 from minio import Minio
 
-from tests.conftest import (
-    ACCESS_KEY,
-    SECRET_KEY,
-    Bucket,
-    Process,
-    S3Server,
-    Volume,
-    Webhook,
-    base_settings,
-    child_env,
-    launch_webhook,
-)
-from tests.helpers import wait_for
-from tests.test_reliability_crash import CrashRig
-from tests.test_reliability_webhook import fuzz_webhook, kill_during_traffic
+from tests.support.crash import CrashRig
+from tests.support.helpers import wait_for
+from tests.support.processes import Process, Webhook, child_env, launch_webhook
+from tests.support.s3 import ACCESS_KEY, SECRET_KEY, Bucket, S3Server
+from tests.support.volume import Volume, base_settings
+from tests.support.webhookfaults import fuzz_webhook, kill_during_traffic
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

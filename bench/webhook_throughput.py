@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import harness
-from tests.helpers import minio_event
+from tests.support.helpers import minio_event
 
 LUA = """
 local bodies = {

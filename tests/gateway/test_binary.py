@@ -21,9 +21,9 @@ import tritonclient.http as triton_http
 
 from devstack.modelserver import ModelServer
 from modelsync import schema
-from tests.conftest import Volume
-from tests.gateway.conftest import Gateway, read_jsonl
-from tests.helpers import wait_for
+from tests.support.gateway import Gateway, read_jsonl
+from tests.support.helpers import wait_for
+from tests.support.volume import Volume
 
 ROWS = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.float32)
 ECHO = {

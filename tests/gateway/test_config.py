@@ -14,7 +14,7 @@ import yaml
 from gateway import gunicorn_command
 from modelsync.config import load_config
 from modelsync.errors import ConfigError
-from tests.conftest import ROOT
+from tests.support import ROOT
 
 BASE: dict[str, Any] = {"minio": {"endpoint": "minio:9000", "bucket_name": "models"}}
 

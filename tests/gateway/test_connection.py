@@ -13,7 +13,7 @@ from gateway.connection import AnswerTooLarge, Connection
 from gateway.errors import ModelServiceUnavailable
 from gateway.modelservice import HttpModelService
 from modelsync.gatewayconfig import ModelServiceConfig
-from tests.helpers import free_port
+from tests.support.helpers import free_port
 
 Script = Callable[[socket.socket], None]
 

@@ -21,8 +21,8 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from devstack.modelserver import ModelServer
-from tests.gateway.grpcgateway import GrpcGateway, grpc_volume, start_grpc_gateway
-from tests.helpers import free_port, wait_for
+from tests.support.grpcgateway import GrpcGateway, grpc_volume, start_grpc_gateway
+from tests.support.helpers import free_port, wait_for
 
 MAX_MESSAGE = 1024 * 1024
 

@@ -12,10 +12,11 @@ import requests
 from devstack.broker import Broker
 from devstack.modelserver import ModelServer
 from modelsync import schema
-from tests.conftest import Process, Volume
-from tests.gateway.conftest import Gateway, infer_body, read_jsonl
-from tests.gateway.test_kafka import replies, send_request, use_kafka
-from tests.helpers import wait_for
+from tests.support.gateway import Gateway, infer_body, read_jsonl
+from tests.support.helpers import wait_for
+from tests.support.kafka import replies, send_request, use_kafka
+from tests.support.processes import Process
+from tests.support.volume import Volume
 
 ECHO = {
     "id": "echo-1",

@@ -6,41 +6,15 @@ import json
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from devstack.broker import Broker
 from devstack.modelserver import ModelServer
 from modelsync import schema
-from tests.conftest import Process, Volume
-from tests.gateway.conftest import infer_body, read_jsonl
-from tests.gateway.kafka import Reply, reply
-from tests.helpers import free_port, wait_for
-
-
-def use_kafka(volume: Volume, broker: Broker, topics: dict[str, str], **options: Any) -> None:
-    volume.settings["gateway"]["kafka"] = {
-        "enabled": True,
-        "bootstrap_servers": broker.bootstrap,
-        "group_id": f"group-{topics['requests']}",
-        "request_topic": topics["requests"],
-        "reply_topic": topics["replies"],
-        "dead_letter_topic": topics["dead"],
-        "session_timeout_ms": 3000,
-        **options,
-    }
-    volume.write()
-
-
-def send_request(
-    broker: Broker, topic: str, correlation: str, model: str | None, body: Any, **headers: str
-) -> None:
-    value = body if isinstance(body, bytes) else json.dumps(body).encode()
-    all_headers = {"correlation-id": correlation, **({"model": model} if model else {}), **headers}
-    broker.send(topic, value, all_headers)
-
-
-def replies(broker: Broker, topic: str, count: int, timeout: float = 30.0) -> list[Reply]:
-    return [reply(m) for m in broker.read(topic, count, timeout)]
+from tests.support.gateway import infer_body, read_jsonl
+from tests.support.helpers import free_port, wait_for
+from tests.support.kafka import replies, reply, send_request, use_kafka
+from tests.support.processes import Process
+from tests.support.volume import Volume
 
 
 def test_round_trip_with_correlation_ids(

@@ -17,12 +17,20 @@ from gateway.errors import SinkError
 from gateway.sinks.kafka import KafkaSink
 from modelsync.config import load_config
 from modelsync.gatewayconfig import SinkConfig
-from tests.conftest import Process, Volume, child_env
-from tests.gateway.conftest import infer_body
-from tests.gateway.kafka import reply
-from tests.helpers import free_port, wait_for
-from tests.kafkasecure import Pki, TlsBroker, make_pki, server_context, start_sasl_broker, start_tls_broker
-from tests.tlsproxy import TlsProxy
+from tests.support.gateway import infer_body
+from tests.support.helpers import free_port, wait_for
+from tests.support.kafka import reply
+from tests.support.kafkasecure import (
+    Pki,
+    TlsBroker,
+    make_pki,
+    server_context,
+    start_sasl_broker,
+    start_tls_broker,
+)
+from tests.support.processes import Process, child_env
+from tests.support.tlsproxy import TlsProxy
+from tests.support.volume import Volume
 
 PASSWORD = "pa55-never-shown"  # a test value, asserted absent from every output
 

@@ -21,28 +21,9 @@ from gateway.sinks.file import FileSink
 from gateway.spill import Spill
 from modelsync import schema
 from modelsync.gatewayconfig import SinkConfig
-from tests.conftest import Volume
-from tests.gateway.conftest import Gateway, infer_body, read_jsonl
-from tests.helpers import wait_for
-
-
-def a_call(index: int) -> Call:
-    now = time.time()
-    response = {
-        "model_name": "adder",
-        "model_version": "1",
-        "outputs": [{"name": "sum", "shape": [1], "datatype": "FP32", "data": [float(index)]}],
-    }
-    return Call(
-        request_id=f"req-{index}",
-        model="adder",
-        version="1",
-        provider="rest",
-        requested_at=now,
-        answered_at=now + 0.001,
-        http_status=200,
-        response=json.dumps(response).encode(),
-    )
+from tests.support.gateway import Gateway, a_call, infer_body, read_jsonl
+from tests.support.helpers import wait_for
+from tests.support.volume import Volume
 
 
 def file_sink(path: Path, **options: object) -> FileSink:

@@ -10,9 +10,9 @@ import requests
 
 from devstack.modelserver import ModelServer
 from modelsync import schema
-from tests.conftest import Volume
-from tests.gateway.conftest import Gateway, infer_body, read_jsonl
-from tests.helpers import wait_for
+from tests.support.gateway import Gateway, infer_body, read_jsonl
+from tests.support.helpers import wait_for
+from tests.support.volume import Volume
 
 
 def direct(model_server: ModelServer, path: str, body: object | None = None) -> requests.Response:

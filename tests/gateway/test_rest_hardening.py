@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 
 import requests
 
-from tests.conftest import Volume
-from tests.gateway.conftest import Gateway, infer_body, read_jsonl
-from tests.helpers import wait_for
-from tests.slowclients import slow_clients
+from tests.support.gateway import Gateway, infer_body, read_jsonl
+from tests.support.helpers import wait_for
+from tests.support.slowclients import slow_clients
+from tests.support.volume import Volume
 
 JSON_HEADERS = {"Content-Type": "application/json"}
 

@@ -25,9 +25,9 @@ from modelsync import schema
 from modelsync.config import MinioConfig
 from modelsync.gatewayconfig import SinkConfig
 from modelsync.secret import Secret
-from tests.conftest import ACCESS_KEY, SECRET_KEY, Bucket, S3Server
-from tests.gateway.test_reporter import a_call
-from tests.helpers import free_port, wait_for
+from tests.support.gateway import a_call
+from tests.support.helpers import free_port, wait_for
+from tests.support.s3 import ACCESS_KEY, SECRET_KEY, Bucket, S3Server
 
 
 class Collector:

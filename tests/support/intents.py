@@ -1,0 +1,32 @@
+"""Intent files as a test writes them by hand, and the records the agent leaves in failed/."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from modelsync.intents import new_intent_id, now_iso
+from tests.support.volume import Volume
+
+
+def failed_records(volume: Volume) -> dict[str, dict[str, Any]]:
+    failed = volume.models / ".modelsync" / "failed"
+    return {p.name: json.loads(p.read_text()) for p in failed.glob("*.json")} if failed.is_dir() else {}
+
+
+def hostile_intent(bucket_name: str, **overrides: Any) -> dict[str, Any]:
+    intent: dict[str, Any] = {
+        "intent_version": 1,
+        "id": new_intent_id(),
+        "kind": "object",
+        "created_at": now_iso(),
+        "action": "put",
+        "event_name": "s3:ObjectCreated:Put",
+        "bucket": bucket_name,
+        "key": "m/1/model.bin",
+        "model": "m",
+        "version": 1,
+        "path": "model.bin",
+    }
+    intent.update(overrides)
+    return intent
