@@ -21,7 +21,9 @@ from tests.support.processes import Process, Webhook, child_env, launch_webhook
 from tests.support.s3 import ACCESS_KEY, SECRET_KEY, Bucket, S3Server
 from tests.support.volume import Volume, base_settings
 
-pytest_plugins = ["tests.support.wsgirig"]  # the `serve` fixture: recorded WSGI servers on loopback
+# Fixtures that live beside their rigs: `serve` (recorded WSGI servers on loopback), `ovms` (a
+# stand-in OVMS), `pki`, `tls_broker` and `sasl_broker` (secured Kafka in front of Tansu).
+pytest_plugins = ["tests.support.wsgirig", "tests.support.ovms", "tests.support.kafkasecure"]
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's access log
 

@@ -16,31 +16,12 @@ import pytest
 from devstack.broker import Broker
 from tests.support.fleet import Replica, make_replica
 from tests.support.helpers import minio_event, wait_for
-from tests.support.kafkasecure import Pki, TlsBroker, make_pki, start_sasl_broker, start_tls_broker
+from tests.support.kafkasecure import Pki, TlsBroker
 from tests.support.processes import Process, child_env
 from tests.support.s3 import Bucket, S3Server
 
 CONVERGE = 40.0
 PASSWORD = "fleet-pa55-never-shown"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def tls_broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsBroker]:
-    server = start_tls_broker(tmp_path_factory.mktemp("tansu-tls"), pki)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    server = start_sasl_broker(tmp_path_factory.mktemp("tansu-sasl"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -7,22 +7,12 @@ shapes its documentation gives (201 reloaded / 200 unchanged; GET /v1/config mod
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from tests.support.helpers import served_models, wait_for
 from tests.support.ovms import FakeOvms
 from tests.support.s3 import Bucket
 from tests.support.volume import Volume
-
-
-@pytest.fixture
-def ovms() -> Iterator[FakeOvms]:
-    server = FakeOvms()
-    yield server
-    server.close()
 
 
 def status(volume: Volume) -> dict[str, Any]:

@@ -8,7 +8,6 @@ could not load. The agent is the real process, the bucket moto's S3 server.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,13 +17,6 @@ from tests.support.helpers import served_models, wait_for
 from tests.support.ovms import FakeOvms
 from tests.support.s3 import Bucket
 from tests.support.volume import Volume
-
-
-@pytest.fixture
-def ovms() -> Iterator[FakeOvms]:
-    server = FakeOvms()
-    yield server
-    server.close()
 
 
 def status(volume: Volume) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,35 +23,13 @@ from tests.support.kafka import reply
 from tests.support.kafkasecure import (
     Pki,
     TlsBroker,
-    make_pki,
     server_context,
-    start_sasl_broker,
-    start_tls_broker,
 )
 from tests.support.processes import Process, child_env
 from tests.support.tlsproxy import TlsProxy
 from tests.support.volume import Volume
 
 PASSWORD = "pa55-never-shown"  # a test value, asserted absent from every output
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def tls_broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsBroker]:
-    server = start_tls_broker(tmp_path_factory.mktemp("tansu-tls"), pki)
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    server = start_sasl_broker(tmp_path_factory.mktemp("tansu-sasl"))
-    yield server
-    server.stop()
 
 
 def sink_config(volume: Volume, bootstrap: str, security: dict[str, Any] | None, **env: str) -> SinkConfig:

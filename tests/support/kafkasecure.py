@@ -4,10 +4,12 @@ Tansu with SASL required. Shared by the gateway's tests and the agent's event-re
 from __future__ import annotations
 
 import ssl
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trustme
 
 from devstack.broker import Broker
@@ -81,3 +83,23 @@ def start_sasl_broker(directory: Path) -> Broker:
     broker = Broker(directory / "tansu-sasl.log", free_port(), args=("--authentication",))
     broker.start()
     return broker
+
+
+# Fixtures (a pytest plugin: tests/conftest.py lists this module), one broker per test module.
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def tls_broker(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[TlsBroker]:
+    server = start_tls_broker(tmp_path_factory.mktemp("tansu-tls"), pki)
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def sasl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    server = start_sasl_broker(tmp_path_factory.mktemp("tansu-sasl"))
+    yield server
+    server.stop()

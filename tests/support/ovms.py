@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import pytest
 
 
 class FakeOvms:
@@ -67,3 +70,10 @@ class FakeOvms:
         self.server.shutdown()
         self.server.server_close()
         self.thread.join()
+
+
+@pytest.fixture
+def ovms() -> Iterator[FakeOvms]:
+    server = FakeOvms()
+    yield server
+    server.close()
