@@ -29,7 +29,8 @@ def header_length(value: str | None, body_length: int) -> int | None:
     """The header's value, checked against the body it describes (None: no header, plain JSON)."""
     if value is None:
         return None
-    if not value.isdigit() or int(value) > body_length:
+    # isdigit() alone admits '²' and other digits int() refuses: ASCII digits only.
+    if not (value.isascii() and value.isdigit()) or int(value) > body_length:
         raise BinaryError(f"{HEADER}: {value!r} is not a byte count within the {body_length}-byte body")
     return int(value)
 

@@ -16,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 import yaml
+from minio import Minio
 
 from modelsync import schema
 from modelsync.errors import ConfigError, SchemaViolation
@@ -299,6 +300,10 @@ def _check_model_settings(source: Path, key: str, settings: Mapping[str, Any]) -
 
 def _build_minio(source: Path, minio_raw: Mapping[str, Any]) -> MinioConfig:
     endpoint, secure = _split_endpoint(minio_raw)
+    try:  # the client's own rules (no user info, no query, a valid port and IPv6 literal)
+        Minio(endpoint, secure=secure)
+    except ValueError as exc:
+        raise ConfigError(source, "minio.endpoint", f"not a usable S3 endpoint: {exc}") from None
     ca_file = Path(minio_raw["ca_file"]) if minio_raw.get("ca_file") else None
     for key in ("ca_file", "tls_skip_verify"):
         if minio_raw.get(key) and not secure:

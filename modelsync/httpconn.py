@@ -15,7 +15,8 @@ import httptools
 from gunicorn.workers.gthread import TConn  # type: ignore[import-untyped]
 
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,18})[ \t]*(?=\r\n|$)", re.I)
+# Up to 40 digits: a value larger than any body is still a length (413 at once, not a stall).
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,40})[ \t]*(?=\r\n|$)", re.I)
 _EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*(?=\r\n|$)", re.I)
 
 

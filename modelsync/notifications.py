@@ -21,6 +21,7 @@ from modelsync.intents import IntentWriter, ObjectIntent
 from modelsync.records import classify
 
 MAX_JSON_DEPTH_ERROR = "body nests too deeply"
+TOO_MANY_DIGITS_ERROR = "body is not valid JSON: a number has more than 4300 digits"
 # Raw UTF-8 cannot hold a surrogate; only an escape can, so the walk runs only when one is there.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
@@ -63,6 +64,8 @@ def loads(data: bytes) -> Any:
         raise Refused(Refusal.BAD_JSON, message) from None
     except RecursionError:
         raise Refused(Refusal.BAD_JSON, MAX_JSON_DEPTH_ERROR) from None
+    except ValueError:  # an integer over Python's 4,300-digit conversion limit
+        raise Refused(Refusal.BAD_JSON, TOO_MANY_DIGITS_ERROR) from None
     if _SURROGATE_ESCAPE.search(data) and not _encodable(document):
         # json accepts "\ud800" and returns a str no later step can write as UTF-8.
         raise Refused(Refusal.BAD_JSON, "body holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape)")

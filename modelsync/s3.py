@@ -22,6 +22,7 @@ from modelsync.errors import ConfigError, StorageError
 log = logging.getLogger(__name__)
 _warned_insecure: set[str] = set()
 CA_HINT = "set minio.ca_file to the CA bundle that signed it"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class CredentialSource(StrEnum):
@@ -164,7 +165,14 @@ def describe(exc: BaseException) -> str:
         return f"TLS handshake failed: {tls.reason or tls}"
     if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
         return f"{type(exc.reason).__name__}: endpoint unreachable"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"{type(exc).__name__}: {_printable(str(exc))}" if str(exc) else type(exc).__name__
+
+
+def _printable(text: str, limit: int = 300) -> str:
+    """What an endpoint said, safe for one log line: a proxy or a hostile server chooses it, so
+    control characters are escaped (no forged lines) and it is cut short (no megabyte lines)."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
 
 
 def _ssl_cause(exc: BaseException | None) -> ssl.SSLError | None:

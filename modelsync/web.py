@@ -11,8 +11,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, jsonify, request
+from gunicorn.http.errors import LimitRequestHeaders, ParseException  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry, generate_latest, multiprocess
-from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import (
+    BadRequest,
+    ClientDisconnected,
+    HTTPException,
+    RequestEntityTooLarge,
+    RequestHeaderFieldsTooLarge,
+)
 
 from modelsync import logsetup
 from modelsync.config import Config, load_config
@@ -89,6 +96,10 @@ def request_body() -> bytes:
             part: bytes = stream.read(limit + 1 - size)
         except OSError:
             raise ClientDisconnected() from None
+        except LimitRequestHeaders:  # a chunked body's trailer, as gunicorn bounds a head
+            raise RequestHeaderFieldsTooLarge("the chunked body's trailer is too large") from None
+        except ParseException as exc:  # bad chunk size, missing CRLF, bad trailer: the client's
+            raise BadRequest(f"malformed chunked body ({type(exc).__name__})") from None
         if not part:
             break
         parts.append(part)

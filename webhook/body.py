@@ -11,9 +11,9 @@ import json
 import re
 from typing import Any
 
+from modelsync.notifications import MAX_JSON_DEPTH_ERROR, TOO_MANY_DIGITS_ERROR
 from modelsync.web import request_body
 
-MAX_JSON_DEPTH_ERROR = "body nests too deeply"
 # Raw UTF-8 text cannot hold a surrogate: only a \\uD800-\\uDFFF escape can make one. The scan
 # for the escape is cheap; the walk that names the field runs only when it matches.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
@@ -43,6 +43,8 @@ def parse_json_body(allow_empty: bool = False) -> Any:
         raise BadBody(f"body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise BadBody(MAX_JSON_DEPTH_ERROR) from None
+    except ValueError:  # an integer over Python's 4,300-digit conversion limit
+        raise BadBody(TOO_MANY_DIGITS_ERROR) from None
     if _SURROGATE_ESCAPE.search(data):
         field = unencodable_field(document)
         if field is not None:

@@ -10,12 +10,14 @@ a 4xx would make MinIO re-send them forever.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from flask import Blueprint, Response, current_app, jsonify
 
 from modelsync import notifications
 from modelsync.config import Config
-from modelsync.intents import IntentWriter
+from modelsync.errors import ConfigError
+from modelsync.intents import Intent, IntentWriter
 from modelsync.web import error_response
 from webhook import metrics
 from webhook.auth import require_token
@@ -53,7 +55,10 @@ def receive() -> tuple[Response, int]:
     except notifications.Refused as exc:
         return _refused(exc)
 
-    ids = writer.write_all(decided.intents)
+    try:
+        ids = write_durably(settings, writer, decided.intents)
+    except IntentsUnavailable as exc:
+        return error_response(503, str(exc))  # not the client's fault: MinIO sends it again
     metrics.ACCEPTED.inc(len(ids))
     for reason in decided.ignored:
         metrics.IGNORED.labels(reason=reason).inc()
@@ -78,3 +83,26 @@ def _refused(exc: notifications.Refused) -> tuple[Response, int]:
     if exc.reason is notifications.Refusal.UNSAFE_KEY:
         log.warning("rejected event with unsafe key: %s", exc.message.removeprefix("unsafe object key: "))
     return error_response(_STATUS.get(exc.reason, 400), exc.message, field=exc.field)
+
+
+class IntentsUnavailable(Exception):
+    """The intents directory cannot take the request's intents now (missing, not writable, or
+    made a symbolic link since start-up)."""
+
+
+def write_durably(settings: Config, writer: IntentWriter, intents: Sequence[Intent]) -> list[str]:
+    """Write ``intents`` (file and directory fsynced) or raise :class:`IntentsUnavailable`.
+
+    The state directory is checked on every request, not only at start-up: an intent written
+    through a ``.modelsync`` link made later would be acknowledged where no agent reads it.
+    """
+    try:
+        settings.check_state_dir()
+        return writer.write_all(intents)
+    except ConfigError as exc:
+        failure = exc.message
+    except OSError as exc:
+        failure = f"{exc.filename or settings.intents_dir}: {exc.strerror or type(exc).__name__}"
+    metrics.REJECTED.labels(reason="intents_unavailable").inc()
+    log.error("cannot write intents: %s", failure)
+    raise IntentsUnavailable(f"cannot write intents: {failure}")

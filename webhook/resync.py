@@ -23,7 +23,7 @@ from modelsync.results import ResultBox
 from modelsync.web import error_response
 from webhook import metrics
 from webhook.auth import require_token
-from webhook.events import parse_json_body
+from webhook.events import IntentsUnavailable, parse_json_body, write_durably
 
 bp = Blueprint("resync", __name__)
 # A waiting request holds a worker thread; MinIO's events must always find a free one, so at
@@ -86,7 +86,10 @@ def resync() -> tuple[Response, int]:
     intent = writer.new("resync", **target)
     kafka = settings.kafka_events
     if kafka is None:
-        writer.write_all([intent])
+        try:
+            write_durably(settings, writer, [intent])
+        except IntentsUnavailable as exc:
+            return error_response(503, str(exc))
     else:
         # Fleet mode: on the event topic, so every replica (this Pod's agent too) resyncs.
         try:

@@ -228,3 +228,12 @@ def test_status_and_health_report_a_disconnected_event_source(tmp_path: Path) ->
     settings.status_path.write_text(json.dumps({"event_source": {**source, "connected": True}}))
     assert degraded(settings) == []
     assert degraded(config(tmp_path)) == []  # webhook mode
+
+
+def test_a_number_python_will_not_convert_is_bad_json_not_a_crash() -> None:
+    from modelsync import notifications
+
+    with pytest.raises(notifications.Refused) as caught:
+        notifications.loads(b'{"Records": [{"s3": {"object": {"size": ' + b"9" * 5000 + b"}}}]}")
+    assert caught.value.reason is notifications.Refusal.BAD_JSON
+    assert "4300 digits" in str(caught.value)

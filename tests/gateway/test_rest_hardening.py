@@ -138,3 +138,32 @@ def test_slow_clients_neither_starve_inference_nor_stay_connected(
     assert model_service_calls(gateway) == 10
     cut = {kind: round(max(clients.lifetimes(kind)), 1) for kind in SLOW}
     print(f"\ngateway slow clients: {sum(SLOW.values())} open, infer max {max(took):.3f}s, cut after {cut}")
+
+
+# -- found by the adversarial pass on 2026-12-06 ---------------------------------------------
+def raw_exchange(url: str, data: bytes) -> tuple[int, bytes]:
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1]), answer.split(b"\r\n\r\n", 1)[1]
+
+
+def test_a_malformed_chunked_body_or_binary_header_is_a_4xx_not_a_500(
+    gateway_volume: Volume, start_gateway: Callable[..., Gateway]
+) -> None:
+    gateway = start_gateway()
+    head = "POST /v2/models/adder/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    chunked = (head + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode()
+    for body in (b"zz\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX0\r\n\r\n", b"2\r\n{}\r\n0\r\nBad Name: x\r\n\r\n"):
+        status, answer = raw_exchange(gateway.url, chunked + body)
+        assert status == 400, (body, status, answer)
+    payload = json.dumps(infer_body()).encode()
+    for value in (b"\xb2", b"\xb9", b"\xd9\xa3"):  # superscript two and one, Arabic-Indic three
+        request = head.encode() + b"Inference-Header-Content-Length: " + value + b"\r\n"
+        request += b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(payload) + payload
+        status, answer = raw_exchange(gateway.url, request)
+        assert status == 400 and b"is not a byte count" in answer, (value, status, answer)
+    assert "Traceback" not in gateway.proc.log

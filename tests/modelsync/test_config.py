@@ -175,3 +175,21 @@ def test_log_lines_never_show_a_credential_in_a_url(capsys: pytest.CaptureFixtur
     )
     line = capsys.readouterr().err
     assert "eyJ.abc" not in line and "WebIdentityToken=***&x=1" in line
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://ak:secret-in-url@127.0.0.1:9000", "127.0.0.1:99999", "[::1", "127.0.0.1:1?x=y"]
+)
+def test_an_endpoint_the_s3_client_refuses_is_a_configuration_error(tmp_path: Path, endpoint: str) -> None:
+    path = write(tmp_path, ORIGINAL.replace('endpoint: "http://minio:9000"', f'endpoint: "{endpoint}"'))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={})
+    assert caught.value.key == "minio.endpoint"
+    assert "secret-in-url" not in str(caught.value)
+
+
+def test_what_an_endpoint_says_is_one_short_line_in_the_log() -> None:
+    forged = "hello\n2026-12-06 10:00:00 - model_sync - ERROR - FORGED\r" + "A" * 200_000
+    described = s3.describe(ValueError(forged))
+    assert "\n" not in described and "\r" not in described and "\\x0a" in described
+    assert len(described) < 400 and "more characters" in described

@@ -280,3 +280,88 @@ def test_a_bad_bound_stops_gunicorn_with_one_line_and_exit_2(volume: Volume) -> 
         assert result.returncode == 2, (variable, result.returncode, result.stderr)
         assert f"configuration error: environment: {variable}='{value}': expected a positive" in result.stderr
         assert "Traceback" not in result.stderr
+
+
+# -- found by the adversarial pass on 2026-12-06 ---------------------------------------------
+def raw_exchange(url: str, data: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
+    """Send ``data`` as it is (a whole request) and read the answer until the server closes."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        sock.sendall(data)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1]), answer.split(b"\r\n\r\n", 1)[1]
+
+
+def chunked_request(target: str, body: bytes, auth: bool = True) -> bytes:
+    head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head += f"Authorization: Bearer {TOKEN}\r\n" if auth else ""
+    return (head + "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n").encode() + body
+
+
+MALFORMED_CHUNKS = {
+    "chunk size not hex": b"zz\r\n{}\r\n0\r\n\r\n",
+    "no CRLF after a chunk": b"2\r\n{}XX0\r\n\r\n",
+    "a trailer with a bad name": b"2\r\n{}\r\n0\r\nBad Name: x\r\n\r\n",
+    "a trailer of 200 fields": b"2\r\n{}\r\n0\r\n"
+    + b"".join(b"X-%d: y\r\n" % i for i in range(200))
+    + b"\r\n",
+}
+
+
+def test_a_malformed_chunked_body_is_a_4xx_not_a_500(volume: Volume, start_webhook) -> None:
+    webhook = start_webhook()
+    for name, body in MALFORMED_CHUNKS.items():
+        status, answer = raw_exchange(webhook.url, chunked_request("/minio/events", body))
+        assert status in (400, 431), (name, status, answer)
+        assert "error" in json.loads(answer), name
+    assert "Traceback" not in webhook.proc.log
+    assert not list(volume.intents.glob("*.json"))
+
+
+def test_a_number_python_will_not_convert_is_400(volume: Volume, bucket: Bucket, start_webhook) -> None:
+    webhook = start_webhook()
+    event = json.dumps(minio_event(bucket.name, "m/1/model.bin", size=7))
+    body = event.replace('"size": 7', '"size": ' + "9" * 5000, 1)
+    assert "9" * 5000 in body
+    answer = requests.post(webhook.url + "/minio/events", data=body, headers=AUTH, timeout=30)
+    assert answer.status_code == 400, answer.text
+    assert "more than 4300 digits" in answer.json()["error"]
+    resync = requests.post(webhook.url + "/v1/resync", data="9" * 5000, headers=AUTH, timeout=30)
+    assert resync.status_code == 400 and "set_int_max_str_digits" not in resync.text
+    assert "Traceback" not in webhook.proc.log
+
+
+def test_a_content_length_larger_than_any_body_is_413_at_once(volume: Volume, start_webhook) -> None:
+    webhook = start_webhook()
+    head = f"POST /minio/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+    for length in ("9" * 18, "9" * 19, "9" * 30):
+        request = f"{head}Content-Length: {length}\r\nConnection: close\r\n\r\n".encode()
+        # 5 s of patience, under the 10 s body bound that a stalled request would wait out.
+        status, _ = raw_exchange(webhook.url, request, timeout=5.0)
+        assert status == 413, (length, status)
+
+
+def test_intents_are_refused_503_when_their_directory_is_gone_or_linked(
+    volume: Volume, bucket: Bucket, start_webhook, tmp_path
+) -> None:
+    webhook = start_webhook()
+    event = minio_event(bucket.name, "m/1/model.bin")
+    assert webhook.post_event(event).status_code == 200
+    state = volume.models / ".modelsync"
+    moved = tmp_path / "moved-state"
+    state.rename(moved)
+    gone = webhook.post_event(event)
+    assert gone.status_code == 503 and "cannot write intents" in gone.json()["error"], gone.text
+    # A .modelsync link made after start-up, to a directory that has an intents/ of its own.
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "intents").mkdir(parents=True)
+    state.symlink_to(elsewhere)
+    for answer in (
+        webhook.post_event(event),
+        requests.post(webhook.url + "/v1/resync", json={}, headers=AUTH, timeout=10),
+    ):
+        assert answer.status_code == 503 and "symbolic link" in answer.json()["error"], answer.text
+    assert not list((elsewhere / "intents").iterdir()), "nothing acknowledged where no agent reads"
+    assert "Traceback" not in webhook.proc.log
