@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+
+from gateway.errors import SpillError
 from gateway.inference import Predictor
 from gateway.modelservice import HttpModelService, ModelService
 from gateway.reporting import Reporting
@@ -45,3 +48,16 @@ def build_model_service(config: ModelServiceConfig) -> ModelService:
 
         return GrpcModelService(config)
     return HttpModelService(config)
+
+
+def provider_predictor(config: Config, provider: str, enabled: bool) -> Predictor | None:
+    """The predictor a provider process (``kafka``, ``grpc``) serves with; None once the
+    configuration error it cannot start with is printed (its caller exits 2)."""
+    if not enabled:
+        print(f"configuration error: {config.source}: gateway.{provider}.enabled is false", file=sys.stderr)
+        return None
+    try:
+        return build_predictor(config)
+    except SpillError as exc:
+        print(f"configuration error: {config.source}: gateway.reporting.spill_dir: {exc}", file=sys.stderr)
+        return None

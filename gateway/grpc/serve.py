@@ -13,8 +13,7 @@ from types import FrameType
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from gateway.errors import SpillError
-from gateway.factory import build_predictor
+from gateway.factory import provider_predictor
 from gateway.grpc.client import SERVICE
 from gateway.grpc.provider import InferenceService
 from gateway.inference import Predictor
@@ -80,13 +79,8 @@ def _stop_on_signals() -> threading.Event:
 def serve(settings: Config) -> int:
     """Run until SIGTERM or SIGINT; 2 for a configuration the provider cannot start with."""
     config = settings.gateway.grpc
-    if not config.enabled:
-        print(f"configuration error: {settings.source}: gateway.grpc.enabled is false", file=sys.stderr)
-        return 2
-    try:
-        predictor = build_predictor(settings)
-    except SpillError as exc:
-        print(f"configuration error: {settings.source}: gateway.reporting.spill_dir: {exc}", file=sys.stderr)
+    predictor = provider_predictor(settings, "grpc", config.enabled)
+    if predictor is None:
         return 2
     try:
         server, servicer = build_server(config, predictor)

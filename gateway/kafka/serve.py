@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 from types import FrameType
 
-from gateway.errors import SpillError
-from gateway.factory import build_predictor
+from gateway.factory import provider_predictor
 from gateway.kafka.worker import KafkaWorker
 from modelsync.config import Config
 
@@ -20,13 +18,8 @@ log = logging.getLogger(__name__)
 def serve(settings: Config) -> int:
     """Run until SIGTERM or SIGINT; 2 for a configuration the provider cannot start with."""
     kafka = settings.gateway.kafka
-    if not kafka.enabled:
-        print(f"configuration error: {settings.source}: gateway.kafka.enabled is false", file=sys.stderr)
-        return 2
-    try:
-        predictor = build_predictor(settings)
-    except SpillError as exc:
-        print(f"configuration error: {settings.source}: gateway.reporting.spill_dir: {exc}", file=sys.stderr)
+    predictor = provider_predictor(settings, "kafka", kafka.enabled)
+    if predictor is None:
         return 2
 
     if kafka.metrics_port:
