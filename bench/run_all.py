@@ -12,6 +12,9 @@ import subprocess
 import sys
 import time
 
+from bench import goals
+from bench.harness import RESULTS
+
 ORDER = [
     "latency",
     "webhook_throughput",
@@ -36,6 +39,8 @@ def main() -> int:
     args = parser.parse_args()
     names = [n for n in ORDER if not args.only or n in args.only.split(",")]
     failed = []
+    reports = []
+    began = time.time()
     for name in names:
         started = time.monotonic()
         print(f"=== bench.{name} {'--quick' if args.quick else ''}", flush=True)
@@ -43,6 +48,11 @@ def main() -> int:
         print(f"=== bench.{name}: exit {code} in {time.monotonic() - started:.0f}s", flush=True)
         if code:
             failed.append(name)
+        reports.append(RESULTS / f"{name}{'-quick' if args.quick else ''}.json")
+    measured = goals.collect(p for p in reports if p.exists() and p.stat().st_mtime >= began)
+    if measured:
+        print("\n=== goals (median of interleaved repetitions)")
+        print(goals.table(measured))
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -5,6 +5,7 @@ A child sees only the environment a test gives it, and logs to a file the test c
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -42,9 +43,18 @@ class Process:
 
     def stop(self, timeout: float = 10.0) -> int:
         if self.popen.poll() is None:
+            # A requests response in a reference cycle keeps its kept-alive connection open
+            # until collected, and a stopping gunicorn worker waits for such connections.
+            gc.collect()
             self.popen.send_signal(signal.SIGTERM)
         try:
             return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(timeout=10)
+            raise AssertionError(
+                f"{self.popen.args} did not stop {timeout:g} s after SIGTERM:\n{self.log[-4000:]}"
+            ) from None
         finally:
             self.handle.close()
 
