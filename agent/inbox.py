@@ -3,6 +3,12 @@
 Every file is checked against ``intent.schema.json`` and against the agent's own reading of
 its key (a hand-dropped intent cannot name a path the key does not). A file that fails moves
 to ``.modelsync/failed/`` with the reason. Intents are deleted only once their work is done.
+
+Two versions are read: one intent per ``<id>.json`` (version 1), and the webhook's group
+commits, ``<id>.batch.json`` (version 2, ``modelsync/intentbatch.py``), whose intents are
+held in memory and handled one by one like version-1 files; the batch file is deleted once
+every one of them is done or failed. After a crash a batch is read again whole: the intents
+already done are cheap to repeat (an applied version is recognised and committed at once).
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from agent import metrics
-from modelsync import atomic, intents, keys
+from modelsync import atomic, intentbatch, intents, keys
 from modelsync.config import Config
 from modelsync.errors import IntentError, UnsafeKeyError
+from modelsync.intentbatch import BATCH_SUFFIX, MAX_BATCH_BYTES
 from modelsync.intents import Intent, ObjectIntent
 
 log = logging.getLogger(__name__)
@@ -36,32 +43,76 @@ class Inbox:
         # way): id -> reason. They are not read again; retry_moves() tries once a step.
         self.unmoved: dict[str, str] = {}
         self.move_error = ""
+        # Version-2 files read so far: file name -> ids not yet done; id -> (file name, intent).
+        self.batches: dict[str, set[str]] = {}
+        self.members: dict[str, tuple[str, Intent]] = {}
 
     def names(self) -> Iterator[str]:
         """Intent ids waiting, oldest first (ids start with the arrival time)."""
         with os.scandir(self.directory) as entries:
-            found = [e.name[:-5] for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
+            listed = [e.name for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
+        batch_files = {name for name in listed if name.endswith(BATCH_SUFFIX)}
+        for name in set(self.batches) - batch_files:  # removed by hand: nothing left to do
+            self._forget_batch(name)
+        for name in sorted(batch_files - set(self.batches) - set(self.unmoved)):
+            self._open_batch(name)
+        found = {name[:-5] for name in listed if name not in batch_files}
+        found.update(self.members)
         return iter(sorted(i for i in found if i not in self.unmoved))
 
     def read(self, intent_id: str) -> Intent:
-        path = self.directory / f"{intent_id}.json"
-        try:
-            info = os.lstat(path)
-            if not stat.S_ISREG(info.st_mode):
-                raise IntentError("not a regular file")
-            if info.st_size > MAX_INTENT_BYTES:
-                raise IntentError(f"larger than {MAX_INTENT_BYTES} bytes")
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as handle:
-                document: object = json.loads(handle.read(MAX_INTENT_BYTES + 1))
-        except (OSError, ValueError) as exc:
-            raise IntentError(f"unreadable: {exc}") from None
-        intent = intents.parse(document)
+        member = self.members.get(intent_id)
+        intent = member[1] if member is not None else intents.parse(self._load(f"{intent_id}.json"))
         if intent["id"] != intent_id:
             raise IntentError(f"id {intent['id']!r} does not match the file name")
         if intent["kind"] == "object":
             self._check_object(intent)
         return intent
+
+    def _load(self, name: str, limit: int = MAX_INTENT_BYTES) -> object:
+        path = self.directory / name
+        try:
+            info = os.lstat(path)
+            if not stat.S_ISREG(info.st_mode):
+                raise IntentError("not a regular file")
+            if info.st_size > limit:
+                raise IntentError(f"larger than {limit} bytes")
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as handle:
+                document: object = json.loads(handle.read(limit + 1))
+        except (OSError, ValueError) as exc:
+            raise IntentError(f"unreadable: {exc}") from None
+        return document
+
+    def _open_batch(self, name: str) -> None:
+        """Hold a batch file's intents; a batch that cannot be read moves to failed/ whole."""
+        try:
+            batch = intentbatch.parse_batch(self._load(name, MAX_BATCH_BYTES))
+            if f"{batch['id']}{BATCH_SUFFIX}" != name:
+                raise IntentError(f"id {batch['id']!r} does not match the file name")
+        except IntentError as exc:
+            self.fail(name, str(exc))
+            return
+        held = self.batches[name] = set()
+        for intent in batch["intents"]:
+            if intent["id"] not in self.members:  # one already held elsewhere is done once
+                self.members[intent["id"]] = (name, intent)
+                held.add(intent["id"])
+        if not held:
+            self._forget_batch(name)
+            (self.directory / name).unlink(missing_ok=True)
+
+    def _forget_batch(self, name: str) -> None:
+        for intent_id in self.batches.pop(name, set()):
+            self.members.pop(intent_id, None)
+
+    def _member_done(self, intent_id: str) -> None:
+        name = self.members.pop(intent_id)[0]
+        held = self.batches.get(name, set())
+        held.discard(intent_id)
+        if not held:
+            self.batches.pop(name, None)
+            (self.directory / name).unlink(missing_ok=True)
 
     def _check_object(self, intent: ObjectIntent) -> None:
         if intent["bucket"] != self.bucket:
@@ -78,10 +129,14 @@ class Inbox:
             raise IntentError("model/version/path do not match the key")
 
     def done(self, intent_id: str) -> None:
-        (self.directory / f"{intent_id}.json").unlink(missing_ok=True)
+        if intent_id in self.members:
+            self._member_done(intent_id)
+        else:
+            (self.directory / f"{intent_id}.json").unlink(missing_ok=True)
 
     def fail(self, intent_id: str, reason: str) -> None:
-        """Move an intent to failed/ with its reason; never raises (see :meth:`retry_moves`)."""
+        """Move an intent (or a whole batch file, by its file name) to failed/ with its reason;
+        never raises (see :meth:`retry_moves`)."""
         try:
             self._move(intent_id, reason)
         except Exception as exc:  # a failed/ that cannot take it must not stop the intake
@@ -104,14 +159,19 @@ class Inbox:
             )
 
     def _move(self, intent_id: str, reason: str) -> None:
-        source = self.directory / f"{intent_id}.json"
-        raw = _read_regular(source)
+        member = self.members.get(intent_id)
+        is_batch = intent_id.endswith(BATCH_SUFFIX)
+        source = self.directory / (intent_id if is_batch else f"{intent_id}.json")
+        raw = json.dumps(member[1]) if member is not None else _read_regular(source)
         self.failed_dir.mkdir(parents=True, exist_ok=True)
         safe_name = intent_id if len(intent_id) < 200 else intent_id[:200]
         atomic.write_json(
-            self.failed_dir / f"{safe_name}.json",
+            self.failed_dir / (safe_name if is_batch else f"{safe_name}.json"),
             {"id": intent_id, "error": reason, "failed_at": time.time(), "content": raw},
         )
+        if member is not None:
+            self._member_done(intent_id)
+            return
         try:
             source.unlink(missing_ok=True)
         except IsADirectoryError:

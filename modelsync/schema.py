@@ -15,6 +15,7 @@ from modelsync.errors import SchemaViolation
 
 MINIO_EVENT = "minio-event"
 INTENT = "intent"
+INTENT_BATCH = "intent-batch"
 SYNC_CONFIG = "sync-config"
 OVMS_CONFIG = "ovms-config"
 PREDICTION = "prediction"

@@ -14,6 +14,7 @@ from flask import Flask
 
 from modelsync.config import Config
 from modelsync.errors import ConfigError
+from modelsync.intentbatch import GroupCommit
 from modelsync.intents import IntentWriter
 from modelsync.web import StartupError, new_app, refuse_encoded_slashes, register_errors
 from webhook import events, health, metrics, resync
@@ -31,6 +32,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes
     app.extensions["intent_writer"] = IntentWriter(settings.intents_dir)
+    app.extensions["intent_commit"] = GroupCommit(settings.intents_dir, settings.check_state_dir)
 
     register_errors(app)
     refuse_encoded_slashes(app)

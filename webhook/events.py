@@ -17,6 +17,7 @@ from flask import Blueprint, Response, current_app, jsonify
 from modelsync import notifications
 from modelsync.config import Config
 from modelsync.errors import ConfigError
+from modelsync.intentbatch import GroupCommit
 from modelsync.intents import Intent, IntentWriter
 from modelsync.web import error_response
 from webhook import metrics
@@ -56,21 +57,23 @@ def receive() -> tuple[Response, int]:
         return _refused(exc)
 
     try:
-        ids = write_durably(settings, writer, decided.intents)
+        ids = write_durably(settings, decided.intents)
     except IntentsUnavailable as exc:
         return error_response(503, str(exc))  # not the client's fault: MinIO sends it again
-    metrics.ACCEPTED.inc(len(ids))
+    if ids:
+        metrics.ACCEPTED.inc(len(ids))
     for reason in decided.ignored:
         metrics.IGNORED.labels(reason=reason).inc()
-    for intent in decided.intents:
-        log.debug(
-            "intent %s: %s %s:%s %s",
-            intent["id"],
-            intent["action"],
-            intent["model"],
-            intent["version"],
-            intent["path"],
-        )
+    if log.isEnabledFor(logging.DEBUG):
+        for intent in decided.intents:
+            log.debug(
+                "intent %s: %s %s:%s %s",
+                intent["id"],
+                intent["action"],
+                intent["model"],
+                intent["version"],
+                intent["path"],
+            )
     return jsonify(accepted=len(ids), ignored=len(decided.ignored), intents=ids), 200
 
 
@@ -90,15 +93,18 @@ class IntentsUnavailable(Exception):
     made a symbolic link since start-up)."""
 
 
-def write_durably(settings: Config, writer: IntentWriter, intents: Sequence[Intent]) -> list[str]:
+def write_durably(settings: Config, intents: Sequence[Intent]) -> list[str]:
     """Write ``intents`` (file and directory fsynced) or raise :class:`IntentsUnavailable`.
 
-    The state directory is checked on every request, not only at start-up: an intent written
-    through a ``.modelsync`` link made later would be acknowledged where no agent reads it.
+    Concurrent requests share one group commit (``modelsync/intentbatch.py``); each returns
+    only once its own intents are durable. The state directory is checked by every commit,
+    not only at start-up: an intent written through a ``.modelsync`` link made later would be
+    acknowledged where no agent reads it.
     """
+    group: GroupCommit = current_app.extensions["intent_commit"]
     try:
-        settings.check_state_dir()
-        return writer.write_all(intents)
+        group.commit(intents)
+        return [intent["id"] for intent in intents]
     except ConfigError as exc:
         failure = exc.message
     except OSError as exc:

@@ -87,7 +87,7 @@ def resync() -> tuple[Response, int]:
     kafka = settings.kafka_events
     if kafka is None:
         try:
-            write_durably(settings, writer, [intent])
+            write_durably(settings, [intent])
         except IntentsUnavailable as exc:
             return error_response(503, str(exc))
     else:

@@ -3,10 +3,32 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
+from modelsync import schema
+from modelsync.intentbatch import BATCH_SUFFIX
 from modelsync.intents import new_intent_id, now_iso
 from tests.support.volume import Volume
+
+
+def intents_on_disk(directory: Path) -> dict[str, dict[str, Any]]:
+    """Every intent in the directory by id, from version-1 files and version-2 batch files,
+    each checked against the intent schema."""
+    found: dict[str, dict[str, Any]] = {}
+    for path in directory.glob("*.json"):
+        if path.name.startswith("."):
+            continue
+        document = json.loads(path.read_text())
+        if path.name.endswith(BATCH_SUFFIX):
+            assert schema.is_valid(schema.INTENT_BATCH, document), document
+            members = document["intents"]
+        else:
+            members = [document]
+        for member in members:
+            assert schema.is_valid(schema.INTENT, member), member
+            found[member["id"]] = member
+    return found
 
 
 def failed_records(volume: Volume) -> dict[str, dict[str, Any]]:

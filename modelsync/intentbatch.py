@@ -1,0 +1,150 @@
+"""Group commit of the webhook's intents, and the batch files (intent version 2) it writes.
+
+Every request used to pay for its own intent file: create, write, fsync, rename, and a share
+of a directory fsync. Under concurrency that file work (most of it kernel time) cost more CPU
+than the rest of the request. Here the requests that arrive while a commit is running wait
+for the next one, and that one writes all of their intents as ONE file
+(``<id>.batch.json``, ``schemas/intent-batch.schema.json``): one fsync of the file, one of
+the directory, for the whole group. A request is answered only after the commit holding its
+intents has finished both fsyncs, as before. A commit of a single intent (every request at
+concurrency 1) writes the version-1 file it always did, so an idle webhook's output is
+unchanged.
+
+The agent reads both versions (:func:`parse_batch`, ``agent/inbox.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypedDict, cast
+
+from modelsync import atomic, intents, schema
+from modelsync.errors import IntentError, SchemaViolation
+from modelsync.intents import Intent
+
+BATCH_VERSION = 2
+BATCH_SUFFIX = ".batch.json"
+# Bounds one file: the agent holds a batch in memory until each of its intents is done.
+MAX_BATCH_INTENTS = 4096
+MAX_BATCH_BYTES = 32 * 1024 * 1024
+
+
+class Batch(TypedDict):
+    intent_version: int
+    id: str
+    created_at: str
+    intents: list[Intent]
+
+
+def batch_document(items: Sequence[Intent]) -> Batch:
+    return {
+        "intent_version": BATCH_VERSION,
+        "id": intents.new_intent_id(),
+        "created_at": intents.now_iso(),
+        "intents": list(items),
+    }
+
+
+def parse_batch(document: object) -> Batch:
+    """A batch file's document, every member checked as a version-1 intent; IntentError if not."""
+    try:
+        schema.check(schema.INTENT_BATCH, document)
+    except SchemaViolation as exc:
+        raise IntentError(f"invalid intent batch: {exc}") from None
+    batch = cast(Batch, document)
+    seen: set[str] = set()
+    for index, member in enumerate(batch["intents"]):
+        try:
+            intent = intents.parse(member)
+        except IntentError as exc:
+            raise IntentError(f"intents[{index}]: {exc}") from None
+        if intent["id"] in seen:
+            raise IntentError(f"intents[{index}]: id {intent['id']!r} appears twice")
+        seen.add(intent["id"])
+    return batch
+
+
+@dataclass
+class _Waiter:
+    intents: Sequence[Intent]
+    done: bool = False
+    error: BaseException | None = field(default=None)
+
+
+class GroupCommit:
+    """Leader/follower group commit: whoever finds no commit running writes everything queued.
+
+    ``check`` runs once per commit before anything is written (the state directory must still
+    be a real directory); an error of it, or of the writing, fails every request of that
+    commit and no other.
+    """
+
+    def __init__(self, directory: Path, check: Callable[[], None] = lambda: None) -> None:
+        self.directory = directory
+        self.check = check
+        self._cond = threading.Condition()
+        self._queue: list[_Waiter] = []
+        self._running = False
+        self.commits = 0  # for tests and benchmarks: intents per commit = accepted / commits
+
+    def commit(self, items: Sequence[Intent]) -> None:
+        """Returns once ``items`` are durable (file data and directory entry fsynced)."""
+        if not items:
+            return
+        me = _Waiter(items)
+        with self._cond:
+            self._queue.append(me)
+            while not me.done:
+                if self._running:
+                    self._cond.wait()
+                    continue
+                self._lead()
+        if me.error is not None:
+            raise me.error
+
+    def _lead(self) -> None:
+        """Called holding the lock; writes a group without it."""
+        group = self._take()
+        self._running = True
+        self._cond.release()
+        error: BaseException | None = None
+        try:
+            self.check()
+            self._write([intent for waiter in group for intent in waiter.intents])
+        except BaseException as exc:  # every waiter of this group gets it, the leader raises it
+            error = exc
+        finally:
+            self._cond.acquire()
+            self._running = False
+            self.commits += 1
+            for waiter in group:
+                waiter.done, waiter.error = True, error
+            self._cond.notify_all()
+
+    def _take(self) -> list[_Waiter]:
+        """The queued requests, up to MAX_BATCH_INTENTS intents (always at least one request)."""
+        count, taken = 0, 0
+        for waiter in self._queue:
+            if taken and count + len(waiter.intents) > MAX_BATCH_INTENTS:
+                break
+            count += len(waiter.intents)
+            taken += 1
+        group, self._queue = self._queue[:taken], self._queue[taken:]
+        return group
+
+    def _write(self, items: list[Intent]) -> None:
+        if 1 < len(items) <= MAX_BATCH_INTENTS:
+            batch = batch_document(items)
+            intents.write_synced(self.directory / f"{batch['id']}{BATCH_SUFFIX}", _dumps(batch))
+        else:  # one intent (or one huge request): version-1 files, as ever
+            for intent in items:
+                intents.write_synced(self.directory / f"{intent['id']}.json", _dumps(intent))
+        atomic.fsync_dir(self.directory)
+
+
+def _dumps(document: object) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode()
