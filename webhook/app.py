@@ -7,7 +7,8 @@ the tests and images use).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import os
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from flask import Flask
@@ -32,7 +33,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes
     app.extensions["intent_writer"] = IntentWriter(settings.intents_dir)
-    app.extensions["intent_commit"] = GroupCommit(settings.intents_dir, settings.check_state_dir)
+    app.extensions["intent_commit"] = GroupCommit(settings.intents_dir, _state_dir_check(settings))
 
     register_errors(app)
     refuse_encoded_slashes(app)
@@ -42,6 +43,19 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.bp)
     log.info("webhook ready: bucket=%s intents=%s", settings.minio.bucket, settings.intents_dir)
     return app
+
+
+def _state_dir_check(settings: Config) -> Callable[[], None]:
+    """``settings.check_state_dir`` for every commit, its paths built once: one lstat each."""
+    paths = [
+        str(d) for d in (settings.state_dir, settings.intents_dir, settings.failed_dir, settings.results_dir)
+    ]
+
+    def check() -> None:
+        if any(os.path.islink(path) for path in paths):
+            settings.check_state_dir()  # raises, naming the link
+
+    return check
 
 
 def _check_auth(settings: Config) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -35,13 +36,19 @@ def register(app: Flask) -> None:
     def _start_timer() -> None:
         g.started = time.perf_counter()
 
+    # One child per (endpoint, method), looked up once: labels() checks its arguments each call.
+    children: dict[tuple[str, str], Any] = {}
+
     @app.after_request
     def _observe(response: Response) -> Response:
         started = g.get("started")
-        if started is not None and request.url_rule is not None:
-            LATENCY.labels(endpoint=request.url_rule.rule, method=request.method).observe(
-                time.perf_counter() - started
-            )
+        rule = request.url_rule
+        if started is not None and rule is not None:
+            key = (rule.rule, request.method)
+            child = children.get(key)
+            if child is None:
+                child = children[key] = LATENCY.labels(endpoint=key[0], method=key[1])
+            child.observe(time.perf_counter() - started)
         return response
 
     @app.get("/metrics")
