@@ -4,6 +4,17 @@ Each of N threads loops: write a 600-byte file to a temp name, fsync it, rename 
 directory, fsync the directory (what one intent costs); plus the same with the directory fsync
 shared (one per 8 files). No HTTP, no Python web stack: the ceiling the webhook cannot beat
 while it writes one fsynced file per event. CPU busy and iowait shares come from /proc/stat.
+
+At concurrency 1 nothing can be shared, so the latency of one durable write bounds the
+webhook's c1 rate (MinIO replays its queue_dir store one event at a time). ``latency``
+times, one after another and interleaved, three ways to make 600 bytes durable:
+
+- ``intent_file``: what the webhook does per lone event: temp file, fsync, rename, directory
+  fsync (two journal commits);
+- ``new_file_fsync``: a new file and one fsync (one journal commit), the floor of any scheme
+  that creates a file per event;
+- ``overwrite_fdatasync``: overwriting an already written block of a preallocated file and
+  fdatasync (no journal commit, only the device's cache flush), the floor of any durable write.
 """
 
 from __future__ import annotations
@@ -62,6 +73,47 @@ def run(directory: str, threads: int, seconds: float, dir_every: int) -> dict[st
     }
 
 
+def _intent_file(directory: str, dfd: int, i: int) -> None:
+    tmp = f"{directory}/.a-{i}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, DATA)
+    os.fsync(fd)
+    os.close(fd)
+    os.replace(tmp, f"{directory}/a-{i}.json")
+    os.fsync(dfd)
+
+
+def _new_file_fsync(directory: str, _dfd: int, i: int) -> None:
+    fd = os.open(f"{directory}/b-{i}.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    os.write(fd, DATA)
+    os.fsync(fd)
+    os.close(fd)
+
+
+def latency(directory: str, count: int) -> dict[str, Any]:
+    """Milliseconds per durable write at concurrency 1, the three ways interleaved."""
+    os.makedirs(directory, exist_ok=True)
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    log = os.open(f"{directory}/log", os.O_RDWR | os.O_CREAT, 0o644)
+    os.write(log, b"\0" * 4096 * 64)
+    os.fsync(log)
+
+    def overwrite(_directory: str, _dfd: int, i: int) -> None:
+        os.pwrite(log, DATA, (i % 64) * 4096)
+        os.fdatasync(log)
+
+    ways = {"intent_file": _intent_file, "new_file_fsync": _new_file_fsync, "overwrite_fdatasync": overwrite}
+    times: dict[str, list[float]] = {name: [] for name in ways}
+    for i in range(count):
+        for name, way in ways.items():
+            started = time.perf_counter()
+            way(directory, dfd, i)
+            times[name].append(1000 * (time.perf_counter() - started))
+    os.close(log)
+    os.close(dfd)
+    return {name: harness.summary(values, 3) for name, values in times.items()}
+
+
 def main() -> None:
     args = harness.parse_args(__doc__ or "")
     seconds = 3.0 if args.quick else 8.0
@@ -72,7 +124,12 @@ def main() -> None:
                 row = run(str(workdir / f"t{threads}-{every}"), threads, seconds, every)
                 rows.append(row)
                 print(f"[fsync] {row}", flush=True)
-    harness.report("fsync_ceiling", args.quick, {"seconds_per_run": seconds, "runs": rows})
+        c1 = latency(str(workdir / "latency"), 300 if args.quick else 1000)
+        for name, row in c1.items():
+            print(f"[fsync] c1 {name}: {row} ms", flush=True)
+    harness.report(
+        "fsync_ceiling", args.quick, {"seconds_per_run": seconds, "runs": rows, "c1_latency_ms": c1}
+    )
 
 
 if __name__ == "__main__":
