@@ -53,7 +53,7 @@ class WriteBehind:
         self.written = 0  # bytes the writer has handed to the kernel
         self.flushed = 0  # bytes written back and dropped from the cache
         self.done = False
-        self.failed = False  # writeback failed: left to the final fsync, which reports it
+        self.failed = False  # the flusher stopped early: the rest is the final fsync's
         self.changed = threading.Condition()
         self.thread: threading.Thread | None = None
 
@@ -82,27 +82,29 @@ class WriteBehind:
             self.thread = None
 
     def _flush_loop(self) -> None:
-        while True:
+        try:
+            while self._flush_next():
+                pass
+        finally:
             with self.changed:
-                while not self.done and self.written - self.flushed < self.window:
-                    self.changed.wait()
-                if self.done:
-                    return
-                start, end = self.flushed, self.written
-            if not self._flush(start, end - start):
-                return
-            with self.changed:
-                self.flushed = end
+                self.failed = True  # whatever ended the loop, the writer must not wait for it
                 self.changed.notify_all()
 
-    def _flush(self, offset: int, length: int) -> bool:
+    def _flush_next(self) -> bool:
+        """Write back what the writer has handed over; False when done or failed."""
+        with self.changed:
+            while not self.done and self.written - self.flushed < self.window:
+                self.changed.wait()
+            if self.done:
+                return False
+            start, end = self.flushed, self.written
         assert _sync_file_range is not None
-        if _sync_file_range(self.fd, offset, length, _FLAGS) != 0:
-            with self.changed:
-                self.failed = True  # the writer must not wait for a flusher that gave up
-                self.changed.notify_all()
-            return False
-        os.posix_fadvise(self.fd, offset, length, os.POSIX_FADV_DONTNEED)
+        if _sync_file_range(self.fd, start, end - start, _FLAGS) != 0:
+            return False  # the final fsync reports the error
+        os.posix_fadvise(self.fd, start, end - start, os.POSIX_FADV_DONTNEED)
+        with self.changed:
+            self.flushed = end
+            self.changed.notify_all()
         return True
 
     def __enter__(self) -> WriteBehind:

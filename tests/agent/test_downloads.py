@@ -67,7 +67,7 @@ def test_a_changed_object_among_parallel_downloads_publishes_nothing(volume: Vol
     agent = agent_bucket(volume)
     listed = listing(agent, "m/1/")
     bucket.put("m/1/f017.bin", os.urandom(20_000))
-    with pytest.raises(ObjectChangedError, match="f017.bin changed since it was listed"):
+    with pytest.raises(ObjectChangedError, match=r"f017\.bin changed since it was listed"):
         Stager(agent, volume.models, 8, threading.Event()).build("m", 1, listed, None)
     assert [p.name for p in (volume.models / "m").iterdir()] == []
     assert open_files(volume.root) == []
@@ -137,3 +137,20 @@ def test_a_failed_fsync_is_a_publish_error_naming_the_file(tmp_path: Path) -> No
     assert open_files(tmp_path) == []
     with pytest.raises(OSError):
         os.fstat(read_end)  # the pipe's end was closed too
+
+
+def test_a_flusher_that_fails_never_holds_the_writer(tmp_path: Path) -> None:
+    """sync_file_range on a pipe fails (ESPIPE): the writer goes on (its fsync reports errors)."""
+    read_end, write_end = os.pipe()
+    try:
+        behind = WriteBehind(read_end, MiB, 2 * MiB)
+        writer = threading.Thread(target=lambda: [behind.advance(n * MiB) for n in range(1, 40)])
+        writer.start()
+        writer.join(timeout=20)
+        assert not writer.is_alive(), "the writer waited for a flusher that had given up"
+        assert behind.failed and behind.flushed == 0
+        behind.close()
+        assert helper_threads() == []
+    finally:
+        os.close(read_end)
+        os.close(write_end)
