@@ -1,8 +1,11 @@
 """Building a complete version in a hidden staging directory.
 
 Files unchanged since the version on disk (same ETag in the state, or same size and MD5) are
-hard-linked, not downloaded; the rest stream in through a bounded pool of threads. Any
-failure removes the staging directory: nothing half-made is left for OVMS or a restart.
+hard-linked, not downloaded; the rest stream in through a bounded pool of threads (one
+connection each, reused from the pool). Each file is fsynced by a pool beside the downloads
+(agent/durability.py) and all of them, then the directories, before the version is returned
+for publishing. Any failure removes the staging directory: nothing half-made is left for OVMS
+or a restart.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from pathlib import Path
 
 from agent import sidecarlog
 from agent.dirswap import STAGING_PREFIX, hidden_sibling
+from agent.durability import DeferredFsync
 from agent.localstate import FileState, VersionState
 from agent.manifest import Expected
 from agent.progress import Progress
@@ -69,6 +73,7 @@ class Stager:
         stop: threading.Event,
         progress_seconds: float = 10.0,
         min_free_bytes: int = 0,
+        deferred_fsync: bool = True,  # False: each download thread waits for its own fsync
     ) -> None:
         self.bucket = bucket
         self.models_path = models_path
@@ -76,6 +81,7 @@ class Stager:
         self.stop = stop
         self.progress_seconds = progress_seconds
         self.min_free_bytes = min_free_bytes
+        self.deferred_fsync = deferred_fsync
 
     def build(
         self,
@@ -94,7 +100,14 @@ class Stager:
             raise PublishError(f"cannot create {exc.filename or model_dir}: {exc.strerror}") from None
         try:
             label = f"{model}:{version}"
-            return self._fill(label, staging, model_dir / str(version), remote, current, expected or {})
+            deferred = DeferredFsync() if self.deferred_fsync else None
+            try:
+                return self._fill(
+                    label, staging, deferred, model_dir / str(version), remote, current, expected or {}
+                )
+            finally:
+                if deferred is not None:
+                    deferred.close()
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -103,6 +116,7 @@ class Stager:
         self,
         label: str,
         staging: Path,
+        deferred: DeferredFsync | None,
         current_dir: Path,
         remote: dict[str, RemoteObject],
         current: VersionState | None,
@@ -123,7 +137,9 @@ class Stager:
             else:
                 to_download.append((obj, dest))
         self._check_space(label, staging, sum(obj.size for obj, _ in to_download))
-        self._download_all(to_download, label)
+        self._download_all(to_download, label, deferred)
+        if deferred is not None:
+            deferred.wait()  # every file durable before anything reads or publishes them
         for path, spec in expected.items():
             if spec.sha256 and file_digest(staging / path, "sha256", self.stop) != spec.sha256:
                 raise PublishError(f"{path}: sha256 does not match metadata.json")
@@ -147,7 +163,12 @@ class Stager:
             )
 
     def _reuse(
-        self, source: Path, obj: RemoteObject, current: VersionState | None, path: str, dest: Path
+        self,
+        source: Path,
+        obj: RemoteObject,
+        current: VersionState | None,
+        path: str,
+        dest: Path,
     ) -> bool:
         try:
             info = os.lstat(source)
@@ -173,22 +194,27 @@ class Stager:
             os.link(source, dest, follow_symlinks=False)
         except OSError:
             shutil.copyfile(source, dest, follow_symlinks=False)
+            fsync_file(dest)  # a copy is new data: durable like a download
         return True
 
-    def _download_all(self, jobs: list[tuple[RemoteObject, Path]], label: str) -> None:
+    def _download_all(
+        self, jobs: list[tuple[RemoteObject, Path]], label: str, deferred: DeferredFsync | None
+    ) -> None:
         if not jobs:
             return
         progress = Progress(label, sum(obj.size for obj, _ in jobs), self.progress_seconds)
         if len(jobs) == 1 or self.concurrency == 1:
             for obj, dest in jobs:
-                self.bucket.download(obj, dest, self.stop, progress.add)
+                self.bucket.download(obj, dest, self.stop, progress.add, deferred)
                 sidecarlog.updated(dest.name, label)
             return
         # One failed file dooms the version: the others stop at their next chunk, not at
         # their end (they may be gigabytes).
         abandon = EitherEvent(self.stop)
         with ThreadPoolExecutor(max_workers=min(self.concurrency, len(jobs))) as pool:
-            futures = [pool.submit(self._one, obj, dest, abandon, progress, label) for obj, dest in jobs]
+            futures = [
+                pool.submit(self._one, obj, dest, abandon, progress, label, deferred) for obj, dest in jobs
+            ]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             for future in done:
                 if future.exception() is not None:
@@ -198,11 +224,17 @@ class Stager:
                     raise future.exception()  # type: ignore[misc]
 
     def _one(
-        self, obj: RemoteObject, dest: Path, abandon: EitherEvent, progress: Progress, label: str
+        self,
+        obj: RemoteObject,
+        dest: Path,
+        abandon: EitherEvent,
+        progress: Progress,
+        label: str,
+        deferred: DeferredFsync | None,
     ) -> None:
         if abandon.is_set():
             raise Cancelled(obj.key)
-        self.bucket.download(obj, dest, abandon, progress.add)
+        self.bucket.download(obj, dest, abandon, progress.add, deferred)
         sidecarlog.updated(dest.name, label)
 
 
@@ -218,6 +250,14 @@ class EitherEvent:
 
     def is_set(self) -> bool:
         return self.own.is_set() or self.stop.is_set()
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _mkdirs(directory: Path) -> None:

@@ -23,7 +23,8 @@ import urllib3
 from minio.error import MinioException, S3Error
 from urllib3 import BaseHTTPResponse
 
-from agent.writeback import Writeback
+from agent.durability import DeferredFsync
+from agent.writeback import WriteBehind
 from modelsync import s3
 from modelsync.config import MinioConfig
 from modelsync.errors import ObjectChangedError, PublishError, StorageError
@@ -131,12 +132,16 @@ class Bucket:
         dest: Path,
         stop: StopFlag,
         on_bytes: Callable[[int], None] | None = None,
+        deferred: DeferredFsync | None = None,
     ) -> None:
-        """Stream one object into ``dest``, verify size (and MD5), fsync. Raises on mismatch."""
+        """Stream one object into ``dest``, verify size (and MD5), fsync. Raises on mismatch.
+
+        With ``deferred`` the fsync is handed to its pool instead of waited for here; the caller
+        waits for the pool before it publishes anything (agent/durability.py)."""
         digest = hashlib.md5(usedforsecurity=False) if obj.md5 else None
         # If-Match: the object we listed, or a clean failure if it changed meanwhile.
         with self._get(obj.key, {"If-Match": f'"{obj.etag}"'}) as response:
-            written = _stream_to_file(response.stream(CHUNK_BYTES), dest, digest, stop, on_bytes)
+            written = _stream_to_file(response.stream(CHUNK_BYTES), dest, digest, stop, on_bytes, deferred)
         # A whole answer (urllib3 checks Content-Length) that is not the listed object: it was
         # replaced meanwhile by a server that ignores If-Match.
         if written != obj.size:
@@ -167,26 +172,30 @@ def _stream_to_file(
     digest: hashlib._Hash | None,
     stop: StopFlag,
     on_bytes: Callable[[int], None] | None = None,
+    deferred: DeferredFsync | None = None,
 ) -> int:
     """Write the chunks to ``dest``; a local write failure is a PublishError naming the path."""
     written = 0
     try:
-        with open(dest, "wb") as handle:
-            writeback = Writeback(handle.fileno())
+        with open(dest, "wb") as handle, WriteBehind(handle.fileno()) as behind:
             for chunk in chunks:
                 if stop.is_set():
                     raise Cancelled(str(dest))
                 handle.write(chunk)
                 written += len(chunk)
-                if writeback.due(written):
+                if behind.due(written):
                     handle.flush()  # the window must be in the kernel before its writeback
-                    writeback.flush_behind(written)
+                    behind.advance(written)
                 if on_bytes is not None:
                     on_bytes(len(chunk))
                 if digest is not None:
                     digest.update(chunk)
             handle.flush()
-            os.fsync(handle.fileno())
+            behind.close()
+            if deferred is None:
+                os.fsync(handle.fileno())
+            else:  # a duplicate shares the descriptor's error state: the fsync sees this file's errors
+                deferred.submit(os.dup(handle.fileno()), dest)
     except OSError as exc:
         if isinstance(exc, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)):
             raise
