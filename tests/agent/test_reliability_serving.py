@@ -97,10 +97,16 @@ def test_config_json_is_always_whole_and_valid_during_hundreds_of_swaps(
     finally:
         reader.stop.set()
         reader.join(timeout=10)
-    swaps = wait_for(lambda: read_status(volume).get("config", {}).get("swaps"), what="swap count")
+
+    # Every step changed the served set, so each took at least one swap; an add and a delete
+    # that arrive together may share one (the agent coalesces them), so not always two.
+    def swap_count() -> int | None:
+        swaps = read_status(volume).get("config", {}).get("swaps")
+        return swaps if isinstance(swaps, int) and swaps >= iterations else None
+
+    swaps = wait_for(swap_count, what=f"at least {iterations} swaps in the status")
     print(f"\nconfig reader: {reader.reads} reads during {swaps} swaps, failures {dict(reader.failures)}")
     assert not reader.failures, reader.examples
-    assert swaps >= 2 * iterations - window - 5
     assert reader.reads >= 2000
 
 
