@@ -13,6 +13,7 @@ import requests
 
 from tests.support.gateway import Gateway, infer_body, read_jsonl
 from tests.support.helpers import wait_for
+from tests.support.rawhttp import connect, read_answer
 from tests.support.slowclients import slow_clients
 from tests.support.volume import Volume
 
@@ -167,3 +168,27 @@ def test_a_malformed_chunked_body_or_binary_header_is_a_4xx_not_a_500(
         status, answer = raw_exchange(gateway.url, request)
         assert status == 400 and b"is not a byte count" in answer, (value, status, answer)
     assert "Traceback" not in gateway.proc.log
+
+
+def test_expect_100_continue_over_the_limit_is_413_without_inviting_the_body(
+    gateway_volume: Volume, start_gateway: Callable[..., Gateway]
+) -> None:
+    gateway_volume.settings["gateway"]["rest"] = {"max_body_bytes": 4096}
+    gateway_volume.write()
+    gateway = start_gateway()
+    head = "POST /v2/models/adder/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    # Under the worker's buffer (8 MiB), and over it (the thread would have sent the 100).
+    for length in (4097, 9 * 1024 * 1024):
+        with connect(gateway.url, timeout=5.0) as sock:
+            sock.sendall(f"{head}Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n".encode())
+            answer, _ = read_answer(sock)
+        assert answer.status == 413 and "4096" in json.loads(answer.body)["error"], (length, answer)
+    body = json.dumps(infer_body()).encode()
+    with connect(gateway.url, timeout=5.0) as sock:
+        sock.sendall(f"{head}Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode())
+        interim, _ = read_answer(sock)
+        assert interim.status == 100, interim
+        sock.sendall(body)
+        final, _ = read_answer(sock)
+    assert final.status == 200, final
+    assert model_service_calls(gateway) == 1
