@@ -13,7 +13,6 @@ from modelsync.errors import ConfigError
 from tests.support.processes import agent_cli
 from tests.support.volume import Volume
 
-
 INT64_MAX = 2**63 - 1
 
 
