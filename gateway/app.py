@@ -33,7 +33,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         ) from None
     register_errors(app)
     refuse_encoded_slashes(app)
-    refuse_from_head(app)  # an Expect: 100-continue over the body limit: 413, no 100 first
+    refuse_from_head(app, rest.refuses_head)  # Expect: 100-continue gets the 4xx, not a 100
     metrics.register(app)
     app.register_blueprint(rest.bp)
     sinks = ", ".join(s.name for s in gateway.reporting.sinks) or "none"

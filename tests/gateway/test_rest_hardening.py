@@ -149,22 +149,34 @@ def test_a_malformed_chunked_body_or_binary_header_is_a_4xx_not_a_500(
     assert "Traceback" not in gateway.proc.log
 
 
-def test_expect_100_continue_over_the_limit_is_413_without_inviting_the_body(
+def expecting(target: str, length: int) -> bytes:
+    head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    return f"{head}Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n".encode()
+
+
+def test_expect_100_continue_refused_from_the_head_is_a_4xx_without_inviting_the_body(
     gateway_volume: Volume, start_gateway: Callable[..., Gateway]
 ) -> None:
     gateway_volume.settings["gateway"]["rest"] = {"max_body_bytes": 4096}
     gateway_volume.write()
     gateway = start_gateway()
-    head = "POST /v2/models/adder/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-    # Under the worker's buffer (8 MiB), and over it (the thread would have sent the 100).
-    for length in (4097, 9 * 1024 * 1024):
+    infer = "/v2/models/adder/infer"
+    refused = {
+        # Under the worker's buffer (8 MiB), and over it (where the thread sent the 100).
+        (infer, 4097): (413, "4096"),
+        (infer, 9 * 1024 * 1024): (413, "4096"),
+        # A name the gateway does not pass on.
+        ("/v2/models/-adder/infer", 10): (400, "invalid model name"),
+        ("/v2/models/adder/versions/1%20x/infer", 10): (400, "invalid model version"),
+    }
+    for (target, length), (status, reason) in refused.items():
         with connect(gateway.url, timeout=5.0) as sock:
-            sock.sendall(f"{head}Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n".encode())
+            sock.sendall(expecting(target, length))
             answer, _ = read_answer(sock)
-        assert answer.status == 413 and "4096" in json.loads(answer.body)["error"], (length, answer)
+        assert answer.status == status and reason in json.loads(answer.body)["error"], (target, answer)
     body = json.dumps(infer_body()).encode()
     with connect(gateway.url, timeout=5.0) as sock:
-        sock.sendall(f"{head}Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n".encode())
+        sock.sendall(expecting(infer, len(body)))
         interim, _ = read_answer(sock)
         assert interim.status == 100, interim
         sock.sendall(body)
