@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -34,8 +36,39 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a shell reports for a filter that SIGPIPE ended (``yes | head -1``): 128 + 13.
+READER_GONE = 128 + signal.SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """Our output's reader went away (``status | head -1``): stop quietly, with the status a
+    filter ended by SIGPIPE has. Python ignores SIGPIPE, so the write raised instead; its last
+    flush of stdout at exit must not raise again, nor a message to a closed stderr."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(devnull, stream.fileno())
+    os.close(devnull)
+    return READER_GONE
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    try:
+        return _parser().parse_args(argv)
+    except SystemExit:
+        sys.stdout.flush()  # --help: a closed pipe shows here (BrokenPipeError), not at exit
+        raise
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = _parse(argv)
     try:
         config = load_config(args.config)
         if args.command in ("run", "health"):
@@ -46,8 +79,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
     logsetup.configure(config.sync.log_level, config.sync.log_format)
-    commands = {"run": _run, "health": _health, "resync": _resync, "status": _status}
-    return commands[args.command](config, args)
+    if args.command == "run":
+        # A server: a broken pipe inside it is a fault of its own, not a reader leaving.
+        return _run(config, args)
+    commands = {"health": _health, "resync": _resync, "status": _status}
+    code = commands[args.command](config, args)
+    sys.stdout.flush()  # a closed pipe shows here, not in Python's flush at exit
+    return code
 
 
 def _run(config: Config, args: argparse.Namespace) -> int:

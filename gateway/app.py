@@ -14,7 +14,7 @@ from gateway.errors import SpillError
 from gateway.factory import build_predictor
 from gateway.inference import Predictor
 from gateway.reporting import Reporting
-from modelsync.web import StartupError, new_app, refuse_encoded_slashes, register_errors
+from modelsync.web import StartupError, new_app, refuse_encoded_slashes, refuse_from_head, register_errors
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         ) from None
     register_errors(app)
     refuse_encoded_slashes(app)
+    refuse_from_head(app, rest.refuses_head)  # Expect: 100-continue gets the 4xx, not a 100
     metrics.register(app)
     app.register_blueprint(rest.bp)
     sinks = ", ".join(s.name for s in gateway.reporting.sinks) or "none"

@@ -6,7 +6,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, Response, current_app, request
 
@@ -14,6 +16,7 @@ from gateway import binary
 from gateway.errors import ModelServiceUnavailable
 from gateway.inference import JSON, ClientAnswer, Predictor, error_body, normalise_error
 from gateway.modelservice import ModelService
+from modelsync.httpconn import RequestHead
 from modelsync.names import is_request_id, model_problem
 from modelsync.web import request_body
 
@@ -39,6 +42,16 @@ def _respond(answer: ClientAnswer, request_id: str | None = None) -> Response:
 def _bad_path(model: str, version: str | None) -> Response | None:
     problem = model_problem(model, version)
     return None if problem is None else _respond(ClientAnswer(400, error_body(problem), JSON))
+
+
+_INFER = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
+
+
+def refuses_head(head: RequestHead) -> bool:
+    """What :func:`infer` refuses before it reads the body, from the head alone (see
+    ``modelsync.web.refuse_from_head``): a model or version name it does not pass on."""
+    found = _INFER.fullmatch(unquote(urlsplit(head.target).path))  # the path as routed
+    return head.method == "POST" and found is not None and model_problem(found[1], found[2]) is not None
 
 
 def _request_id() -> str:

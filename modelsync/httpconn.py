@@ -9,6 +9,8 @@ import errno
 import re
 import socket
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httptools
@@ -18,6 +20,39 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # Up to 40 digits: a value larger than any body is still a length (413 at once, not a stall).
 _CONTENT_LENGTH = re.compile(rb"\r\ncontent-length[ \t]*:[ \t]*([0-9]{1,40})[ \t]*(?=\r\n|$)", re.I)
 _EXPECT_CONTINUE = re.compile(rb"\r\nexpect[ \t]*:[ \t]*100-continue[ \t]*(?=\r\n|$)", re.I)
+
+
+@dataclass(frozen=True)
+class RequestHead:
+    """A request's head as the event loop received it, for the app's :data:`HeadCheck`.
+
+    ``headers``: lower-case names; a repeated field's values joined by "," (as gunicorn
+    passes them to the app: a check sees what the app will see).
+    """
+
+    method: str
+    target: str
+    headers: dict[str, str]
+    content_length: int
+
+    @classmethod
+    def parse(cls, head: bytes, content_length: int) -> RequestHead:
+        """``head`` up to its blank line; llhttp has checked its syntax."""
+        request_line, *fields = head.decode("latin-1").split("\r\n")
+        method, target = request_line.split(" ", 2)[:2]
+        headers: dict[str, str] = {}
+        for field in fields:
+            name, _, value = field.partition(":")
+            key, value = name.strip().lower(), value.strip(" \t")
+            headers[key] = f"{headers[key]},{value}" if key in headers else value
+        return cls(method, target, headers, content_length)
+
+
+# What an app registers (``modelsync.web.refuse_from_head``), in a list under HEAD_CHECKS in
+# its ``extensions`` (Flask's): True when the app will answer this head with a final status
+# without reading the body, so the server must not invite the body with a 100 Continue.
+HeadCheck = Callable[[RequestHead], bool]
+HEAD_CHECKS = "modelsync.head_checks"
 
 
 class DeadlineSocket(socket.socket):
@@ -80,7 +115,16 @@ class Framing:
 class Pending:
     """A request being received by the event loop."""
 
-    __slots__ = ("chunks", "content_length", "continue_sent", "deadline", "framing", "parser", "size")
+    __slots__ = (
+        "chunks",
+        "content_length",
+        "continue_sent",
+        "deadline",
+        "framing",
+        "parser",
+        "refused",
+        "size",
+    )
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
@@ -90,14 +134,18 @@ class Pending:
         self.size = 0
         self.content_length = 0
         self.continue_sent = False
+        self.refused = False  # an app's HeadCheck refused it: answered without its body
 
     def read_head(self) -> bool:
         """Content-Length, from a complete head; whether the client waits for a 100 Continue.
         Only for a request whose body is still to come (llhttp checked the syntax)."""
-        head = self.data().split(b"\r\n\r\n", 1)[0]
+        head = self.head()
         length = _CONTENT_LENGTH.search(head)
         self.content_length = int(length.group(1)) if length else 0
         return _EXPECT_CONTINUE.search(head) is not None
+
+    def head(self) -> bytes:
+        return self.data().split(b"\r\n\r\n", 1)[0]
 
     def data(self) -> bytes:
         return self.chunks[0] if len(self.chunks) == 1 else b"".join(self.chunks)

@@ -18,6 +18,10 @@ unfinished requests: memory stays bounded, and at worst the threads are held as 
 for a bounded time. A response that the client does not read within ``body_timeout`` is
 abandoned (the connection is closed), and a graceful close drains the client's last bytes
 through the poller instead of blocking the loop (see :class:`modelsync.httpconn.Conn`).
+
+A client that sends ``Expect: 100-continue`` gets its 100 from the loop once the head is in,
+unless one of the app's head checks (``modelsync.web.refuse_from_head``) refuses the head:
+then a thread runs the app, which answers from the head, and the connection closes.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 import httptools
 from gunicorn.workers.gthread import TConn, ThreadWorker  # type: ignore[import-untyped]
 
-from modelsync.httpconn import CONTINUE, Conn, DeadlineSocket, Pending
+from modelsync.httpconn import CONTINUE, HEAD_CHECKS, Conn, DeadlineSocket, HeadCheck, Pending, RequestHead
 
 SWEEP_SECONDS = 0.25  # how often deadlines are checked while events keep the loop busy
 STOP_LINGER_SECONDS = 2.0  # a stopping worker waits this long at most for requests being received
@@ -103,6 +107,11 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         if getattr(conn, "continued", False):
             conn.continued = False
             req._expected_100_continue = False
+        if getattr(conn, "refused", False):
+            # The body was never invited: whatever follows the head cannot be read as the next
+            # request, so the answer says Connection: close and the connection ends.
+            conn.refused = False
+            req.must_close = True
         return super().handle_request(req, conn)
 
     def murder_pending(self) -> None:
@@ -156,9 +165,14 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
             return True
         if framing.head_done and not head_was_done:
             pending.deadline = time.monotonic() + self.body_timeout
-            if pending.read_head() and pending.content_length <= self.buffer_bytes:
-                self.send_quietly(conn, CONTINUE)
-                pending.continue_sent = True
+            if pending.read_head():  # the client waits for a 100 Continue
+                if self.refuses_head(pending):
+                    pending.refused = True  # answered from the head (RFC 9110 10.1.1)
+                    self.hand_over(conn, pending)
+                    return True
+                if pending.content_length <= self.buffer_bytes:
+                    self.send_quietly(conn, CONTINUE)
+                    pending.continue_sent = True
         # Past buffer_bytes (a long body, or a head gunicorn's limits will refuse) a thread reads
         # on, each read ending at the same deadline; with a Content-Length over it, at once (the
         # apps answer 413 from the header, and gunicorn sends the 100 Continue if one is owed).
@@ -177,8 +191,21 @@ class BufferingThreadWorker(ThreadWorker):  # type: ignore[misc]
         conn.received = pending.data()
         # gunicorn answers Expect: 100-continue when it has read the head; the loop already did,
         # or the body is all here: one interim answer is enough.
-        conn.continued = pending.continue_sent or pending.framing.complete
+        conn.continued = pending.continue_sent or pending.framing.complete or pending.refused
+        conn.refused = pending.refused
         self.enqueue_req(conn)
+
+    def refuses_head(self, pending: Pending) -> bool:
+        """Whether one of the app's :data:`HeadCheck` refuses the request from its head."""
+        checks: list[HeadCheck] = getattr(self.wsgi, "extensions", {}).get(HEAD_CHECKS, [])
+        if not checks:
+            return False
+        head = RequestHead.parse(pending.head(), pending.content_length)
+        try:
+            return any(check(head) for check in checks)
+        except Exception:  # the app then decides from the whole request, as without a check
+            self.log.exception("a head check failed on %s %s", head.method, head.target[:200])
+            return False
 
     def sweep(self, now: float) -> None:
         for conn, (deadline, _) in list(self.lingering.items()):

@@ -6,7 +6,7 @@ import functools
 import json
 from collections.abc import Iterable
 from importlib.resources import files
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
@@ -48,8 +48,7 @@ def field_path(path: Iterable[Any]) -> str:
 
 
 def _choice(error: ValidationError) -> ValidationError | None:
-    """The nearest oneOf/anyOf around ``error`` that describes its choices, if any: its
-    description says more than the one branch best_match happened to pick."""
+    """The nearest oneOf/anyOf around ``error`` that describes its choices, if any."""
     node: ValidationError | None = error
     while node is not None:
         described = isinstance(node.schema, dict) and "description" in node.schema
@@ -59,10 +58,75 @@ def _choice(error: ValidationError) -> ValidationError | None:
     return None
 
 
+# Errors that say a branch of a oneOf/anyOf is about another kind of value (another type, or
+# another value of a discriminating member such as an intent's ``kind``), not a near miss.
+def _rejects_kind(error: ValidationError) -> bool:
+    depth = len(error.relative_path)
+    return (error.validator in ("type", "not") and depth == 0) or (
+        error.validator in ("const", "enum") and depth <= 1
+    )
+
+
+def _distance(errors: list[ValidationError]) -> tuple[int, int]:
+    return sum(map(_rejects_kind, errors)), len(errors)
+
+
+def _closest(error: ValidationError) -> tuple[ValidationError, str | None]:
+    """Down from a failed oneOf/anyOf into the branch that came closest, while one did: the
+    error that says what is wrong there, and the label of the outermost branch taken.
+
+    jsonschema's best_match stops at the oneOf when its branches' errors are equally deep
+    ("is not valid under any of the given schemas"), which names neither field nor choice.
+    """
+    label = None
+    while error.validator in ("oneOf", "anyOf") and error.context:
+        branches: dict[int, list[ValidationError]] = {}
+        for sub in error.context:
+            branches.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
+        ranked = sorted(branches, key=lambda i: (_distance(branches[i]), i))
+        if len(ranked) > 1 and _distance(branches[ranked[0]]) == _distance(branches[ranked[1]]):
+            break  # no branch came closer than another: the choice itself is the answer
+        choices = cast(list[Any], error.validator_value)
+        label = label or _label(choices[ranked[0]])
+        error = cast(ValidationError, best_match(branches[ranked[0]]))
+    return error, label
+
+
+def _label(branch: Any) -> str:
+    """A few words for one branch of a choice, as a person would name it."""
+    if not isinstance(branch, dict):
+        return str(branch)
+    if "description" in branch:
+        return str(branch["description"])
+    members = branch.get("properties", {})
+    consts = [f"{k} {v['const']!r}" for k, v in members.items() if isinstance(v, dict) and "const" in v]
+    if consts:
+        return ", ".join(consts)
+    if branch.get("required"):
+        return "{" + ", ".join(f"{name}: ..." for name in branch["required"]) + "}"
+    kind = branch.get("type")
+    if kind is not None:
+        return " or ".join(kind) if isinstance(kind, list) else str(kind)
+    return "another form"
+
+
 def _describe(error: ValidationError) -> tuple[str, str]:
+    error, label = _closest(error)
     choice = _choice(error)
-    if choice is not None:
+    if error.validator in ("oneOf", "anyOf") and choice is not error:
+        labels = "; ".join(_label(b) for b in cast(list[Any], error.validator_value))
+        return field_path(error.absolute_path), f"matches none of the choices ({labels})"
+    # A described choice of one value (a duration, a rate...) says best what that value can be.
+    if choice is not None and choice.absolute_path == error.absolute_path and error.validator not in _MEMBERS:
         return field_path(choice.absolute_path), f"invalid value: {choice.schema['description']}"  # type: ignore[index]
+    field, message = _describe_one(error)
+    return field, f"{message} (closest choice: {label})" if label else message
+
+
+_MEMBERS = frozenset({"required", "additionalProperties", "dependencies"})
+
+
+def _describe_one(error: ValidationError) -> tuple[str, str]:
     field = field_path(error.absolute_path)
     kind = error.validator
     schema = error.schema if isinstance(error.schema, dict) else {}
@@ -92,6 +156,8 @@ def check(name: str, instance: Any) -> None:
     error = best_match(validator(name).iter_errors(instance))
     if error is None:
         return
+    while error.parent is not None:  # from the top: _closest picks the branch itself
+        error = cast(ValidationError, error.parent)
     field, message = _describe(error)
     raise SchemaViolation(name, field, message)
 

@@ -24,6 +24,7 @@ from werkzeug.exceptions import (
 from modelsync import logsetup
 from modelsync.config import Config, load_config
 from modelsync.errors import ConfigError
+from modelsync.httpconn import HEAD_CHECKS, HeadCheck, RequestHead
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +120,42 @@ def refuse_encoded_slashes(app: Flask) -> None:
 
     @app.before_request
     def encoded_slash() -> tuple[Response, int] | None:
-        raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
-        path = raw.split("?", 1)[0] if raw.startswith("/") else urlsplit(raw).path
-        if "%2f" not in path.lower():
+        segment = encoded_slash_segment(
+            request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or ""
+        )
+        if segment is None:
             return None
-        segment = next(s for s in path.split("/") if "%2f" in s.lower())
         return error_response(
             400, f"invalid path: segment {segment[:130]!r} holds an encoded '/' (%2F), which no route takes"
         )
+
+
+def encoded_slash_segment(raw: str) -> str | None:
+    """The first segment of the request target ``raw`` that holds ``%2F``, if any."""
+    path = raw.split("?", 1)[0] if raw.startswith("/") else urlsplit(raw).path
+    if "%2f" not in path.lower():
+        return None
+    return next(s for s in path.split("/") if "%2f" in s.lower())
+
+
+def refuse_from_head(app: Flask, *checks: HeadCheck) -> None:
+    """What the app refuses from a request's head alone (called once per app, after
+    MAX_CONTENT_LENGTH is set): a body over the limit, an encoded slash, and ``checks``.
+
+    To a client that sends ``Expect: 100-continue`` and waits, the server then sends this
+    refusal (the app's own 4xx, then it closes) instead of a 100 Continue that invites the
+    body (RFC 9110 10.1.1, modelsync/httpworker.py). A check must say True only for a head
+    the app refuses before it reads the body: the body is never invited.
+    """
+
+    def too_large(head: RequestHead) -> bool:
+        limit: int | None = app.config["MAX_CONTENT_LENGTH"]
+        return limit is not None and head.content_length > limit
+
+    def encoded_slash(head: RequestHead) -> bool:
+        return encoded_slash_segment(head.target) is not None
+
+    app.extensions[HEAD_CHECKS] = [too_large, encoded_slash, *checks]
 
 
 def metrics_exposition() -> bytes:

@@ -17,8 +17,8 @@ from modelsync.config import Config
 from modelsync.errors import ConfigError
 from modelsync.intentbatch import GroupCommit
 from modelsync.intents import IntentWriter
-from modelsync.web import StartupError, new_app, refuse_encoded_slashes, register_errors
-from webhook import events, health, metrics, resync
+from modelsync.web import StartupError, new_app, refuse_encoded_slashes, refuse_from_head, register_errors
+from webhook import auth, events, health, metrics, resync
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     register_errors(app)
     refuse_encoded_slashes(app)
+    refuse_from_head(app, auth.refuses_head(settings))
     metrics.register(app)
     app.register_blueprint(events.bp)
     app.register_blueprint(resync.bp)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar, cast
 from flask import Response, current_app, request
 
 from modelsync.config import Config
+from modelsync.httpconn import HeadCheck
 from modelsync.web import error_response
 from webhook import metrics
 
@@ -30,6 +31,12 @@ def is_authorized(settings: Config, header: str | None) -> bool:
         return settings.webhook.insecure_no_auth
     expected = expected_header(token.reveal()).encode()
     return hmac.compare_digest(expected, (header or "").strip().encode("utf-8", "replace"))
+
+
+def refuses_head(settings: Config) -> HeadCheck:
+    """The token check on a request's head, before its body is invited (modelsync/web.py
+    refuse_from_head): every route that reads a body is a :func:`require_token` one."""
+    return lambda head: not is_authorized(settings, head.headers.get("authorization"))
 
 
 def require_token(view: F) -> F:

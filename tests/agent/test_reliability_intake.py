@@ -8,33 +8,19 @@ is a file that passes ``intent.schema.json`` but names a key with a lone UTF-16 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from typing import Any
 
 import requests
 
 from modelsync import atomic
-from tests.support import ROOT
 from tests.support.helpers import free_port, http_ok, md5, served_models, wait_for
 from tests.support.intents import failed_records, hostile_intent
 from tests.support.metrics import metric
-from tests.support.processes import agent_cli, child_env
+from tests.support.processes import agent_cli
 from tests.support.s3 import Bucket
 from tests.support.volume import Volume
 
 SURROGATE_PATH = "model-\ud800.bin"  # json.dumps writes it as the escape "\ud800"
-
-
-def agent_health(volume: Volume) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", "health"],
-        env=child_env(volume),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def write_raw(volume: Volume, intent: dict[str, Any]) -> str:
@@ -112,7 +98,7 @@ def test_a_step_that_keeps_failing_shows_in_readyz_health_and_metrics_then_clear
     assert any("step move_failed failed" in r and "times in a row" in r for r in reasons), reasons
     assert any("File exists" in r for r in reasons), reasons
     assert (loop_failures(url, "move_failed") or 0) >= 3
-    health = agent_health(volume)
+    health = agent_cli(volume, "health")
     assert health.returncode == 1
     assert "agent loop step move_failed failed" in health.stderr, health.stderr
     table = agent_cli(volume, "status")
@@ -126,6 +112,6 @@ def test_a_step_that_keeps_failing_shows_in_readyz_health_and_metrics_then_clear
     wait_for(lambda: bad in failed_records(volume), 30, what="the bad intent moved once it can be")
     wait_for(lambda: requests.get(f"{webhook.url}/readyz", timeout=5).ok, 30, what="ready again")
     assert loop_failures(url, "move_failed") == 0.0
-    assert agent_health(volume).returncode == 0
+    assert agent_cli(volume, "health").returncode == 0
     assert json.loads(volume.status.read_text())["loop"]["failing_steps"] == {}
     assert agent.alive()

@@ -10,42 +10,22 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from modelsync.intents import IntentWriter
-from tests.support import ROOT
 from tests.support.helpers import minio_event, served_models, wait_for
-from tests.support.processes import child_env
+from tests.support.intents import put_intent
+from tests.support.processes import agent_cli
 from tests.support.s3 import Bucket, S3Server
-from tests.support.volume import Volume
-
-
-def read_status(volume: Volume) -> dict[str, Any]:
-    try:
-        return dict(json.loads(volume.status.read_text()))
-    except (FileNotFoundError, ValueError):
-        return {}
+from tests.support.volume import Volume, read_status
 
 
 def staging_dirs(models: Path) -> list[Path]:
     return [p for p in models.glob("*/.staging-*")]
-
-
-def agent_health(volume: Volume) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", "health"],
-        env=child_env(volume),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def test_s3_stopped_mid_download_then_back_the_agent_recovers_by_itself(
@@ -71,7 +51,7 @@ def test_s3_stopped_mid_download_then_back_the_agent_recovers_by_itself(
         ready = requests.get(f"{webhook.url}/readyz", timeout=5)
         assert ready.status_code == 503
         assert "agent cannot reach the bucket" in ready.json()["reasons"]
-        health = agent_health(volume)
+        health = agent_cli(volume, "health")
         assert health.returncode == 1
         assert "Cannot connect to MinIO" in health.stderr
         assert not (volume.models / "big" / "1").exists()
@@ -86,7 +66,7 @@ def test_s3_stopped_mid_download_then_back_the_agent_recovers_by_itself(
     assert agent.alive(), "recovered without a restart"
     assert "retrying in" in agent.log
     assert "reachable again" in agent.log
-    assert agent_health(volume).returncode == 0
+    assert agent_cli(volume, "health").returncode == 0
     assert "big" in served_models(volume.ovms_config)
 
 
@@ -102,21 +82,6 @@ def small_disk(volume: Volume) -> Iterator[Path]:
         yield volume.models
     finally:
         subprocess.run(["umount", "-l", str(volume.models)], check=False)
-
-
-def object_intent(writer: IntentWriter, bucket: Bucket, key: str) -> None:
-    model, version, path = key.split("/", 2)
-    intent = writer.new(
-        "object",
-        action="put",
-        event_name="s3:ObjectCreated:Put",
-        bucket=bucket.name,
-        key=key,
-        model=model,
-        version=int(version),
-        path=path,
-    )
-    writer.write_all([intent])
 
 
 def test_a_version_that_does_not_fit_is_refused_before_download_and_the_previous_one_served(
@@ -135,7 +100,7 @@ def test_a_version_that_does_not_fit_is_refused_before_download_and_the_previous
 
     # An update of the served version, and a new version, neither of which fits.
     bucket.put("m/1/model.bin", os.urandom(big))
-    object_intent(writer, bucket, "m/1/model.bin")
+    put_intent(writer, bucket.name, "m/1/model.bin")
     error = wait_for(
         lambda: (read_status(volume).get("last_error") or {}).get("message"), what="the error in status.json"
     )
@@ -148,7 +113,7 @@ def test_a_version_that_does_not_fit_is_refused_before_download_and_the_previous
     assert volume.ovms_config.read_bytes() == config_before
 
     bucket.put("m/2/model.bin", os.urandom(big))
-    object_intent(writer, bucket, "m/2/model.bin")
+    put_intent(writer, bucket.name, "m/2/model.bin")
     wait_for(
         lambda: len(list((volume.models / ".modelsync" / "failed").glob("*.json"))) >= 2, 60, what="failed"
     )
@@ -163,6 +128,6 @@ def test_a_version_that_does_not_fit_is_refused_before_download_and_the_previous
 
     # Once space appears, the same version is tried again and served.
     subprocess.run(["mount", "-o", "remount,size=20m", str(volume.models)], check=True)
-    object_intent(writer, bucket, "m/2/model.bin")
+    put_intent(writer, bucket.name, "m/2/model.bin")
     wait_for(lambda: (volume.models / "m" / "2" / "model.bin").exists(), 30, what="m:2 once it fits")
     assert "Traceback" not in agent.log

@@ -10,7 +10,6 @@ process, real S3 server; the forwarder only passes bytes on (and, for the server
 from __future__ import annotations
 
 import http.client
-import json
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ import pytest
 from tests.support.helpers import free_port, http_ok, served_models, wait_for
 from tests.support.metrics import metric
 from tests.support.s3 import Bucket, S3Server
-from tests.support.volume import Volume
+from tests.support.volume import Volume, read_status
 
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length"}
 
@@ -93,13 +92,6 @@ def forwarder(s3_server: S3Server, volume: Volume) -> Iterator[Forwarder]:
     server.shutdown()
     server.server_close()
     thread.join()
-
-
-def read_status(volume: Volume) -> dict[str, Any]:
-    try:
-        return dict(json.loads(volume.status.read_text()))
-    except (FileNotFoundError, ValueError):
-        return {}
 
 
 @pytest.mark.parametrize(

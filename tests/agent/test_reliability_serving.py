@@ -24,14 +24,7 @@ import requests
 from modelsync import schema
 from tests.support.helpers import md5, minio_event, served_models, wait_for
 from tests.support.s3 import Bucket
-from tests.support.volume import TOKEN, Volume
-
-
-def read_status(volume: Volume) -> dict[str, Any]:
-    try:
-        return dict(json.loads(volume.status.read_text()))
-    except (FileNotFoundError, ValueError):
-        return {}
+from tests.support.volume import TOKEN, Volume, read_status
 
 
 def fast_agent_settings(volume: Volume, settle: float) -> None:

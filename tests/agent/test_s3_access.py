@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import re
 import ssl
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,9 +19,8 @@ import pytest
 import trustme
 from moto.moto_server.werkzeug_app import create_backend_app
 
-from tests.support import ROOT
 from tests.support.helpers import served_models, wait_for
-from tests.support.processes import child_env
+from tests.support.processes import agent_cli
 from tests.support.s3 import Bucket
 from tests.support.volume import Volume
 from tests.support.wsgirig import Served, moto_s3
@@ -38,17 +35,6 @@ def tls_s3(serve: Callable[..., Served], ca: trustme.CA) -> Served:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(context)
     return serve(moto_s3(), ssl_context=context)
-
-
-def run_agent(volume: Volume, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
-        env=child_env(volume, **env),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def use_endpoint(volume: Volume, url: str, **minio: Any) -> None:
@@ -68,7 +54,7 @@ def test_tls_with_a_private_ca(
 
     # Without the CA: the error names the endpoint and the certificate problem.
     use_endpoint(volume, s3.url)
-    sick = run_agent(volume, "health")
+    sick = agent_cli(volume, "health")
     assert sick.returncode == 1
     assert f"Cannot connect to MinIO at {s3.url}" in sick.stderr
     assert "TLS certificate verify failed: unable to get local issuer certificate" in sick.stderr
@@ -114,7 +100,7 @@ def test_a_bad_ca_file_is_a_configuration_error(
 ) -> None:
     volume.settings["minio"].update(settings)
     volume.write()
-    result = run_agent(volume, "run")
+    result = agent_cli(volume, "run")
     assert result.returncode == 2
     assert f"configuration error: {volume.config_path}: {key}: " in result.stderr
     assert words in result.stderr and "Traceback" not in result.stderr
@@ -140,7 +126,7 @@ def test_web_identity_with_a_token_file_that_rotates(
         "AWS_WEB_IDENTITY_TOKEN_FILE": str(token_file),
     }
 
-    health = run_agent(volume, "health", **env)
+    health = agent_cli(volume, "health", **env)
     assert "S3 credentials: web identity (role arn:aws:iam::123456789012:role/models-reader" in health.stdout
     assert "first-token" not in health.stdout + health.stderr
 
@@ -197,7 +183,7 @@ def test_aws_environment_and_session_token(volume: Volume, bucket: Bucket, start
         "AWS_SECRET_ACCESS_KEY": "env-secret",
         "AWS_SESSION_TOKEN": "tok",
     }
-    health = run_agent(volume, "health", **env)
+    health = agent_cli(volume, "health", **env)
     assert "S3 credentials: AWS environment (AWS_ACCESS_KEY_ID with AWS_SESSION_TOKEN)" in health.stdout
     bucket.put("envcreds/1/model.bin", b"x")
     start_agent(**env)
@@ -226,7 +212,7 @@ def test_instance_role_only_when_asked_for(volume: Volume, bucket: Bucket, start
     imds = serve(create_backend_app("instance_metadata"))
     without_static_keys(volume)
     use_endpoint(volume, s3.url)
-    refused = run_agent(volume, "run")
+    refused = agent_cli(volume, "run")
     assert refused.returncode == 2 and "minio.instance_role: true" in refused.stderr
 
     use_endpoint(volume, s3.url, instance_role=True, metadata_endpoint=imds.url)

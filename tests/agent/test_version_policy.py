@@ -14,6 +14,7 @@ from agent.versionpolicy import VersionPolicy
 from modelsync.config import OvmsConfig
 from modelsync.intents import IntentWriter
 from tests.support.helpers import served_models, wait_for
+from tests.support.intents import put_intent
 from tests.support.s3 import Bucket
 from tests.support.volume import Volume
 from tests.support.wsgirig import Served, moto_s3
@@ -87,22 +88,7 @@ def test_specific_versions_only(volume: Volume, bucket: Bucket, start_agent) -> 
 
 def webhook_event(volume: Volume, bucket: Bucket, key: str) -> None:
     """The intent the webhook writes for MinIO's event of this upload."""
-    model, version, path = key.split("/", 2)
-    writer = IntentWriter(volume.intents)
-    writer.write_all(
-        [
-            writer.new(
-                "object",
-                action="put",
-                event_name="s3:ObjectCreated:Put",
-                bucket=bucket.name,
-                key=key,
-                model=model,
-                version=int(version),
-                path=path,
-            )
-        ]
-    )
+    put_intent(IntentWriter(volume.intents), bucket.name, key)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator
 
@@ -13,6 +12,7 @@ import requests
 
 from tests.support.gateway import Gateway, infer_body, read_jsonl
 from tests.support.helpers import wait_for
+from tests.support.rawhttp import connect, raw_exchange, read_answer
 from tests.support.slowclients import slow_clients
 from tests.support.volume import Volume
 
@@ -69,15 +69,9 @@ def test_chunked_body_over_the_limit_is_413_and_nothing_is_forwarded(
 
 
 def raw_post(gateway: Gateway, target: str, body: bytes) -> tuple[int, bytes]:
-    host, port = gateway.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        head = f"POST {target} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
-        head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        sock.sendall(head.encode() + body)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return int(answer.split(b" ", 2)[1]), answer.split(b"\r\n\r\n", 1)[1]
+    head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    return raw_exchange(gateway.url, head.encode() + body)
 
 
 def test_an_encoded_slash_in_a_model_name_or_version_is_400(start_gateway: Callable[..., Gateway]) -> None:
@@ -100,13 +94,9 @@ def test_an_encoded_slash_in_a_model_name_or_version_is_400(start_gateway: Calla
 
 
 def raw_get(gateway: Gateway, target: str) -> tuple[int, bytes]:
-    host, port = gateway.url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return int(answer.split(b" ", 2)[1]), answer.split(b"\r\n\r\n", 1)[1]
+    return raw_exchange(
+        gateway.url, f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
 
 
 SLOW = {"idle": 40, "line": 40, "head": 40, "body": 40}  # 160 connections at once
@@ -141,16 +131,6 @@ def test_slow_clients_neither_starve_inference_nor_stay_connected(
 
 
 # -- found by the adversarial pass on 2026-12-06 ---------------------------------------------
-def raw_exchange(url: str, data: bytes) -> tuple[int, bytes]:
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(data)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return int(answer.split(b" ", 2)[1]), answer.split(b"\r\n\r\n", 1)[1]
-
-
 def test_a_malformed_chunked_body_or_binary_header_is_a_4xx_not_a_500(
     gateway_volume: Volume, start_gateway: Callable[..., Gateway]
 ) -> None:
@@ -167,3 +147,39 @@ def test_a_malformed_chunked_body_or_binary_header_is_a_4xx_not_a_500(
         status, answer = raw_exchange(gateway.url, request)
         assert status == 400 and b"is not a byte count" in answer, (value, status, answer)
     assert "Traceback" not in gateway.proc.log
+
+
+def expecting(target: str, length: int) -> bytes:
+    head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    return f"{head}Content-Length: {length}\r\nExpect: 100-continue\r\n\r\n".encode()
+
+
+def test_expect_100_continue_refused_from_the_head_is_a_4xx_without_inviting_the_body(
+    gateway_volume: Volume, start_gateway: Callable[..., Gateway]
+) -> None:
+    gateway_volume.settings["gateway"]["rest"] = {"max_body_bytes": 4096}
+    gateway_volume.write()
+    gateway = start_gateway()
+    infer = "/v2/models/adder/infer"
+    refused = {
+        # Under the worker's buffer (8 MiB), and over it (where the thread sent the 100).
+        (infer, 4097): (413, "4096"),
+        (infer, 9 * 1024 * 1024): (413, "4096"),
+        # A name the gateway does not pass on.
+        ("/v2/models/-adder/infer", 10): (400, "invalid model name"),
+        ("/v2/models/adder/versions/1%20x/infer", 10): (400, "invalid model version"),
+    }
+    for (target, length), (status, reason) in refused.items():
+        with connect(gateway.url, timeout=5.0) as sock:
+            sock.sendall(expecting(target, length))
+            answer, _ = read_answer(sock)
+        assert answer.status == status and reason in json.loads(answer.body)["error"], (target, answer)
+    body = json.dumps(infer_body()).encode()
+    with connect(gateway.url, timeout=5.0) as sock:
+        sock.sendall(expecting(infer, len(body)))
+        interim, _ = read_answer(sock)
+        assert interim.status == 100, interim
+        sock.sendall(body)
+        final, _ = read_answer(sock)
+    assert final.status == 200, final
+    assert model_service_calls(gateway) == 1

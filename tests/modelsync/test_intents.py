@@ -46,18 +46,30 @@ def test_a_resync_needs_nothing_but_its_header() -> None:
 @pytest.mark.parametrize(
     ("changes", "reason"),
     [
-        ({"version": 3.0}, "version: expected an integer, got 3.0"),
-        ({"intent_version": 1.0}, "intent_version: expected an integer, got 1.0"),
-        ({"action": "copy"}, "invalid intent: "),
-        ({"unknown": 1}, "invalid intent: "),
-        ({"kind": "resync"}, "invalid intent: "),
+        ({"version": 3.0}, "invalid intent: version: expected an integer, got 3.0"),
+        ({"intent_version": 1.0}, "invalid intent: intent_version: expected an integer, got 1.0"),
+        # Inside the schema's oneOf (object or resync): the field, and the kind that came closest.
+        (
+            {"action": "copy"},
+            "invalid intent: action: expected one of put, delete (closest choice: kind 'object')",
+        ),
+        ({"unknown": 1}, "invalid intent: unknown: unknown key (allowed: action, "),
+        ({"kind": "resync"}, "invalid intent: action: unknown key (allowed: created_at, id, "),
+        (
+            {"version": 0},
+            "invalid intent: version: 0 is less than the minimum of 1 (closest choice: kind 'object')",
+        ),
+        ({"size": -1}, "invalid intent: size: -1 is less than the minimum of 0"),
+        ({"path": None}, "invalid intent: path: expected string, got NoneType"),
+        ({"sequencer": "9" * 65}, "invalid intent: sequencer: '99999"),
     ],
 )
 def test_what_the_contract_refuses_is_an_intent_error_saying_why(
     changes: dict[str, object], reason: str
 ) -> None:
-    with pytest.raises(IntentError, match=reason.replace(".", r"\.")):
+    with pytest.raises(IntentError) as refused:
         intents.parse(object_document(**changes))
+    assert str(refused.value).startswith(reason), str(refused.value)
 
 
 @pytest.mark.parametrize("document", [None, [], "intent", 7])

@@ -8,6 +8,12 @@ from typing import Any
 import pytest
 
 from modelsync import schema
+from modelsync.config import load_config
+from modelsync.errors import ConfigError
+from tests.support.processes import agent_cli
+from tests.support.volume import Volume
+
+INT64_MAX = 2**63 - 1
 
 
 def config(**entry: Any) -> dict[str, Any]:
@@ -28,6 +34,11 @@ VALID = [
     {**config(), "monitoring": {"metrics": {"enable": True, "metrics_list": ["ovms_requests_success"]}}},
     {**config(), "pipeline_config_list": [{"name": "p"}], "mediapipe_config_list": [{"name": "g"}]},
     {"model_config_list": [{"config": {"name": "graph", "graph_path": "/g.pbtxt", "subconfig": "/s.json"}}]},
+    # The largest values OVMS reads as they are (see BEYOND_OVMS).
+    config(model_version_policy={"latest": {"num_versions": INT64_MAX}}),
+    config(model_version_policy={"specific": {"versions": [1, INT64_MAX]}}),
+    config(nireq=2**32 - 1, batch_size=INT64_MAX),
+    config(plugin_config={"A": INT64_MAX, "B": -(2**63), "C": 0.5, "D": 2.5e-7}),
 ]
 
 INVALID = {
@@ -61,6 +72,50 @@ INVALID = {
     "monitoring unknown key": {**config(), "monitoring": {"metrics": {"enable": True}, "x": 1}},
     "model_config_list not a list": {"model_config_list": {"config": {"name": "m"}}},
 }
+
+
+# Integers past what OVMS reads (src/modelconfig.cpp, src/json_parser.cpp): rapidjson keeps
+# up to uint64 as an integer, and OVMS then takes num_versions with GetInt64 (2**63 turns
+# negative), versions as int64, batch_size into an int64 Dimension (negative: an exception),
+# nireq into a uint32 (2**32 is 0); a plugin_config integer over int64 is silently dropped.
+# Past uint64, rapidjson reads a double, which OVMS's own schema refuses as an integer.
+BEYOND_OVMS = {
+    "model_version_policy.latest.num_versions": {"model_version_policy": {"latest": {"num_versions": 2**70}}},
+    "model_version_policy.latest.num_versions ": {
+        "model_version_policy": {"latest": {"num_versions": 2**63}}
+    },
+    "model_version_policy.specific.versions[1]": {
+        "model_version_policy": {"specific": {"versions": [1, 2**63]}}
+    },
+    "nireq": {"nireq": 2**32},
+    "batch_size": {"batch_size": 2**63},
+    "plugin_config.NUM_STREAMS": {"plugin_config": {"NUM_STREAMS": 2**63}},
+    "plugin_config.NUM_STREAMS ": {"plugin_config": {"NUM_STREAMS": -(2**63) - 1}},
+}
+
+
+@pytest.mark.parametrize("field", BEYOND_OVMS, ids=BEYOND_OVMS.keys())
+def test_integers_past_what_ovms_reads_are_refused_naming_the_field(field: str, volume: Volume) -> None:
+    volume.settings["ovms"]["models"] = {"m": BEYOND_OVMS[field]}
+    volume.write()
+    with pytest.raises(ConfigError) as refused:
+        load_config(str(volume.config_path))
+    message = str(refused.value)
+    assert message.startswith(f"{volume.config_path}: ovms.models.m.{field.strip()}: "), message
+    assert "maximum" in message or "minimum" in message, message
+
+
+def test_the_agent_refuses_a_policy_ovms_would_misread_with_exit_2(volume: Volume) -> None:
+    volume.settings["ovms"]["model_defaults"] = {"model_version_policy": {"latest": {"num_versions": 2**70}}}
+    volume.write()
+    result = agent_cli(volume, "status")
+    assert result.returncode == 2, result
+    assert result.stderr == (
+        f"configuration error: {volume.config_path}: "
+        "ovms.model_defaults.model_version_policy.latest.num_versions: "
+        "1180591620717411303424 is greater than the maximum of 9223372036854775807"
+        " (closest choice: {latest: ...})\n"
+    )
 
 
 @pytest.mark.parametrize("document", VALID, ids=range(len(VALID)))

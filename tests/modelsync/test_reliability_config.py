@@ -8,28 +8,14 @@ that works the same from every source.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
 from tests.support.helpers import minio_event, wait_for
-from tests.support.processes import Process, child_env
+from tests.support.processes import Process, agent_cli, child_env
 from tests.support.volume import TOKEN, Volume
 from webhook import gunicorn_command
-
-
-def run_agent(volume: Volume, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "agent", *args],
-        env=child_env(volume, **env),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
 
 
 def webhook_refuses_to_start(volume: Volume, **env: str) -> str:
@@ -69,7 +55,7 @@ def test_a_secret_file_that_is_not_utf8_is_a_configuration_error(
 ) -> None:
     secret = tmp_path / "secret"
     secret.write_bytes(b"s3cr\xff\xfe-hidden-part")
-    result = run_agent(volume, "run", **{f"{name}_FILE": str(secret)})
+    result = agent_cli(volume, "run", **{f"{name}_FILE": str(secret)})
     assert result.returncode == 2, result.stderr
     assert_one_clean_line(result.stderr, f"{name}_FILE={secret} is not UTF-8 text")
     assert "hidden-part" not in result.stderr + result.stdout
@@ -84,14 +70,14 @@ def test_a_config_file_with_a_lone_surrogate_names_the_key(volume: Volume) -> No
     volume.config_path.write_text(
         text.replace(f"bucket_name: {volume.settings['minio']['bucket_name']}", 'bucket_name: "b\\ud800"')
     )
-    result = run_agent(volume, "run")
+    result = agent_cli(volume, "run")
     assert result.returncode == 2, result.stderr
     assert_one_clean_line(result.stderr, "minio.bucket_name", "lone surrogate")
 
 
 def test_a_config_file_that_is_not_utf8(volume: Volume) -> None:
     volume.config_path.write_bytes(volume.config_path.read_bytes() + b"# caf\xe9\n")
-    result = run_agent(volume, "status")
+    result = agent_cli(volume, "status")
     assert result.returncode == 2, result.stderr
     assert_one_clean_line(result.stderr, "not UTF-8 text")
 
@@ -105,10 +91,10 @@ def test_a_symlinked_state_directory_is_refused(volume: Volume, tmp_path: Path, 
     (volume.models / link).symlink_to(elsewhere)
 
     for command in ("run", "resync"):
-        result = run_agent(volume, command)
+        result = agent_cli(volume, command)
         assert result.returncode == 2, result.stderr
         assert_one_clean_line(result.stderr, f"{volume.models / link} is a symbolic link")
-    health = run_agent(volume, "health")
+    health = agent_cli(volume, "health")
     assert health.returncode == 1 and "is a symbolic link" in health.stderr
     assert_one_clean_line(webhook_refuses_to_start(volume), "is a symbolic link")
     assert list(elsewhere.iterdir()) == [], "nothing was written through the link"

@@ -20,7 +20,7 @@ from modelsync.intents import IntentWriter
 from tests.support.helpers import wait_for
 from tests.support.processes import Process
 from tests.support.s3 import Bucket
-from tests.support.volume import Volume
+from tests.support.volume import Volume, read_status
 
 Version = tuple[str, int]
 Content = dict[str, bytes]  # path inside the version -> bytes
@@ -32,13 +32,6 @@ def sha(data: bytes) -> str:
 
 def fingerprint(files: Content) -> frozenset[tuple[str, str]]:
     return frozenset((p, sha(d)) for p, d in files.items())
-
-
-def read_status(volume: Volume) -> dict[str, Any]:
-    try:
-        return dict(json.loads(volume.status.read_text()))
-    except (FileNotFoundError, ValueError):
-        return {}
 
 
 def disk_version(directory: Path) -> frozenset[tuple[str, str]] | None:

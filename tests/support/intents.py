@@ -8,7 +8,7 @@ from typing import Any
 
 from modelsync import schema
 from modelsync.intentbatch import BATCH_SUFFIX
-from modelsync.intents import new_intent_id, now_iso
+from modelsync.intents import IntentWriter, new_intent_id, now_iso
 from tests.support.volume import Volume
 
 
@@ -34,6 +34,22 @@ def intents_on_disk(directory: Path) -> dict[str, dict[str, Any]]:
 def failed_records(volume: Volume) -> dict[str, dict[str, Any]]:
     failed = volume.models / ".modelsync" / "failed"
     return {p.name: json.loads(p.read_text()) for p in failed.glob("*.json")} if failed.is_dir() else {}
+
+
+def put_intent(writer: IntentWriter, bucket_name: str, key: str) -> None:
+    """The intent the webhook writes for MinIO's event of an upload of ``key``."""
+    model, version, path = key.split("/", 2)
+    intent = writer.new(
+        "object",
+        action="put",
+        event_name="s3:ObjectCreated:Put",
+        bucket=bucket_name,
+        key=key,
+        model=model,
+        version=int(version),
+        path=path,
+    )
+    writer.write_all([intent])
 
 
 def hostile_intent(bucket_name: str, **overrides: Any) -> dict[str, Any]:

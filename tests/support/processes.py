@@ -70,10 +70,12 @@ def child_env(volume: Volume, **extra: str) -> dict[str, str]:
     return env
 
 
-def agent_cli(volume: Volume, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def agent_cli(
+    volume: Volume, *args: str, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "agent", *args],
-        env=child_env(volume),
+        env=child_env(volume, **env),
         cwd=ROOT,
         capture_output=True,
         text=True,

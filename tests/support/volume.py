@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,14 @@ class Volume:
 
     def write(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.settings))
+
+
+def read_status(volume: Volume) -> dict[str, Any]:
+    """The agent's status.json, or {} while it is not there (or being replaced)."""
+    try:
+        return dict(json.loads(volume.status.read_text()))
+    except (FileNotFoundError, ValueError):
+        return {}
 
 
 def base_settings(endpoint: str, bucket: str, models: Path) -> dict[str, Any]:

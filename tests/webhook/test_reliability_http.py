@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from tests.support.helpers import minio_event, wait_for
 from tests.support.processes import Webhook, child_env
+from tests.support.rawhttp import raw_exchange
 from tests.support.s3 import Bucket
 from tests.support.slowclients import slow_clients
 from tests.support.volume import TOKEN, Volume
@@ -147,16 +148,9 @@ def test_a_lone_surrogate_in_any_string_field_is_400_naming_it(
 
 # -- the path as sent, not as decoded ------------------------------------------------------
 def raw_request(url: str, request_line: str, body: bytes = b"") -> tuple[int, bytes]:
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        head = f"{request_line}\r\nHost: {host}\r\nAuthorization: Bearer {TOKEN}\r\n"
-        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        sock.sendall(head.encode() + body)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    status = int(answer.split(b" ", 2)[1])
-    return status, answer.split(b"\r\n\r\n", 1)[1]
+    head = f"{request_line}\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+    head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    return raw_exchange(url, head.encode() + body)
 
 
 def test_an_encoded_slash_in_the_path_is_400(volume: Volume, bucket: Bucket, start_webhook) -> None:
@@ -283,17 +277,6 @@ def test_a_bad_bound_stops_gunicorn_with_one_line_and_exit_2(volume: Volume) -> 
 
 
 # -- found by the adversarial pass on 2026-12-06 ---------------------------------------------
-def raw_exchange(url: str, data: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
-    """Send ``data`` as it is (a whole request) and read the answer until the server closes."""
-    host, port = url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
-        sock.sendall(data)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    return int(answer.split(b" ", 2)[1]), answer.split(b"\r\n\r\n", 1)[1]
-
-
 def chunked_request(target: str, body: bytes, auth: bool = True) -> bytes:
     head = f"POST {target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
     head += f"Authorization: Bearer {TOKEN}\r\n" if auth else ""
