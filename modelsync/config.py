@@ -7,6 +7,7 @@ error names the file and the key.
 
 from __future__ import annotations
 
+import math
 import os
 import ssl
 from collections.abc import Mapping
@@ -242,9 +243,13 @@ def _encodable(text: str) -> bool:
 
 def _check_text(source: Path, value: Any, key: str = "") -> None:
     """Every string in the file must be real text: a lone surrogate (YAML ``"\\ud800"``) would
-    otherwise pass the schema and fail much later, in a path, a header or a log line."""
+    otherwise pass the schema and fail much later, in a path, a header or a log line. Likewise
+    every number must be finite: YAML's ``.nan`` and ``.inf`` satisfy any JSON Schema bound
+    check vacuously or not at all, and would reach config.json as ``NaN``, which OVMS cannot parse."""
     if isinstance(value, str) and not _encodable(value):
         raise ConfigError(source, key, "contains a character that is not valid UTF-8 (a lone surrogate)")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(source, key, f"{value} is not a finite number")
     if isinstance(value, dict):
         for child_key, child in value.items():
             child_name = str(child_key) if _encodable(str(child_key)) else repr(child_key)

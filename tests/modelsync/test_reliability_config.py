@@ -75,6 +75,20 @@ def test_a_config_file_with_a_lone_surrogate_names_the_key(volume: Volume) -> No
     assert_one_clean_line(result.stderr, "minio.bucket_name", "lone surrogate")
 
 
+@pytest.mark.parametrize("number", [".nan", ".inf", "-.Inf"])
+def test_a_number_that_is_not_finite_names_the_key(volume: Volume, number: str) -> None:
+    # Valid YAML that passes any schema bound, but json.dumps would write NaN into config.json.
+    volume.settings.setdefault("ovms", {})["model_defaults"] = {"plugin_config": {"PERF_COUNT": 1}}
+    volume.write()
+    text = volume.config_path.read_text().replace("PERF_COUNT: 1", f"PERF_COUNT: {number}")
+    volume.config_path.write_text(text)
+    result = agent_cli(volume, "status")
+    assert result.returncode == 2, result.stderr
+    assert_one_clean_line(
+        result.stderr, "ovms.model_defaults.plugin_config.PERF_COUNT", "not a finite number"
+    )
+
+
 def test_a_config_file_that_is_not_utf8(volume: Volume) -> None:
     volume.config_path.write_bytes(volume.config_path.read_bytes() + b"# caf\xe9\n")
     result = agent_cli(volume, "status")
