@@ -22,6 +22,8 @@ from modelsync.gatewayconfig import GrpcConfig
 
 log = logging.getLogger(__name__)
 GRACE_SECONDS = 10.0
+# The names grpc.health.v1 answers for: the whole server, and the inference service by name.
+HEALTH_SERVICES = ("", SERVICE)
 
 
 def watch_health(
@@ -38,7 +40,7 @@ def watch_health(
                 if ready
                 else health_pb2.HealthCheckResponse.NOT_SERVING
             )
-            for name in ("", SERVICE):
+            for name in HEALTH_SERVICES:
                 servicer.set(name, status)
             log.info(
                 "grpc provider: model server %s", "ready: SERVING" if ready else "not ready: NOT_SERVING"
@@ -57,7 +59,7 @@ def build_server(config: GrpcConfig, predictor: Predictor) -> tuple[grpc.Server,
     )
     server.add_generic_rpc_handlers((InferenceService(predictor).handler(),))
     servicer = health.HealthServicer(experimental_non_blocking=True)
-    for name in ("", SERVICE):
+    for name in HEALTH_SERVICES:
         servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)  # until the model server says ready
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     server.add_insecure_port(config.bind)
