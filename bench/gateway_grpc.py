@@ -32,7 +32,6 @@ from devstack.modelserver import ModelServer
 from tests.support.helpers import wait_for
 
 BENCHMARK = "gateway_grpc"
-REPEATS = 3
 GRPC_TARGETS = ("direct", "grpc-gateway")
 REST_TARGETS = ("rest-over-http", "rest-over-grpc")
 
@@ -84,22 +83,19 @@ def targets_for(
 
 
 def measure(workdir: Path, scenario: str, seconds: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    run_dir = workdir / scenario
-    run_dir.mkdir()
-    pinned = scenario == "pinned"
-    server = ModelServer(run_dir / "mlserver.log", cpus={0} if pinned else None).start()
+    run_dir, server, cpu = gb.start_scenario(workdir, scenario)
     summary: dict[str, Any] = {}
     goals: list[dict[str, Any]] = []
     gateways: Gateways | None = None
     try:
-        gateways = Gateways(run_dir, server, 1 if pinned else None)
+        gateways = Gateways(run_dir, server, cpu)
         warm, answered = gb.ok_records(gateways.sink), 0
         for model in gb.MODELS:
             targets = targets_for(run_dir, server, gateways, model)
             wait_for(lambda t=targets: t["grpc-gateway"](1, 1)["ok_2xx"] > 0, 30, what="gRPC gateway")
             for run in targets.values():
                 run(16, 2)  # warm-up: connections, imports, caches
-            results = {c: gb.run_rounds(targets, c, seconds, REPEATS) for c in (1, 16)}
+            results = {c: gb.run_rounds(targets, c, seconds) for c in (1, 16)}
             answered += sum(
                 r["ok_2xx"]
                 for found in results.values()
@@ -137,25 +133,7 @@ def main() -> None:
     args = harness.parse_args(__doc__ or "")
     if shutil.which("h2load") is None:
         raise SystemExit("h2load is not installed: apt-get install -y nghttp2-client")
-    seconds, scenarios = (1.0, ("pinned",)) if args.quick else (5.0, ("shared", "pinned"))
-    summary: dict[str, Any] = {}
-    goals: list[dict[str, Any]] = []
-    with harness.workspace("gateway-grpc") as workdir:
-        for scenario in scenarios:
-            found, met = measure(workdir, scenario, seconds)
-            summary.update(found)
-            goals += met
-    harness.report(
-        BENCHMARK,
-        args.quick,
-        {
-            "seconds_per_run": seconds,
-            "repeats": REPEATS,
-            "tools": ["h2load", "wrk"],
-            "summary": summary,
-            "goals": goals,
-        },
-    )
+    gb.run_benchmark(BENCHMARK, measure, args.quick, (1.0, 5.0), tools=["h2load", "wrk"])
 
 
 if __name__ == "__main__":

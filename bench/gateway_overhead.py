@@ -35,7 +35,6 @@ from tests.support.helpers import wait_for
 # Other benchmarks load the same bodies the same way (reporter_loss, kafka_throughput).
 __all__ = ["BODIES", "LUA", "infer_path", "main", "wrk"]
 BENCHMARK = "gateway_overhead"
-REPEATS = 3
 
 
 def measure_model(
@@ -51,21 +50,18 @@ def measure_model(
     }
     for run in targets.values():
         run(16, 2)  # warm-up: connections, imports, caches
-    results = {c: gb.run_rounds(targets, c, seconds, REPEATS) for c in (1, 16)}
+    results = {c: gb.run_rounds(targets, c, seconds) for c in (1, 16)}
     ok = sum(r["ok_2xx"] for found in results.values() for r in found.results["gateway"])
     return results, ok
 
 
 def measure(workdir: Path, scenario: str, seconds: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    run_dir = workdir / scenario
-    run_dir.mkdir()
-    pinned = scenario == "pinned"
-    server = ModelServer(run_dir / "mlserver.log", cpus={0} if pinned else None).start()
+    run_dir, server, cpu = gb.start_scenario(workdir, scenario)
     summary: dict[str, Any] = {}
     goals: list[dict[str, Any]] = []
     proc: harness.Proc | None = None
     try:
-        proc, url, _config = gb.start_rest(run_dir / "gateway", {"url": server.url}, 1 if pinned else None)
+        proc, url, _config = gb.start_rest(run_dir / "gateway", {"url": server.url}, cpu)
         sink = run_dir / "gateway" / "predictions.jsonl"
         warm, answered = gb.ok_records(sink), 0
         for model in gb.MODELS:
@@ -90,19 +86,7 @@ def measure(workdir: Path, scenario: str, seconds: float) -> tuple[dict[str, Any
 
 def main() -> None:
     args = harness.parse_args(__doc__ or "")
-    seconds, scenarios = (2.0, ("pinned",)) if args.quick else (10.0, ("shared", "pinned"))
-    summary: dict[str, Any] = {}
-    goals: list[dict[str, Any]] = []
-    with harness.workspace("gateway") as workdir:
-        for scenario in scenarios:
-            found, met = measure(workdir, scenario, seconds)
-            summary.update(found)
-            goals += met
-    harness.report(
-        BENCHMARK,
-        args.quick,
-        {"seconds_per_run": seconds, "repeats": REPEATS, "tool": "wrk", "summary": summary, "goals": goals},
-    )
+    gb.run_benchmark(BENCHMARK, measure, args.quick, (2.0, 10.0), tool="wrk")
 
 
 if __name__ == "__main__":

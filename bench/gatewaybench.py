@@ -28,8 +28,10 @@ import numpy as np
 import yaml
 
 from bench import goals, harness
+from devstack.modelserver import ModelServer
 
 FEATURES = {"adder": 4, "mlp": 64}
+REPEATS = 3  # rounds of every target, interleaved
 MODELS = tuple(FEATURES)
 GRPC_PATH = "/inference.GRPCInferenceService/ModelInfer"
 LUA = """
@@ -176,11 +178,12 @@ def ok_records(path: Path) -> int:
 
 
 def run_rounds(
-    targets: dict[str, Callable[[int, float], Load]], connections: int, seconds: float, repeats: int
+    targets: dict[str, Callable[[int, float], Load]], connections: int, seconds: float
 ) -> goals.Interleaved:
-    return goals.interleave(
-        {name: (lambda run=run: run(connections, seconds)) for name, run in targets.items()}, repeats
-    )
+    def bound(run: Callable[[int, float], Load]) -> Callable[[], Load]:
+        return lambda: run(connections, seconds)
+
+    return goals.interleave({name: bound(run) for name, run in targets.items()}, REPEATS)
 
 
 def compare(results: goals.Interleaved, base: str, other: str) -> dict[str, Any]:
@@ -241,6 +244,16 @@ def pinned_to(cpu: int | None) -> list[str]:
     return ["taskset", "-c", str(cpu)] if cpu is not None else []
 
 
+def start_scenario(workdir: Path, scenario: str) -> tuple[Path, ModelServer, int | None]:
+    """The scenario's directory, its model server (on CPU 0 when ``pinned``), and the CPU the
+    gateways go on (1 when ``pinned``; None: anywhere)."""
+    run_dir = workdir / scenario
+    run_dir.mkdir()
+    pinned = scenario == "pinned"
+    server = ModelServer(run_dir / "mlserver.log", cpus={0} if pinned else None).start()
+    return run_dir, server, 1 if pinned else None
+
+
 def start_rest(workdir: Path, service: dict[str, Any], cpu: int | None) -> tuple[harness.Proc, str, Path]:
     """The REST provider as it ships (gunicorn), in ``workdir``; its process, URL and config."""
     from gateway import gunicorn_command
@@ -261,3 +274,30 @@ def start_grpc(workdir: Path, config: Path, cpu: int | None) -> tuple[harness.Pr
     env = harness.clean_env(CONFIG_PATH=str(config))
     proc = harness.Proc([*pinned_to(cpu), harness.PY, "-m", "gateway", "grpc"], env, workdir / "grpc.log")
     return proc, str(bind)
+
+
+Measure = Callable[[Path, str, float], tuple[dict[str, Any], list[dict[str, Any]]]]
+
+
+def run_benchmark(
+    benchmark: str, measure: Measure, quick: bool, seconds: tuple[float, float], **extra: Any
+) -> None:
+    """Every scenario (``pinned`` only when ``quick``), each ``measure``d in a fresh workspace,
+    into one report with its goals. ``seconds``: one run's length, quick and full."""
+    length = seconds[0] if quick else seconds[1]
+    scenarios = ("pinned",) if quick else ("shared", "pinned")
+    summary: dict[str, Any] = {}
+    found_goals: list[dict[str, Any]] = []
+    with harness.workspace(benchmark.replace("_", "-")) as workdir:
+        for scenario in scenarios:
+            found, met = measure(workdir, scenario, length)
+            summary.update(found)
+            found_goals += met
+    report = {
+        "seconds_per_run": length,
+        "repeats": REPEATS,
+        **extra,
+        "summary": summary,
+        "goals": found_goals,
+    }
+    harness.report(benchmark, quick, report)

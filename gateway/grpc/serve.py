@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from types import FrameType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -17,6 +15,7 @@ from gateway.factory import provider_predictor
 from gateway.grpc.client import SERVICE
 from gateway.grpc.provider import InferenceService
 from gateway.inference import Predictor
+from gateway.signals import stop_on_signals
 from modelsync.config import Config
 from modelsync.gatewayconfig import GrpcConfig
 
@@ -66,18 +65,6 @@ def build_server(config: GrpcConfig, predictor: Predictor) -> tuple[grpc.Server,
     return server, servicer
 
 
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("grpc provider: %s received; finishing the calls in progress", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    return stop
-
-
 def serve(settings: Config) -> int:
     """Run until SIGTERM or SIGINT; 2 for a configuration the provider cannot start with."""
     config = settings.gateway.grpc
@@ -93,7 +80,7 @@ def serve(settings: Config) -> int:
         from prometheus_client import start_http_server
 
         start_http_server(config.metrics_port)
-    stop = _stop_on_signals()
+    stop = stop_on_signals("grpc", "finishing the calls in progress")
     predictor.reporting.start()
     server.start()
     watcher = threading.Thread(
