@@ -17,8 +17,8 @@ import pytest
 import trustme
 import yaml
 
-from modelsync.config import Config, load_config
 from gateway.grpc.serve import HEALTH_SERVICES
+from modelsync.config import Config, load_config
 from tests.support.deploy import (
     CHART,
     GATEWAY_COMMAND,
