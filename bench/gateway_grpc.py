@@ -20,6 +20,7 @@ gateways over gRPC. The gateways' CPU per call is reported beside them. ``--quic
 
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from collections.abc import Callable
@@ -74,9 +75,7 @@ def targets_for(
         return lambda c, s: gb.wrk(urls[name] + gb.infer_path(model), script, c, s)
 
     def measured(name: str, run: Callable[[int, float], gb.Load]) -> Callable[[int, float], gb.Load]:
-        if name not in gateways.pids:
-            return run
-        return lambda c, s: gb.with_cpu(gateways.pids[name], lambda: run(c, s))
+        return gb.Gateway(gateways.pids[name], run) if name in gateways.pids else run
 
     made = {name: grpc(name) for name in GRPC_TARGETS} | {name: rest(name) for name in REST_TARGETS}
     return {name: measured(name, run) for name, run in made.items()}
@@ -92,16 +91,11 @@ def measure(workdir: Path, scenario: str, seconds: float) -> tuple[dict[str, Any
         warm, answered = gb.ok_records(gateways.sink), 0
         for model in gb.MODELS:
             targets = targets_for(run_dir, server, gateways, model)
-            wait_for(lambda t=targets: t["grpc-gateway"](1, 1)["ok_2xx"] > 0, 30, what="gRPC gateway")
+            wait_for(functools.partial(_answers, targets["grpc-gateway"]), 30, what="gRPC gateway")
             for run in targets.values():
                 run(16, 2)  # warm-up: connections, imports, caches
             results = {c: gb.run_rounds(targets, c, seconds) for c in (1, 16)}
-            answered += sum(
-                r["ok_2xx"]
-                for found in results.values()
-                for name in ("grpc-gateway", "rest-over-grpc")
-                for r in found.results[name]
-            )
+            answered += sum(_answered(targets[name]) for name in ("grpc-gateway", "rest-over-grpc"))
             label = f"{scenario}/{model}"
             summary[label] = summarise(results)
             if label == "pinned/mlp":
@@ -118,6 +112,16 @@ def measure(workdir: Path, scenario: str, seconds: float) -> tuple[dict[str, Any
             gateways.stop()
         server.stop()
     return summary, goals
+
+
+def _answers(target: Callable[[int, float], gb.Load]) -> bool:
+    return target(1, 1)["ok_2xx"] > 0
+
+
+def _answered(target: Callable[[int, float], gb.Load]) -> int:
+    """Every 2xx of a gateway target (``targets_for`` made it a ``gb.Gateway``)."""
+    assert isinstance(target, gb.Gateway)
+    return target.answered
 
 
 def summarise(results: dict[int, Any]) -> dict[str, Any]:

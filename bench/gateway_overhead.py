@@ -23,6 +23,7 @@ only, 2 s runs.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +41,19 @@ BENCHMARK = "gateway_overhead"
 def measure_model(
     run_dir: Path, server: ModelServer, gateway: tuple[harness.Proc, str], model: str, seconds: float
 ) -> tuple[dict[int, Any], int]:
-    """Both concurrencies for one model; the runs and the gateway's 2xx count."""
+    """Both concurrencies for one model; the runs and every 2xx the gateway answered."""
     proc, url = gateway
     script = gb.write_lua(run_dir / f"{model}.lua", model)
     direct_url, gateway_url = server.url + gb.infer_path(model), url + gb.infer_path(model)
-    targets = {
+    through = gb.Gateway(proc.pid, lambda c, s: gb.wrk(gateway_url, script, c, s))
+    targets: dict[str, Callable[[int, float], gb.Load]] = {
         "direct": lambda c, s: gb.wrk(direct_url, script, c, s),
-        "gateway": lambda c, s: gb.with_cpu(proc.pid, lambda: gb.wrk(gateway_url, script, c, s)),
+        "gateway": through,
     }
     for run in targets.values():
         run(16, 2)  # warm-up: connections, imports, caches
     results = {c: gb.run_rounds(targets, c, seconds) for c in (1, 16)}
-    ok = sum(r["ok_2xx"] for found in results.values() for r in found.results["gateway"])
-    return results, ok
+    return results, through.answered
 
 
 def measure(workdir: Path, scenario: str, seconds: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -74,7 +74,7 @@ def grpc_frame(model: str) -> bytes:
     request = service_pb2.ModelInferRequest(model_name=model, model_version="1")
     request.inputs.add(name="x", datatype="FP32", shape=[1, FEATURES[model]])
     request.raw_input_contents.append(np.full(FEATURES[model], 0.5, dtype="<f4").tobytes())
-    message = request.SerializeToString()
+    message: bytes = request.SerializeToString()
     return struct.pack(">BI", 0, len(message)) + message
 
 
@@ -147,13 +147,22 @@ def tree_cpu_seconds(pid: int) -> float:
     return total
 
 
-def with_cpu(pid: int, run: Callable[[], Load]) -> Load:
-    """``run``, with the CPU the process tree of ``pid`` spent on each 2xx."""
-    before = tree_cpu_seconds(pid)
-    load = run()
-    spent = tree_cpu_seconds(pid) - before
-    load["cpu_us_per_call"] = round(spent / max(load["ok_2xx"], 1) * 1e6, 1)
-    return load
+class Gateway:
+    """A gateway target: each run measured for the CPU its process tree spent on each 2xx,
+    and every 2xx counted, warm-ups and probes included (each must have its record)."""
+
+    def __init__(self, pid: int, run: Callable[[int, float], Load]) -> None:
+        self.pid = pid
+        self.run = run
+        self.answered = 0
+
+    def __call__(self, connections: int, seconds: float) -> Load:
+        before = tree_cpu_seconds(self.pid)
+        load = self.run(connections, seconds)
+        spent = tree_cpu_seconds(self.pid) - before
+        load["cpu_us_per_call"] = round(spent / max(load["ok_2xx"], 1) * 1e6, 1)
+        self.answered += load["ok_2xx"]
+        return load
 
 
 def write_config(workdir: Path, service: dict[str, Any], grpc_port: int | None = None) -> Path:
