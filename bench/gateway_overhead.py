@@ -1,12 +1,13 @@
-"""Benchmark 8: what the prediction gateway adds over calling the model server directly.
+"""Benchmark 8: what the prediction gateway (REST) adds over calling the model server directly.
 
 The model server is MLServer (KServe v2 REST, as OVMS) with two models from
 ``devstack/modelserver``: ``adder``, which costs almost nothing (so only the gateway's own
 cost shows), and ``mlp``, a dense network costing about 3 ms of CPU a call (a small real
 model). The gateway runs as it ships (gunicorn, ``gateway/gunicorn_conf.py``), recording
-every prediction to a JSON-lines file sink. Load: Debian's ``wrk`` (keep-alive), the same
-KServe v2 body to the same model, alternating direct and gateway runs so both see the same
-machine.
+every prediction to a JSON-lines file sink. Load: ``wrk`` (keep-alive), the same KServe v2
+body to the same model; direct and gateway runs interleaved, 3 rounds, judged on the median of
+per-round differences (``bench/gatewaybench.py`` has the method); the gateway's CPU per call
+beside them.
 
 Scenarios:
 - ``shared``: model server, gateway and wrk share both cores (the gateway's CPU is taken
@@ -14,173 +15,79 @@ Scenarios:
 - ``pinned``: the model server on CPU 0, the gateway on CPU 1 (as when the gateway has its
   own CPU budget, e.g. its own container limit), wrk unpinned.
 
-After the runs the file sink must hold one record per 2xx the gateway answered (none lost).
+Goals (BENCHMARKS.md, benchmark 8), at c16 in every scenario and model: added p50 <= 1.5 ms,
+added p99 <= 5 ms, throughput >= 0.8x direct; and every 2xx recorded. ``--quick``: ``pinned``
+only, 2 s runs.
 """
 
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from bench import gatewaybench as gb
 from bench import harness
+from bench.gatewaybench import BODIES, LUA, infer_path, wrk
 from devstack.modelserver import ModelServer
-from gateway import gunicorn_command
-from tests.support.helpers import free_port, http_ok, wait_for
+from tests.support.helpers import wait_for
 
-BODIES = {
-    "adder": json.dumps(
-        {"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 4], "data": [1, 2, 3, 4]}]}
-    ),
-    "mlp": json.dumps({"inputs": [{"name": "x", "datatype": "FP32", "shape": [1, 64], "data": [0.5] * 64}]}),
-}
-BODY = BODIES["adder"]
-PATH = "/v2/models/adder/versions/1/infer"
+# Other benchmarks load the same bodies the same way (reporter_loss, kafka_throughput).
+__all__ = ["BODIES", "LUA", "infer_path", "main", "wrk"]
+BENCHMARK = "gateway_overhead"
 
 
-def infer_path(model: str) -> str:
-    return f"/v2/models/{model}/versions/1/infer"
-
-
-LUA = """
-wrk.method = "POST"
-wrk.body = [==[%s]==]
-wrk.headers["Content-Type"] = "application/json"
-"""
-
-
-def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, Any]:
-    raw = harness.run_wrk(url, script, connections, seconds)
-    ok = raw["requests"] - raw["non2xx"]
-    return {
-        "connections": connections,
-        "requests": raw["requests"],
-        "ok_2xx": ok,
-        "errors": raw["non2xx"] + raw["errors"],
-        "req_per_s": round(ok / (raw["duration_us"] / 1e6), 1),
-        "p50_ms": raw["p50_us"] / 1000,
-        "p90_ms": raw["p90_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000,
+def measure_model(
+    run_dir: Path, server: ModelServer, gateway: tuple[harness.Proc, str], model: str, seconds: float
+) -> tuple[dict[int, Any], int]:
+    """Both concurrencies for one model; the runs and every 2xx the gateway answered."""
+    proc, url = gateway
+    script = gb.write_lua(run_dir / f"{model}.lua", model)
+    direct_url, gateway_url = server.url + gb.infer_path(model), url + gb.infer_path(model)
+    through = gb.Gateway(proc.pid, lambda c, s: gb.wrk(gateway_url, script, c, s))
+    targets: dict[str, Callable[[int, float], gb.Load]] = {
+        "direct": lambda c, s: gb.wrk(direct_url, script, c, s),
+        "gateway": through,
     }
+    for run in targets.values():
+        run(16, 2)  # warm-up: connections, imports, caches
+    results = {c: gb.run_rounds(targets, c, seconds) for c in (1, 16)}
+    return results, through.answered
 
 
-def write_config(workdir: Path, model_url: str) -> Path:
-    config = {
-        "minio": {"endpoint": "127.0.0.1:9", "bucket_name": "unused"},
-        "gateway": {
-            "model_service": {"url": model_url},
-            "reporting": {
-                "spill_dir": str(workdir / "spill"),
-                "sinks": [{"type": "file", "path": str(workdir / "predictions.jsonl"), "max_bytes": 1 << 30}],
-            },
-        },
-    }
-    path = workdir / "sync-config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
-
-
-def records(path: Path) -> int:
-    return sum(1 for _ in path.open("rb")) if path.exists() else 0
-
-
-def measure(
-    workdir: Path, scenario: str, model: str, seconds: float, rounds: int
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    run_dir = workdir / f"{scenario}-{model}"
-    run_dir.mkdir()
-    pinned = scenario == "pinned"
-    server = ModelServer(run_dir / "mlserver.log", cpus={0} if pinned else None).start()
-    port = free_port()
-    env = harness.clean_env(
-        CONFIG_PATH=str(write_config(run_dir, server.url)), MODELSYNC_GATEWAY_BIND=f"127.0.0.1:{port}"
-    )
-    command = gunicorn_command()
-    gateway = harness.Proc(
-        ["taskset", "-c", "1", *command] if pinned else command, env, run_dir / "gateway.log"
-    )
-    rows: list[dict[str, Any]] = []
-    path = run_dir / "predictions.jsonl"
+def measure(workdir: Path, scenario: str, seconds: float) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    run_dir, server, cpu = gb.start_scenario(workdir, scenario)
+    summary: dict[str, Any] = {}
+    goals: list[dict[str, Any]] = []
+    proc: harness.Proc | None = None
     try:
-        wait_for(lambda: http_ok(f"http://127.0.0.1:{port}/healthz"), 30, what="gateway")
-        script = run_dir / "infer.lua"
-        script.write_text(LUA % BODIES[model] + harness.WRK_REPORT)
-        targets = {
-            "direct": server.url + infer_path(model),
-            "gateway": f"http://127.0.0.1:{port}{infer_path(model)}",
-        }
-        for url in targets.values():
-            wrk(url, script, 16, 2)  # warm-up: connections, imports, caches
-        warm = records(path)
-        for connections in (1, 16):
-            for round_ in range(rounds):
-                for name, url in targets.items():
-                    row = {"scenario": scenario, "model": model, "target": name, "round": round_}
-                    row.update(wrk(url, script, connections, seconds))
-                    rows.append(row)
-                    print(f"[gateway] {row}", flush=True)
-        ok = sum(r["ok_2xx"] for r in rows if r["target"] == "gateway")
+        proc, url, _config = gb.start_rest(run_dir / "gateway", {"url": server.url}, cpu)
+        sink = run_dir / "gateway" / "predictions.jsonl"
+        warm, answered = gb.ok_records(sink), 0
+        for model in gb.MODELS:
+            results, ok = measure_model(run_dir, server, (proc, url), model, seconds)
+            answered += ok
+            label = f"{scenario}/{model}"
+            summary[label] = {f"c{c}": gb.compare(found, "direct", "gateway") for c, found in results.items()}
+            summary[label]["runs"] = {f"c{c}": found.results for c, found in results.items()}
+            goals += gb.overhead_goals(BENCHMARK, f"{label} c16", summary[label]["c16"], 1.5, 5.0, 0.8)
+            print(f"[{BENCHMARK}] {label}: {json.dumps(summary[label]['c16'])}", flush=True)
         # wrk stops with requests in flight: those may add records after its count.
-        wait_for(lambda: records(path) - warm >= ok, 30, what="every record")
-        time.sleep(0.5)
-        check = {"ok_2xx": ok, "records": records(path) - warm}
+        wait_for(lambda: gb.ok_records(sink) - warm >= answered, 60, what="an ok record per 2xx")
+        recorded = gb.ok_records(sink) - warm
+        summary[f"{scenario}/records"] = {"ok_2xx": answered, "ok_records": recorded}
+        goals.append(gb.records_goal(BENCHMARK, scenario, answered, recorded))
     finally:
-        gateway.stop()
+        if proc is not None:
+            proc.stop()
         server.stop()
-    return rows, check
-
-
-def summarise(rows: list[dict[str, Any]], connections: int) -> dict[str, Any]:
-    pick = [r for r in rows if r["connections"] == connections]
-    direct = [r for r in pick if r["target"] == "direct"]
-    through = [r for r in pick if r["target"] == "gateway"]
-    d50 = harness.median([r["p50_ms"] for r in direct])
-    g50 = harness.median([r["p50_ms"] for r in through])
-    d99 = harness.median([r["p99_ms"] for r in direct])
-    g99 = harness.median([r["p99_ms"] for r in through])
-    dps = harness.median([r["req_per_s"] for r in direct])
-    gps = harness.median([r["req_per_s"] for r in through])
-    return {
-        "direct_p50_ms": d50,
-        "gateway_p50_ms": g50,
-        "added_p50_ms": round(g50 - d50, 3),
-        "direct_p99_ms": d99,
-        "gateway_p99_ms": g99,
-        "added_p99_ms": round(g99 - d99, 3),
-        "direct_req_per_s": dps,
-        "gateway_req_per_s": gps,
-        "throughput_ratio": round(gps / dps, 3),
-        "goal_added_p50_1_5ms": g50 - d50 <= 1.5,
-        "goal_added_p99_5ms": g99 - d99 <= 5,
-        "goal_ratio_0_8": gps / dps >= 0.8,
-    }
+    return summary, goals
 
 
 def main() -> None:
     args = harness.parse_args(__doc__ or "")
-    seconds, rounds = (4.0, 1) if args.quick else (10.0, 3)
-    rows: list[dict[str, Any]] = []
-    summary: dict[str, Any] = {}
-    with harness.workspace("gateway") as workdir:
-        for scenario in ("shared", "pinned"):
-            for model in ("adder", "mlp"):
-                found, check = measure(workdir, scenario, model, seconds, rounds)
-                rows += found
-                summary[f"{scenario}/{model}"] = {
-                    "records_for_2xx": check,
-                    "no_record_lost": check["records"] >= check["ok_2xx"],
-                    "c1": summarise(found, 1),
-                    "c16": summarise(found, 16),
-                }
-    harness.report(
-        "gateway_overhead",
-        args.quick,
-        {"seconds_per_run": seconds, "rounds": rounds, "tool": "wrk", "summary": summary, "runs": rows},
-    )
-    print(json.dumps(summary, indent=2))
+    gb.run_benchmark(BENCHMARK, measure, args.quick, (2.0, 10.0), tool="wrk")
 
 
 if __name__ == "__main__":

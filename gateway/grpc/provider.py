@@ -1,10 +1,11 @@
 """The gRPC provider: KServe v2 ``inference.GRPCInferenceService`` in front of the model server,
 so a client of OVMS's gRPC port changes one address.
 
-Handlers take and return bytes (no serializers): ``ModelInfer`` parses the request once to check
-the model's name and passes the original bytes on, and the answer goes back as the model server
-sent it when that speaks gRPC too. Every inference goes through the :class:`Predictor` (timed,
-counted, recorded with ``provider: "grpc"``); metadata and health calls are passed through.
+Handlers take and return bytes (no serializers): ``ModelInfer`` reads the model's name and
+version off the request (``wire.py``: a large one is not parsed) and passes the original bytes
+on, and the answer goes back as the model server sent it when that speaks gRPC too. Every
+inference goes through the :class:`Predictor` (timed, counted, recorded with
+``provider: "grpc"``); metadata and health calls are passed through.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from gateway.errors import ModelServiceUnavailable
 from gateway.grpc import grpc_predict_v2_pb2 as pb
 from gateway.grpc.client import METHODS, SERVICE, GrpcModelService
 from gateway.grpc.status import RpcFailure, code_named, grpc_code
+from gateway.grpc.wire import WireError, model_ref
 from gateway.inference import ClientAnswer, Predictor
 from gateway.modelservice import HttpModelService
 from modelsync.names import is_request_id, model_problem
@@ -61,17 +63,17 @@ class InferenceService:
 
     def model_infer(self, request: bytes, context: grpc.ServicerContext) -> bytes:
         try:
-            message = pb.ModelInferRequest.FromString(request)
-        except DecodeError:
+            asked = model_ref(request)  # not a parse of the tensors: they are passed on as bytes
+        except WireError:
             _abort(context, RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, "not a ModelInferRequest"))
-        version = message.model_version or None
-        problem = model_problem(message.model_name, version)
+        version = asked.version or None
+        problem = model_problem(asked.name, version)
         if problem is not None:
             _abort(context, RpcFailure(grpc.StatusCode.INVALID_ARGUMENT, problem))
         request_id = request_id_of(context)
         context.send_initial_metadata((("x-request-id", request_id),))
         answer = self.predictor.infer(
-            message.model_name, version, request, provider="grpc", request_id=request_id, proto=True
+            asked.name, version, request, provider="grpc", request_id=request_id, proto=True
         )
         if answer.ok:
             body: bytes = answer.body

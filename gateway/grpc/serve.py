@@ -4,11 +4,9 @@
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from types import FrameType
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -17,11 +15,14 @@ from gateway.factory import provider_predictor
 from gateway.grpc.client import SERVICE
 from gateway.grpc.provider import InferenceService
 from gateway.inference import Predictor
+from gateway.signals import stop_on_signals
 from modelsync.config import Config
 from modelsync.gatewayconfig import GrpcConfig
 
 log = logging.getLogger(__name__)
 GRACE_SECONDS = 10.0
+# The names grpc.health.v1 answers for: the whole server, and the inference service by name.
+HEALTH_SERVICES = ("", SERVICE)
 
 
 def watch_health(
@@ -38,7 +39,7 @@ def watch_health(
                 if ready
                 else health_pb2.HealthCheckResponse.NOT_SERVING
             )
-            for name in ("", SERVICE):
+            for name in HEALTH_SERVICES:
                 servicer.set(name, status)
             log.info(
                 "grpc provider: model server %s", "ready: SERVING" if ready else "not ready: NOT_SERVING"
@@ -57,23 +58,11 @@ def build_server(config: GrpcConfig, predictor: Predictor) -> tuple[grpc.Server,
     )
     server.add_generic_rpc_handlers((InferenceService(predictor).handler(),))
     servicer = health.HealthServicer(experimental_non_blocking=True)
-    for name in ("", SERVICE):
+    for name in HEALTH_SERVICES:
         servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)  # until the model server says ready
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     server.add_insecure_port(config.bind)
     return server, servicer
-
-
-def _stop_on_signals() -> threading.Event:
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("grpc provider: %s received; finishing the calls in progress", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
-    return stop
 
 
 def serve(settings: Config) -> int:
@@ -91,7 +80,7 @@ def serve(settings: Config) -> int:
         from prometheus_client import start_http_server
 
         start_http_server(config.metrics_port)
-    stop = _stop_on_signals()
+    stop = stop_on_signals("grpc", "finishing the calls in progress")
     predictor.reporting.start()
     server.start()
     watcher = threading.Thread(

@@ -4,12 +4,10 @@ worker's loop (``python -m gateway kafka`` calls :func:`serve`)."""
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from types import FrameType
 
 from gateway.factory import provider_predictor
 from gateway.kafka.worker import KafkaWorker
+from gateway.signals import stop_on_signals
 from modelsync.config import Config
 
 log = logging.getLogger(__name__)
@@ -28,14 +26,7 @@ def serve(settings: Config) -> int:
         start_http_server(kafka.metrics_port)
         log.info("kafka provider: metrics on port %d", kafka.metrics_port)
 
-    stop = threading.Event()
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        log.info("kafka provider: %s received; finishing the current batch", signal.Signals(signum).name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stop = stop_on_signals("kafka", "finishing the current batch")
     predictor.reporting.start()
     try:
         return KafkaWorker(kafka, predictor).run(stop)

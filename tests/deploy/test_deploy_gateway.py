@@ -17,10 +17,13 @@ import pytest
 import trustme
 import yaml
 
+from gateway.grpc.serve import HEALTH_SERVICES
 from modelsync.config import Config, load_config
 from tests.support.deploy import (
     CHART,
     GATEWAY_COMMAND,
+    GATEWAY_GRPC_COMMAND,
+    GATEWAY_GRPC_PORT,
     GATEWAY_KAFKA_COMMAND,
     HTTP_BINDS,
     K8S,
@@ -30,12 +33,14 @@ from tests.support.deploy import (
 )
 
 Objects = dict[tuple[str, str], dict[str, Any]]
+WORKLOADS = ("", "-kafka", "-grpc")  # the gateway's StatefulSets: REST, the Kafka worker, gRPC
 KAFKA_SECRET_DIR = "/run/secrets/kafka/"
-# Every option of the gateway on: the Kafka worker, the autoscaler, Kafka's Secret.
+# Every option of the gateway on: the Kafka worker, the gRPC provider, the autoscaler, Kafka's Secret.
 ALL_ON = {
     "gateway": {
         "kafkaSecret": "kafka-credentials",
         "kafkaWorker": {"enabled": True},
+        "grpc": {"enabled": True},
         "autoscaling": {"enabled": True},
         "config": {
             "kafka": {
@@ -113,6 +118,8 @@ def test_every_rendered_object_matches_the_api_schemas(values: dict[str, Any]) -
     gateway = {key for key in objects if "gateway" in key[1]}
     if values.get("gateway", {}).get("enabled", True):
         assert ("StatefulSet", "demo-modelsync-gateway") in gateway
+        grpc_on = values.get("gateway", {}).get("grpc", {}).get("enabled", False)
+        assert (("Service", "demo-modelsync-gateway-grpc") in gateway) == grpc_on
     else:
         assert gateway == set()
 
@@ -162,6 +169,7 @@ def test_gateway_runs_the_real_entry_points(deployed: tuple[Objects, str]) -> No
     objects, prefix = deployed
     assert container(workload(objects, f"{prefix}-gateway"))["command"] == GATEWAY_COMMAND
     assert container(workload(objects, f"{prefix}-gateway-kafka"))["command"] == GATEWAY_KAFKA_COMMAND
+    assert container(workload(objects, f"{prefix}-gateway-grpc"))["command"] == GATEWAY_GRPC_COMMAND
 
 
 @pytest.fixture
@@ -186,7 +194,7 @@ def test_spill_is_on_a_claim_that_follows_the_pod(
     deployed: tuple[Objects, str], gateway_config: Config
 ) -> None:
     objects, prefix = deployed
-    for name in (f"{prefix}-gateway", f"{prefix}-gateway-kafka"):
+    for name in (f"{prefix}-gateway{suffix}" for suffix in WORKLOADS):
         spec = workload(objects, name)["spec"]
         claims = {c["metadata"]["name"]: c for c in spec["volumeClaimTemplates"]}
         assert claims["spill"]["spec"]["accessModes"] == ["ReadWriteOnce"]
@@ -244,9 +252,32 @@ def test_kafka_worker_liveness_is_its_metrics_port(
     assert c["livenessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
 
 
+def test_grpc_service_port_and_health_probe(deployed: tuple[Objects, str], gateway_config: Config) -> None:
+    """The gRPC provider listens where its config binds, its Service carries port 9003, and
+    its readiness is the kubelet's gRPC probe on a name the provider's health service sets;
+    start-up and liveness ask only for the open port (a model server that is down must not
+    restart the gateway)."""
+    objects, prefix = deployed
+    grpc = workload(objects, f"{prefix}-gateway-grpc")
+    c = container(grpc)
+    port = {p["name"]: p["containerPort"] for p in c["ports"]}["grpc"]
+    assert port == GATEWAY_GRPC_PORT
+    assert gateway_config.gateway.grpc.enabled
+    assert gateway_config.gateway.grpc.bind == f"0.0.0.0:{port}"
+    probe = c["readinessProbe"]["grpc"]
+    assert probe["port"] == port and probe.get("service", "") in HEALTH_SERVICES
+    for name in ("startupProbe", "livenessProbe"):
+        assert c[name]["tcpSocket"] == {"port": "grpc"}, name
+    service = objects[("Service", f"{prefix}-gateway-grpc")]["spec"]
+    assert service["selector"].items() <= pod_labels(grpc).items()
+    assert service["ports"] == [{"name": "grpc", "port": port, "targetPort": "grpc", "appProtocol": "grpc"}]
+    rest_service = objects[("Service", f"{prefix}-gateway")]["spec"]
+    assert not rest_service["selector"].items() <= pod_labels(grpc).items(), "REST clients never reach it"
+
+
 def test_resources_budgets_and_autoscaler(deployed: tuple[Objects, str]) -> None:
     objects, prefix = deployed
-    for name in (f"{prefix}-gateway", f"{prefix}-gateway-kafka"):
+    for name in (f"{prefix}-gateway{suffix}" for suffix in WORKLOADS):
         requests = container(workload(objects, name))["resources"]["requests"]
         assert requests.keys() >= {"cpu", "memory"}, name
         budget = objects[("PodDisruptionBudget", name)]["spec"]
@@ -261,7 +292,7 @@ def test_gateway_pods_and_sync_pods_never_share_a_selector(deployed: tuple[Objec
     them, nor the gateway's Services the OVMS Pods."""
     objects, prefix = deployed
     sync_labels = objects[("Deployment", prefix)]["spec"]["template"]["metadata"]["labels"]
-    gateway_labels = [pod_labels(workload(objects, f"{prefix}-gateway{s}")) for s in ("", "-kafka")]
+    gateway_labels = [pod_labels(workload(objects, f"{prefix}-gateway{s}")) for s in WORKLOADS]
     for (kind, name), doc in objects.items():
         selector = doc["spec"].get("selector") if kind in {"Service", "Deployment", "StatefulSet"} else None
         if not selector:

@@ -21,6 +21,7 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from devstack.modelserver import ModelServer
+from gateway.grpc.wire import PARSE_UP_TO
 from tests.support.grpcgateway import GrpcGateway, grpc_volume, start_grpc_gateway
 from tests.support.helpers import free_port, wait_for
 
@@ -153,6 +154,32 @@ def test_calls_are_recorded_with_provider_grpc(gateway: GrpcGateway) -> None:
     } | {k: v for k, v in by_name["sum"]["value"].items() if k == "parameters"}
     assert by_name["count"]["value"]["data"] == [2, 2]
     assert by_name["sum"]["modelVersion"] == "2" and by_name["sum"]["status"] == "ok"
+
+
+def test_a_large_request_is_passed_on_and_checked_as_a_small_one(
+    gateway: GrpcGateway, model_server: ModelServer
+) -> None:
+    """Above ``wire.PARSE_UP_TO`` the provider reads the name off the wire instead of parsing
+    the tensors: the answer is still the model server's, and a bad name still refused."""
+    columns = PARSE_UP_TO // 4 + 1000
+    row = np.linspace(0.0, 1.0, columns, dtype=np.float32)
+
+    def call(c: triton.InferenceServerClient) -> Any:
+        tensor = triton.InferInput("x", [1, columns], "FP32")
+        tensor.set_data_from_numpy(row.reshape(1, columns))
+        return c.infer("adder", [tensor], model_version="2", headers={"x-request-id": "large-1"})
+
+    through, direct = both(gateway, model_server, call)
+
+    assert through.as_numpy("sum").tolist() == direct.as_numpy("sum").tolist()
+    assert through.as_numpy("count").tolist() == [columns]
+    wait_for(lambda: [r for r in gateway.records() if r["requestId"] == "large-1"], 10, what="its records")
+    with client(gateway.target) as c, pytest.raises(InferenceServerException) as refused:
+        tensor = triton.InferInput("x", [1, columns], "FP32")
+        tensor.set_data_from_numpy(row.reshape(1, columns))
+        c.infer("bad/name", [tensor])
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "invalid model name" in refused.value.message()
 
 
 def test_refusals_have_codes_a_client_can_act_on(gateway: GrpcGateway) -> None:

@@ -30,11 +30,17 @@ the model service defaulting to this release's OVMS and the spill on the volume.
 {{- $_ := set $kafka "metrics_port" .Values.gateway.kafkaWorker.metricsPort -}}
 {{- $_ := set $gw "kafka" $kafka -}}
 {{- end -}}
+{{- if .Values.gateway.grpc.enabled -}}
+{{- $grpc := deepCopy (default dict $gw.grpc) -}}
+{{- $_ := set $grpc "enabled" true -}}
+{{- $_ := set $grpc "bind" (printf "0.0.0.0:%v" .Values.gateway.grpc.port) -}}
+{{- $_ := set $gw "grpc" $grpc -}}
+{{- end -}}
 {{- $sync := pick .Values.config.sync "log_level" "log_format" -}}
 {{- toYaml (dict "minio" .Values.config.minio "sync" $sync "gateway" $gw) -}}
 {{- end -}}
 
-{{/* What both gateway StatefulSets' Pods share: security, volumes, the spill claim. */}}
+{{/* What every gateway StatefulSet's Pods share: security, volumes, the spill claim. */}}
 {{- define "modelsync.gateway.podSpec" -}}
 enableServiceLinks: false
 {{- with .Values.imagePullSecrets }}
