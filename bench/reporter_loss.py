@@ -88,20 +88,16 @@ def file_ids(path: Path) -> list[str]:
 
 
 def gateway_config(workdir: Path, model_url: str, receiver: Receiver, target: Path) -> Path:
+    sinks = [
+        {"type": "file", "path": str(target), "max_bytes": 8 << 20, "backups": 1000},
+        {"type": "http", "url": f"http://127.0.0.1:{receiver.port}/", "timeout_seconds": 2},
+    ]
+    spill = str(workdir / "spill")
+    reporting = {"spill_dir": spill, "queue_size": 2000, "retry_seconds": 0.5, "sinks": sinks}
+    # The file needs a minio section; the gateway does not use it.
     config = {
         "minio": {"endpoint": "127.0.0.1:9", "bucket_name": "unused"},
-        "gateway": {
-            "model_service": {"url": model_url},
-            "reporting": {
-                "spill_dir": str(workdir / "spill"),
-                "queue_size": 2000,
-                "retry_seconds": 0.5,
-                "sinks": [
-                    {"type": "file", "path": str(target), "max_bytes": 8 << 20, "backups": 1000},
-                    {"type": "http", "url": f"http://127.0.0.1:{receiver.port}/", "timeout_seconds": 2},
-                ],
-            },
-        },
+        "gateway": {"model_service": {"url": model_url}, "reporting": reporting},
     }
     path = workdir / "sync-config.yaml"
     path.write_text(yaml.safe_dump(config))
