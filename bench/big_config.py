@@ -10,6 +10,7 @@ run: the same gap with 10 models in ``config.json``. Both volumes are set up fir
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 import warnings
@@ -100,7 +101,8 @@ def main() -> None:
         try:
             for rig in rigs.values():
                 rig.start()
-            rounds = interleave({k: lambda r=r: r.batch(trials) for k, r in rigs.items()}, args.repeats)
+            batches = {k: functools.partial(r.batch, trials) for k, r in rigs.items()}
+            rounds = interleave(batches, args.repeats)
         finally:
             sizes = {k: r.stop() for k, r in rigs.items()}
             s3.stop()

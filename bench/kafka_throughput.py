@@ -147,7 +147,7 @@ def main() -> None:
                     return run(workdir / f"run{next(runs)}", broker, server, model, requests, c)
 
                 variants: dict[str, Callable[[], dict[str, Any]]] = {
-                    "direct": lambda s=script, m=model: wrk(server.url + infer_path(m), s, 16, seconds)
+                    "direct": functools.partial(wrk, server.url + infer_path(model), script, 16, seconds)
                 }
                 variants |= {f"c{c}": functools.partial(kafka, c=c) for c in concurrencies}
                 rounds[model] = interleave(variants, args.repeats)
