@@ -262,7 +262,7 @@ def goals_of(rounds: dict[str, list[dict[str, Any]]], n: int, hook_interval: flo
     by interval / 30: the same fleet-mode p95 meets both."""
     fleet = [harness.percentile(r["last"], 95) for r in rounds[f"fleet@{n}"]]
     hook = [harness.percentile(r["last"], 95) for r in rounds[f"webhook@{n}"]]
-    floor = 20 * hook_interval / INTERVAL
+    floor = round(20 * hook_interval / INTERVAL, 1)
     return [
         Goal(NAME, f"fleet, N = {n}: last replica p95", tuple(fleet), 1.0, False, "s"),
         Goal(

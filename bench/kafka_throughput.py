@@ -130,7 +130,7 @@ def run(
 def main() -> None:
     args = harness.parse_args(__doc__ or "")
     # --quick: fewer requests per run and only the concurrency BENCHMARKS.md headlines.
-    count, concurrencies, seconds = (1_000, (8,), 3) if args.quick else (20_000, (1, 8, 16), 10)
+    count, concurrencies, seconds = (2_000, (8,), 3) if args.quick else (20_000, (1, 8, 16), 10)
     rounds: dict[str, Interleaved] = {}
     with harness.workspace("kafka") as workdir:
         broker = Broker(workdir / "tansu.log", free_port())
