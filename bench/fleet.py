@@ -40,7 +40,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
 from confluent_kafka import Producer
 
 from bench import harness
@@ -70,7 +69,7 @@ class Fleet:
         for stack in self.stacks:
             if kafka is not None:
                 stack.settings["events"] = {"kafka": {"bootstrap_servers": kafka[0], "topic": kafka[1]}}
-                stack.config_path.write_text(yaml.safe_dump(stack.settings))
+                stack.write_settings()
 
     def start(self) -> None:
         with ThreadPoolExecutor(len(self.stacks)) as pool:
