@@ -35,7 +35,7 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest
 
-## bench: every benchmark at a quick size (under 10 minutes); bench-full: the sizes BENCHMARKS.md reports
+## bench: every benchmark at a quick size (about 15 minutes); bench-full: the sizes BENCHMARKS.md reports
 BENCH_STAMP := $(VENV)/.bench-installed
 
 $(BENCH_STAMP): $(STAMP)

