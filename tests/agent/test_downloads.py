@@ -154,3 +154,21 @@ def test_a_flusher_that_fails_never_holds_the_writer(tmp_path: Path) -> None:
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_small_files_are_fsynced_inline_and_large_ones_by_the_pool(volume: Volume, bucket: Bucket) -> None:
+    """Below DEFER_FSYNC_MIN_BYTES the hand-off costs more than the wait: no pool job for it."""
+    bucket.put("mix/1/small.bin", os.urandom(100 * 1024))
+    bucket.put("mix/1/large.bin", os.urandom(2 * MiB))
+    agent = agent_bucket(volume)
+    objects = listing(agent, "mix/1/")
+    deferred = DeferredFsync(threads=2)
+    try:
+        agent.download(objects["small.bin"], volume.root / "small.bin", threading.Event(), None, deferred)
+        assert deferred.futures == [], "a 100 KB file was fsynced by its download thread"
+        agent.download(objects["large.bin"], volume.root / "large.bin", threading.Event(), None, deferred)
+        assert len(deferred.futures) == 1, "a 2 MiB file's fsync went to the pool"
+        deferred.wait()
+    finally:
+        deferred.close()
+    assert open_files(volume.root) == []
