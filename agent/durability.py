@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,6 +33,12 @@ from modelsync.errors import PublishError
 
 FSYNC_THREADS = 8  # waits on the disk, not CPU: more than the downloads, so they never queue long
 MAX_PENDING = 256  # descriptors held open at most: a slow disk slows the downloads, not the fd limit
+# A small file's fsync is waited for in its download thread while the disk answers quickly: the
+# hand-off to the pool costs ~0.3 ms of client CPU, more than a quiet disk's 0.2-0.5 ms. Once a
+# few inline fsyncs took longer than this (a busy disk: 2 ms and more), the rest of the version's
+# small files go to the pool too (bench/notes/perfdl.md, quiet-machine follow-up).
+SLOW_FSYNC_SECONDS = 0.002
+SLOW_FSYNCS_TO_DEFER = 3
 
 
 class DeferredFsync:
@@ -42,6 +49,18 @@ class DeferredFsync:
         self.slots = threading.BoundedSemaphore(max_pending)
         self.futures: list[tuple[Future[None], int]] = []
         self.lock = threading.Lock()
+        self.slow_fsyncs = 0  # inline fsyncs slower than SLOW_FSYNC_SECONDS (races only add one)
+
+    @property
+    def disk_is_slow(self) -> bool:
+        return self.slow_fsyncs >= SLOW_FSYNCS_TO_DEFER
+
+    def fsync_inline(self, fd: int) -> None:
+        """fsync ``fd`` now (the caller keeps it), noting whether the disk is slow."""
+        started = time.monotonic()
+        os.fsync(fd)
+        if time.monotonic() - started > SLOW_FSYNC_SECONDS:
+            self.slow_fsyncs += 1
 
     def submit(self, fd: int, path: Path) -> None:
         """fsync ``fd`` (a duplicate the caller gives away: it is closed here) soon."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import durability
 from agent.durability import DeferredFsync
 from agent.stager import Stager
 from agent.storage import Bucket as AgentBucket
@@ -168,6 +169,29 @@ def test_small_files_are_fsynced_inline_and_large_ones_by_the_pool(volume: Volum
         assert deferred.futures == [], "a 100 KB file was fsynced by its download thread"
         agent.download(objects["large.bin"], volume.root / "large.bin", threading.Event(), None, deferred)
         assert len(deferred.futures) == 1, "a 2 MiB file's fsync went to the pool"
+        deferred.wait()
+    finally:
+        deferred.close()
+    assert open_files(volume.root) == []
+
+
+def test_small_files_go_to_the_pool_once_the_disk_is_slow(
+    volume: Volume, bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After SLOW_FSYNCS_TO_DEFER slow inline fsyncs, a small file's fsync is not waited for."""
+    monkeypatch.setattr(durability, "SLOW_FSYNC_SECONDS", 0.0)  # every fsync counts as slow
+    for i in range(durability.SLOW_FSYNCS_TO_DEFER + 1):
+        bucket.put(f"slow/1/f{i}.bin", os.urandom(10_000))
+    agent = agent_bucket(volume)
+    objects = sorted(listing(agent, "slow/1/").items())
+    deferred = DeferredFsync(threads=2)
+    try:
+        for name, obj in objects[:-1]:
+            agent.download(obj, volume.root / name, threading.Event(), None, deferred)
+        assert deferred.futures == [] and deferred.disk_is_slow
+        name, obj = objects[-1]
+        agent.download(obj, volume.root / name, threading.Event(), None, deferred)
+        assert len(deferred.futures) == 1, "the file after the slow ones went to the pool"
         deferred.wait()
     finally:
         deferred.close()
