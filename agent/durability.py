@@ -34,11 +34,13 @@ from modelsync.errors import PublishError
 FSYNC_THREADS = 8  # waits on the disk, not CPU: more than the downloads, so they never queue long
 MAX_PENDING = 256  # descriptors held open at most: a slow disk slows the downloads, not the fd limit
 # A small file's fsync is waited for in its download thread while the disk answers quickly: the
-# hand-off to the pool costs ~0.3 ms of client CPU, more than a quiet disk's 0.2-0.5 ms. Once a
-# few inline fsyncs took longer than this (a busy disk: 2 ms and more), the rest of the version's
-# small files go to the pool too (bench/notes/perfdl.md, quiet-machine follow-up).
+# hand-off to the pool costs ~0.3 ms of client CPU, more than a quiet disk's typical fsync
+# (median 0.5 ms, 10% over 2 ms at load 3 here). When more than a quarter of the inline fsyncs
+# so far took over 2 ms (a busy disk), the rest of the version's small files go to the pool too
+# (bench/notes/perfdl.md, quiet-machine follow-up).
 SLOW_FSYNC_SECONDS = 0.002
-SLOW_FSYNCS_TO_DEFER = 3
+SLOW_SHARE = 0.25
+FSYNC_SAMPLES = 32  # inline fsyncs seen before judging: the first few often spike
 
 
 class DeferredFsync:
@@ -49,16 +51,19 @@ class DeferredFsync:
         self.slots = threading.BoundedSemaphore(max_pending)
         self.futures: list[tuple[Future[None], int]] = []
         self.lock = threading.Lock()
-        self.slow_fsyncs = 0  # inline fsyncs slower than SLOW_FSYNC_SECONDS (races only add one)
+        # Counted without a lock: a lost update only shifts the decision by one file.
+        self.inline_fsyncs = 0
+        self.slow_fsyncs = 0  # of those, slower than SLOW_FSYNC_SECONDS
 
     @property
     def disk_is_slow(self) -> bool:
-        return self.slow_fsyncs >= SLOW_FSYNCS_TO_DEFER
+        return self.inline_fsyncs >= FSYNC_SAMPLES and self.slow_fsyncs > SLOW_SHARE * self.inline_fsyncs
 
     def fsync_inline(self, fd: int) -> None:
         """fsync ``fd`` now (the caller keeps it), noting whether the disk is slow."""
         started = time.monotonic()
         os.fsync(fd)
+        self.inline_fsyncs += 1
         if time.monotonic() - started > SLOW_FSYNC_SECONDS:
             self.slow_fsyncs += 1
 
