@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,6 +33,14 @@ from modelsync.errors import PublishError
 
 FSYNC_THREADS = 8  # waits on the disk, not CPU: more than the downloads, so they never queue long
 MAX_PENDING = 256  # descriptors held open at most: a slow disk slows the downloads, not the fd limit
+# A small file's fsync is waited for in its download thread while the disk answers quickly: the
+# hand-off to the pool costs ~0.3 ms of client CPU, more than a quiet disk's typical fsync
+# (median 0.5 ms, 10% over 2 ms at load 3 here). When more than a quarter of the inline fsyncs
+# so far took over 2 ms (a busy disk), the rest of the version's small files go to the pool too
+# (bench/notes/perfdl.md, quiet-machine follow-up).
+SLOW_FSYNC_SECONDS = 0.002
+SLOW_SHARE = 0.25
+FSYNC_SAMPLES = 32  # inline fsyncs seen before judging: the first few often spike
 
 
 class DeferredFsync:
@@ -42,6 +51,21 @@ class DeferredFsync:
         self.slots = threading.BoundedSemaphore(max_pending)
         self.futures: list[tuple[Future[None], int]] = []
         self.lock = threading.Lock()
+        # Counted without a lock: a lost update only shifts the decision by one file.
+        self.inline_fsyncs = 0
+        self.slow_fsyncs = 0  # of those, slower than SLOW_FSYNC_SECONDS
+
+    @property
+    def disk_is_slow(self) -> bool:
+        return self.inline_fsyncs >= FSYNC_SAMPLES and self.slow_fsyncs > SLOW_SHARE * self.inline_fsyncs
+
+    def fsync_inline(self, fd: int) -> None:
+        """fsync ``fd`` now (the caller keeps it), noting whether the disk is slow."""
+        started = time.monotonic()
+        os.fsync(fd)
+        self.inline_fsyncs += 1
+        if time.monotonic() - started > SLOW_FSYNC_SECONDS:
+            self.slow_fsyncs += 1
 
     def submit(self, fd: int, path: Path) -> None:
         """fsync ``fd`` (a duplicate the caller gives away: it is closed here) soon."""

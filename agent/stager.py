@@ -2,8 +2,9 @@
 
 Files unchanged since the version on disk (same ETag in the state, or same size and MD5) are
 hard-linked, not downloaded; the rest stream in through a bounded pool of threads (one
-connection each, reused from the pool). Each file is fsynced by a pool beside the downloads
-(agent/durability.py) and all of them, then the directories, before the version is returned
+connection each, reused from the pool). Each file is fsynced (by a pool beside the downloads
+for files of 1 MiB and more, agent/durability.py; small ones by their download thread, where
+the hand-off would cost more than the wait), then the directories, before the version is returned
 for publishing. Any failure removes the staging directory: nothing half-made is left for OVMS
 or a restart.
 """

@@ -31,6 +31,9 @@ from modelsync.errors import ObjectChangedError, PublishError, StorageError
 
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 1024 * 1024
+# Below this a file's fsync is waited for in its download thread while the disk is quick, even
+# with a DeferredFsync (see agent/durability.py, SLOW_FSYNC_SECONDS).
+DEFER_FSYNC_MIN_BYTES = CHUNK_BYTES
 READ_TIMEOUT_SECONDS = 8.0  # below the 10 s a SIGTERM may take, even when S3 hangs mid-read
 Headers = dict[str, str | list[str] | tuple[str]]  # what minio's request_headers takes
 
@@ -136,7 +139,8 @@ class Bucket:
     ) -> None:
         """Stream one object into ``dest``, verify size (and MD5), fsync. Raises on mismatch.
 
-        With ``deferred`` the fsync is handed to its pool instead of waited for here; the caller
+        With ``deferred`` the fsync of a file of at least ``DEFER_FSYNC_MIN_BYTES`` (of any file
+        once the disk proved slow) is handed to its pool instead of waited for here; the caller
         waits for the pool before it publishes anything (agent/durability.py)."""
         digest = hashlib.md5(usedforsecurity=False) if obj.md5 else None
         # If-Match: the object we listed, or a clean failure if it changed meanwhile.
@@ -194,6 +198,8 @@ def _stream_to_file(
             behind.close()
             if deferred is None:
                 os.fsync(handle.fileno())
+            elif written < DEFER_FSYNC_MIN_BYTES and not deferred.disk_is_slow:
+                deferred.fsync_inline(handle.fileno())
             else:  # a duplicate shares the descriptor's error state: the fsync sees this file's errors
                 deferred.submit(os.dup(handle.fileno()), dest)
     except OSError as exc:

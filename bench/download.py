@@ -13,7 +13,9 @@ Both sides end with their files durable, so like is compared with like:
     its ETag): the agent's ``Stager.build`` (``sync.download_concurrency``, each file fsynced by
     a pool beside the downloads) against a sequential ``fget_object`` loop followed by one
     syncfs (the cheapest way for that loop to be durable too), plus the agent with each
-    download thread waiting for its own fsync (what the deferred fsyncs buy). Goal: median
+    download thread waiting for its own fsync, and the agent with every file's fsync handed
+    to the pool (before 2026-12-06 even 100 KB files were; now only files of 1 MiB and up
+    are). Goal: median
     per-round ratio >= 3.0. The full run adds a concurrency curve.
 
 Page cache: every variant writes a fresh file (a new staging directory or a new path), and
@@ -38,7 +40,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent import libc, writeback
+from agent import libc, storage, writeback
 from agent.stager import Stager
 from agent.storage import Bucket, RemoteObject
 from bench import harness
@@ -122,6 +124,16 @@ def syncfs_dir(path: Path) -> None:
             raise OSError(f"syncfs {path} failed")
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def every_fsync_deferred() -> Iterator[None]:
+    saved = storage.DEFER_FSYNC_MIN_BYTES
+    storage.DEFER_FSYNC_MIN_BYTES = 0  # small files too go to the pool (the design before)
+    try:
+        yield
+    finally:
+        storage.DEFER_FSYNC_MIN_BYTES = saved
 
 
 @contextlib.contextmanager
@@ -234,11 +246,16 @@ def many(
 
         return run
 
+    def stage_all_deferred() -> None:
+        with every_fsync_deferred():
+            stage(default)()
+
     default = 4  # sync.download_concurrency's default
     variants = {
         "fget_object_loop+syncfs": measured(s3, fget_loop),
         "agent": measured(s3, stage(default)),
         "agent_fsync_inline": measured(s3, stage(default, deferred_fsync=False)),
+        "agent_fsync_all_deferred": measured(s3, stage_all_deferred),
     }
     if curve:
         variants.update({f"agent_concurrency_{c}": measured(s3, stage(c)) for c in (1, 8, 16)})
@@ -247,6 +264,9 @@ def many(
     result.update(summarize(runs, "fget_object_loop+syncfs", "agent"))
     result["deferred_fsync_ratio"] = spread_text(
         runs.ratios("agent_fsync_inline", "agent", key=lambda r: r.seconds)
+    )
+    result["small_files_inline_ratio"] = spread_text(
+        runs.ratios("agent_fsync_all_deferred", "agent", key=lambda r: r.seconds)
     )
     goal = Goal(
         "download",
@@ -290,6 +310,7 @@ def main() -> None:
     )
     print(f"[download] write-behind on/off ratio {result_large['write_behind_ratio']}")
     print(f"[download] deferred vs inline fsync ratio {result_many['deferred_fsync_ratio']}")
+    print(f"[download] small files inline vs all deferred ratio {result_many['small_files_inline_ratio']}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import durability
 from agent.durability import DeferredFsync
 from agent.stager import Stager
 from agent.storage import Bucket as AgentBucket
@@ -154,3 +155,44 @@ def test_a_flusher_that_fails_never_holds_the_writer(tmp_path: Path) -> None:
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_small_files_are_fsynced_inline_and_large_ones_by_the_pool(volume: Volume, bucket: Bucket) -> None:
+    """Below DEFER_FSYNC_MIN_BYTES the hand-off costs more than the wait: no pool job for it."""
+    bucket.put("mix/1/small.bin", os.urandom(100 * 1024))
+    bucket.put("mix/1/large.bin", os.urandom(2 * MiB))
+    agent = agent_bucket(volume)
+    objects = listing(agent, "mix/1/")
+    deferred = DeferredFsync(threads=2)
+    try:
+        agent.download(objects["small.bin"], volume.root / "small.bin", threading.Event(), None, deferred)
+        assert deferred.futures == [], "a 100 KB file was fsynced by its download thread"
+        agent.download(objects["large.bin"], volume.root / "large.bin", threading.Event(), None, deferred)
+        assert len(deferred.futures) == 1, "a 2 MiB file's fsync went to the pool"
+        deferred.wait()
+    finally:
+        deferred.close()
+    assert open_files(volume.root) == []
+
+
+def test_small_files_go_to_the_pool_once_the_disk_is_slow(
+    volume: Volume, bucket: Bucket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once most inline fsyncs were slow, a small file's fsync is not waited for."""
+    monkeypatch.setattr(durability, "SLOW_FSYNC_SECONDS", 0.0)  # every fsync counts as slow
+    for i in range(durability.FSYNC_SAMPLES + 1):
+        bucket.put(f"slow/1/f{i}.bin", os.urandom(10_000))
+    agent = agent_bucket(volume)
+    objects = sorted(listing(agent, "slow/1/").items())
+    deferred = DeferredFsync(threads=2)
+    try:
+        for name, obj in objects[:-1]:
+            agent.download(obj, volume.root / name, threading.Event(), None, deferred)
+        assert deferred.futures == [] and deferred.disk_is_slow
+        name, obj = objects[-1]
+        agent.download(obj, volume.root / name, threading.Event(), None, deferred)
+        assert len(deferred.futures) == 1, "the file after the slow ones went to the pool"
+        deferred.wait()
+    finally:
+        deferred.close()
+    assert open_files(volume.root) == []
