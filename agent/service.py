@@ -10,7 +10,6 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
 
 from agent import metrics, sidecarlog, volume
 from agent.configsync import ConfigSync
@@ -19,18 +18,18 @@ from agent.inbox import Inbox
 from agent.inflight import InFlight
 from agent.localstate import LocalState
 from agent.loophealth import LoopHealth
-from agent.pending import Listing, Pending
+from agent.pending import Pending
 from agent.preflight import Preflight
+from agent.reconcile import Disk, Reconciler, StorageHealth
 from agent.refusals import Refusals
 from agent.retry import Backoff
 from agent.rollback import Rollback
 from agent.stager import Stager
 from agent.status import StatusReporter
-from agent.storage import Bucket, Cancelled, RemoteObject
+from agent.storage import Bucket, Cancelled
 from agent.versionpolicy import VersionPolicy
-from agent.versionsync import VersionSync, group_listing
+from agent.versionsync import VersionSync
 from agent.watcher import IntentWatcher
-from modelsync import keys
 from modelsync.config import Config
 from modelsync.errors import IntentError, ModelsyncError, ObjectChangedError, StorageError
 from modelsync.intents import ObjectIntent, ResyncIntent
@@ -38,21 +37,6 @@ from modelsync.results import ResultBox, ResyncOutcome, VersionKey, VersionOutco
 
 log = logging.getLogger(__name__)
 DEBOUNCE_SECONDS = 0.02  # lets a burst of events for one version land before the listing
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What a reconcile compares: the whole bucket, one model, or one version of a model."""
-
-    model: str | None = None
-    version: int | None = None
-
-    @property
-    def whole(self) -> bool:
-        return self.model is None
-
-    def contains(self, key: VersionKey) -> bool:
-        return (self.model is None or key[0] == self.model) and self.version in (None, key[1])
 
 
 class Agent:
@@ -100,12 +84,17 @@ class Agent:
             )
         self.pending: dict[tuple[str, int], Pending] = {}
         self.seen: set[str] = set()
-        self.storage_backoff = Backoff()
         self.loop = LoopHealth(self.status)
-        self.storage_retry_at = 0.0
-        self.next_reconcile = 0.0
-        self.bucket_was_empty = False
-        self.bucket_failing: bool | None = None  # None: not asked yet
+        self.storage = StorageHealth(config.minio, self.status)
+        self.reconciler = Reconciler(
+            config,
+            self.bucket,
+            Disk(self.state, self.inflight, self.versions),
+            self.policy,
+            self.status,
+            self.storage,
+            self.pending,
+        )
         # Fleet mode: the event topic's reader asks for a full reconcile when it cannot vouch
         # for what came before its position (a new replica, an offset the topic dropped).
         self.reconcile_requested = threading.Event()
@@ -184,8 +173,8 @@ class Agent:
     def _reconcile_if_due(self) -> None:
         if self.reconcile_requested.is_set():
             self.reconcile_requested.clear()
-            self.next_reconcile = 0.0
-        if time.monotonic() >= self.next_reconcile:
+            self.reconciler.next_reconcile = 0.0
+        if time.monotonic() >= self.reconciler.next_reconcile:
             self.reconcile()
 
     def _save_state(self) -> None:
@@ -205,9 +194,9 @@ class Agent:
         publish = max(
             min((p.due for p in self.pending.values()), default=math.inf), self.loop.retry_at("publish")
         )
-        due = min(publish, max(self.next_reconcile, self.loop.retry_at("reconcile")))
-        if self.storage_retry_at > time.monotonic():
-            due = max(due, self.storage_retry_at)
+        due = min(publish, max(self.reconciler.next_reconcile, self.loop.retry_at("reconcile")))
+        if self.storage.retry_at > time.monotonic():
+            due = max(due, self.storage.retry_at)
         return max(0.0, min(due - time.monotonic(), self.config.sync.heartbeat_seconds))
 
     # -- intents --------------------------------------------------------------------------
@@ -282,133 +271,16 @@ class Agent:
         )
         self.inbox.done(intent["id"])
 
-    # -- reconcile ------------------------------------------------------------------------
     def reconcile(
         self, model: str | None = None, version: int | None = None, forced: bool = False
     ) -> set[VersionKey]:
-        """Compare (part of) the bucket with the disk; queue every version that differs.
-
-        Returns every version in scope (bucket or disk), queued or already in sync.
-        """
-        scope = Scope(model, version)
-        single = self.config.ovms.model_name
-        prefix = self._listing_prefix(model, version)
-        started = time.monotonic()
-        objects = self._list_scope(prefix, forced)
-        if objects is None:
-            return set()
-        kept = self.policy.keep(group_listing(objects, single))
-        remote = {k: v for k, v in kept.items() if scope.contains(k)}
-        if scope.whole:
-            self._report_empty_bucket(not remote)
-            sidecarlog.discovered(len(remote))
-        in_scope = set(remote) | self._local_versions(scope)
-        queued = self._queue_differing(in_scope, remote, forced)
-        if scope.whole:
-            self._full_reconcile_done(objects, remote, len(queued), started)
-        log.debug("reconcile of %r: %d objects, %d version(s) queued", prefix, len(objects), len(queued))
-        return in_scope
-
-    def _list_scope(self, prefix: str, forced: bool) -> list[RemoteObject] | None:
-        """The bucket under ``prefix``; None when it cannot be listed (a resync raises)."""
-        try:
-            objects = list(self.bucket.list(prefix))
-        except StorageError as exc:
-            self._storage_down(exc)
-            if forced:
-                raise
-            self.next_reconcile = self.storage_retry_at
-            return None
-        self._storage_up()
-        return objects
-
-    def _local_versions(self, scope: Scope) -> set[VersionKey]:
-        """The versions in scope the agent owns on disk (a resync of one version: that one too)."""
-        local = {k for k in self.state.versions() if scope.contains(k)}
-        # Renamed into place just before a crash, before the state recorded them: ours.
-        local |= {k for k in self.inflight.versions() if scope.contains(k)}
-        if scope.model is not None and scope.version is not None and self.state.manages(scope.model):
-            local.add((scope.model, scope.version))
-        return local
-
-    def _queue_differing(
-        self, in_scope: set[VersionKey], remote: dict[VersionKey, Listing], forced: bool
-    ) -> set[VersionKey]:
-        queued = set()
-        for key in sorted(in_scope):
-            listing = remote.get(key, {})
-            if self.versions.in_step(*key, listing):
-                self.inflight.discard(*key)  # in step after all
-                continue
-            pending = self.pending.setdefault(key, Pending(*key, last_change=-math.inf))
-            pending.differs(listing, time.monotonic(), forced)
-            queued.add(key)
-        return queued
-
-    def _full_reconcile_done(
-        self, objects: list[RemoteObject], remote: dict[VersionKey, Listing], queued: int, started: float
-    ) -> None:
-        # Outside the layout (<model_name>/... too, when ovms.model_name is set).
-        ignored = len(objects) - sum(len(listing) for listing in remote.values())
-        metrics.IGNORED_OBJECTS.set(ignored)
-        self.versions.report_shadowed(objects)
-        self.next_reconcile = time.monotonic() + self.config.sync.interval
-        metrics.LAST_RECONCILE.set_to_current_time()
-        metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-        self.status.update(
-            last_reconcile={
-                "at": time.time(),
-                "ok": True,
-                "objects": len(objects),
-                "ignored": ignored,
-                "duration_seconds": round(time.monotonic() - started, 3),
-                "queued": queued,
-            }
-        )
-
-    def _listing_prefix(self, model: str | None, version: int | None) -> str:
-        single = self.config.ovms.model_name
-        if model is None:
-            return ""
-        # A policy chooses among every version of the model: list them all to apply it.
-        if version is None or self.policy.restricts(model):
-            return keys.model_prefix(model, single)
-        return keys.version_prefix(model, version, single)
-
-    def _report_empty_bucket(self, empty: bool) -> None:
-        if empty and not self.bucket_was_empty:
-            single = self.config.ovms.model_name
-            layout = f"<version>/<file> for model {single}, or " if single else ""
-            log.warning(
-                "No models found in MinIO bucket %s: expected keys like %s<model>/<version>/<file>",
-                self.config.minio.bucket,
-                layout,
-            )
-        self.bucket_was_empty = empty
-
-    def _storage_down(self, exc: StorageError) -> None:
-        delay = self.storage_backoff.next_delay()
-        self.storage_retry_at = time.monotonic() + delay
-        self.status.storage(False, str(exc))
-        metrics.FAILURES.labels(reason="storage").inc()
-        self.status.error(str(exc))
-        sidecarlog.failed_to_connect(f"{exc}; retrying in {delay:.1f}s")
-        self.bucket_failing = True
-
-    def _storage_up(self) -> None:
-        if self.storage_backoff.failures:
-            log.info("bucket %s is reachable again", self.config.minio.bucket)
-        if self.bucket_failing is not False:  # the first answer, and the first after an outage
-            sidecarlog.connected(self.config.minio.url)
-        self.bucket_failing = False
-        self.storage_backoff.reset()
-        self.storage_retry_at = 0.0
-        self.status.storage(True)
+        """Compare (part of) the bucket with the disk; queue what differs (agent/reconcile.py)."""
+        return self.reconciler.reconcile(model, version, forced)
 
     # -- publishing -----------------------------------------------------------------------
     def _process_due(self, only: set[VersionKey] | None = None) -> dict[VersionKey, VersionOutcome]:
         now = time.monotonic()
-        if now < self.storage_retry_at:
+        if now < self.storage.retry_at:
             return {}
         ready = [
             p for k, p in sorted(self.pending.items()) if (k in only if only is not None else p.due <= now)
@@ -463,13 +335,13 @@ class Agent:
     def _run_one(self, pending: Pending) -> VersionOutcome | None:
         try:
             outcome = self.versions.run(pending)
-            self._storage_up()
+            self.storage.up()
             return outcome
         except StorageError as exc:
-            self._storage_down(exc)
+            self.storage.down(exc)
             return None
         except ObjectChangedError as exc:
-            self._storage_up()  # the bucket answered: an overwrite raced the download
+            self.storage.up()  # the bucket answered: an overwrite raced the download
             return self._changed(pending, str(exc))
         except Cancelled:
             return None
