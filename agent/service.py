@@ -16,22 +16,23 @@ from agent.configsync import ConfigSync
 from agent.eventstream import EventReader
 from agent.inbox import Inbox
 from agent.inflight import InFlight
+from agent.intentbook import IntentBook
 from agent.localstate import LocalState
 from agent.loophealth import LoopHealth
 from agent.pending import Pending
 from agent.preflight import Preflight
+from agent.publish import Publisher
 from agent.reconcile import Disk, Reconciler, StorageHealth
 from agent.refusals import Refusals
-from agent.retry import Backoff
 from agent.rollback import Rollback
 from agent.stager import Stager
 from agent.status import StatusReporter
-from agent.storage import Bucket, Cancelled
+from agent.storage import Bucket
 from agent.versionpolicy import VersionPolicy
 from agent.versionsync import VersionSync
 from agent.watcher import IntentWatcher
 from modelsync.config import Config
-from modelsync.errors import IntentError, ModelsyncError, ObjectChangedError, StorageError
+from modelsync.errors import IntentError, ModelsyncError
 from modelsync.intents import ObjectIntent, ResyncIntent
 from modelsync.results import ResultBox, ResyncOutcome, VersionKey, VersionOutcome
 
@@ -83,7 +84,8 @@ class Agent:
                 self.ovms_config.ovms, self.state, self.versions.refusals, self.ovms_config
             )
         self.pending: dict[tuple[str, int], Pending] = {}
-        self.seen: set[str] = set()
+        self.intents = IntentBook(self.inbox)
+        self.seen = self.intents.seen  # taken in, waiting on their version
         self.loop = LoopHealth(self.status)
         self.storage = StorageHealth(config.minio, self.status)
         self.reconciler = Reconciler(
@@ -94,6 +96,18 @@ class Agent:
             self.status,
             self.storage,
             self.pending,
+        )
+        self.publisher = Publisher(
+            config.sync,
+            self.stop,
+            self.pending,
+            self.versions,
+            self.ovms_config,
+            self.intents,
+            self.reconciler,
+            self.policy,
+            self.storage,
+            self.status,
         )
         # Fleet mode: the event topic's reader asks for a full reconcile when it cannot vouch
         # for what came before its position (a new replica, an offset the topic dropped).
@@ -154,7 +168,7 @@ class Agent:
             ("state", self._save_state),
             ("config", self._apply_config),
             ("reconcile", self._reconcile_if_due),
-            ("publish", self._process_due),
+            ("publish", self.publisher.process_due),
             ("rollback", self._check_rollback),
         )
         ok = [self.loop.run(name, part) for name, part in parts]  # a list: every part runs
@@ -244,11 +258,6 @@ class Agent:
             return known is None
         return known is not None and known.etag == intent.get("etag") and known.size == intent.get("size")
 
-    def _commit(self, intent_ids: set[str] | list[str]) -> None:
-        for intent_id in intent_ids:
-            self.inbox.done(intent_id)
-            self.seen.discard(intent_id)
-
     def _resync(self, intent: ResyncIntent) -> None:
         model, version = intent.get("model"), intent.get("version")
         log.info("resync requested (%s): model=%s version=%s", intent["id"], model or "*", version or "*")
@@ -256,7 +265,7 @@ class Agent:
         try:
             in_scope = self.reconcile(model=model, version=version, forced=True)
             queued = {k for k in in_scope if k in self.pending}
-            results = self._process_due(only=queued)
+            results = self.publisher.process_due(only=queued)
             versions = dict.fromkeys(in_scope, VersionOutcome.IN_SYNC)
             # Queued but not reached: the bucket went away, or the agent is stopping.
             versions.update(dict.fromkeys(queued, VersionOutcome.NOT_SYNCED))
@@ -276,126 +285,3 @@ class Agent:
     ) -> set[VersionKey]:
         """Compare (part of) the bucket with the disk; queue what differs (agent/reconcile.py)."""
         return self.reconciler.reconcile(model, version, forced)
-
-    # -- publishing -----------------------------------------------------------------------
-    def _process_due(self, only: set[VersionKey] | None = None) -> dict[VersionKey, VersionOutcome]:
-        now = time.monotonic()
-        if now < self.storage.retry_at:
-            return {}
-        ready = [
-            p for k, p in sorted(self.pending.items()) if (k in only if only is not None else p.due <= now)
-        ]
-        ready.sort(key=lambda p: p.listing == {})  # removals last: a new version is in place first
-        outcomes: dict[VersionKey, VersionOutcome] = {}
-        done: list[Pending] = []
-        for pending in ready:
-            if self.stop.is_set():
-                break
-            outcome = self._run_one(pending)
-            if outcome is None:
-                break  # storage is down: everything else waits too
-            outcomes[pending.key] = outcome
-            if outcome.finished:
-                done.append(pending)
-        if any(outcomes[p.key].moved for p in done):
-            self.ovms_config.apply(force_reload=self.versions.replaced_in_place())
-            self.versions.after_swap()
-        published = set()
-        for pending in done:
-            self.pending.pop(pending.key, None)
-            if outcomes[pending.key] is VersionOutcome.REFUSED:
-                self._fail_refused(pending)
-                continue
-            self._commit(pending.intents)
-            if outcomes[pending.key] is VersionOutcome.PUBLISHED:
-                published.add(pending.model)
-                log.info(
-                    "Successfully synced model %s:%s",
-                    pending.model,
-                    pending.version,
-                    extra={"model": pending.model, "version": pending.version, "event": "synced"},
-                )
-        self._apply_policies(published)
-        return outcomes
-
-    def _apply_policies(self, published: set[str]) -> None:
-        """A new version may push an older one out of its model's policy: look again at once,
-        so the older one is removed now that the new one is in place (not at the next reconcile)."""
-        for model in sorted(m for m in published if self.policy.restricts(m)):
-            self.reconcile(model=model)
-
-    def _fail_refused(self, pending: Pending) -> None:
-        """A refused version's intents go to failed/ with the reason (agent/refusals.py)."""
-        refusal = self.versions.refusals.entries.get(pending.key) if self.versions.refusals else None
-        reason = f"refused by {refusal.by.value}: {refusal.reason}" if refusal else "refused"
-        for intent_id in pending.intents:
-            self.inbox.fail(intent_id, reason)
-            self.seen.discard(intent_id)
-
-    def _run_one(self, pending: Pending) -> VersionOutcome | None:
-        try:
-            outcome = self.versions.run(pending)
-            self.storage.up()
-            return outcome
-        except StorageError as exc:
-            self.storage.down(exc)
-            return None
-        except ObjectChangedError as exc:
-            self.storage.up()  # the bucket answered: an overwrite raced the download
-            return self._changed(pending, str(exc))
-        except Cancelled:
-            return None
-        except (ModelsyncError, OSError) as exc:
-            return self._failed(pending, str(exc))
-        except Exception as exc:  # one odd version must not starve the ones after it
-            return self._failed(pending, f"{type(exc).__name__}: {exc}")
-
-    def _changed(self, pending: Pending, message: str) -> VersionOutcome:
-        """List this version again and retry it soon; the other versions do not wait."""
-        pending.changes += 1
-        metrics.FAILURES.labels(reason="object_changed").inc()
-        if pending.changes > self.config.sync.max_attempts:  # it never holds still: a failure
-            return self._failed(pending, f"{message} ({pending.changes} times in a row)")
-        delay = Backoff(failures=pending.changes - 1).next_delay()
-        pending.retry_at(time.monotonic() + delay)
-        log.warning(
-            "model %s:%s: %s; listing the version again in %.1fs",
-            pending.model,
-            pending.version,
-            message,
-            delay,
-            extra={"model": pending.model, "version": pending.version, "event": "object_changed"},
-        )
-        return VersionOutcome.RETRYING
-
-    def _failed(self, pending: Pending, message: str) -> VersionOutcome:
-        pending.attempts += 1
-        self.ovms_config.mark_owed()  # the disk may be ahead of config.json now
-        metrics.FAILURES.labels(reason="publish").inc()
-        self.status.error(message, pending.model, pending.version)
-        self.status.version(pending.model, pending.version, VersionOutcome.FAILED, error=message)
-        if pending.attempts >= self.config.sync.max_attempts:
-            log.error(
-                "model %s:%s failed %d times, giving up: %s",
-                pending.model,
-                pending.version,
-                pending.attempts,
-                message,
-            )
-            for intent_id in pending.intents:
-                self.inbox.fail(intent_id, message)
-                self.seen.discard(intent_id)
-            pending.intents.clear()
-            metrics.SYNCS.labels(outcome=VersionOutcome.FAILED).inc()
-            return VersionOutcome.FAILED
-        delay = Backoff(failures=pending.attempts - 1).next_delay()
-        pending.retry_at(time.monotonic() + delay)
-        log.error(
-            "model %s:%s sync failed (attempt %d), retrying in %.1fs: %s",
-            pending.model,
-            pending.version,
-            pending.attempts,
-            delay,
-            message,
-        )
-        return VersionOutcome.RETRYING
