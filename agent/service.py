@@ -16,6 +16,7 @@ from agent.configsync import ConfigSync
 from agent.eventstream import EventReader
 from agent.inbox import Inbox
 from agent.inflight import InFlight
+from agent.intake import Intake
 from agent.intentbook import IntentBook
 from agent.localstate import LocalState
 from agent.loophealth import LoopHealth
@@ -32,12 +33,9 @@ from agent.versionpolicy import VersionPolicy
 from agent.versionsync import VersionSync
 from agent.watcher import IntentWatcher
 from modelsync.config import Config
-from modelsync.errors import IntentError, ModelsyncError
-from modelsync.intents import ObjectIntent, ResyncIntent
-from modelsync.results import ResultBox, ResyncOutcome, VersionKey, VersionOutcome
+from modelsync.results import ResultBox, VersionKey
 
 log = logging.getLogger(__name__)
-DEBOUNCE_SECONDS = 0.02  # lets a burst of events for one version land before the listing
 
 
 class Agent:
@@ -109,6 +107,9 @@ class Agent:
             self.storage,
             self.status,
         )
+        self.intake = Intake(
+            self.intents, self.pending, self.state, self.reconciler, self.publisher, self.results, self.status
+        )
         # Fleet mode: the event topic's reader asks for a full reconcile when it cannot vouch
         # for what came before its position (a new replica, an offset the topic dropped).
         self.reconcile_requested = threading.Event()
@@ -163,7 +164,7 @@ class Agent:
     def step(self) -> bool:
         """Every part of the loop, each guarded (agent/loophealth.py); False when one failed."""
         parts = (
-            ("intake", self._ingest),
+            ("intake", self.intake.ingest),
             ("move_failed", self.inbox.retry_moves),
             ("state", self._save_state),
             ("config", self._apply_config),
@@ -212,73 +213,6 @@ class Agent:
         if self.storage.retry_at > time.monotonic():
             due = max(due, self.storage.retry_at)
         return max(0.0, min(due - time.monotonic(), self.config.sync.heartbeat_seconds))
-
-    # -- intents --------------------------------------------------------------------------
-    def _ingest(self) -> None:
-        now = time.monotonic()
-        for intent_id in self.inbox.names():
-            if intent_id in self.seen:
-                continue
-            try:
-                self._take(intent_id, now)
-            except IntentError as exc:
-                self._refuse(intent_id, str(exc))
-            except Exception as exc:  # whatever one intent does, the ones behind it go on
-                log.debug("traceback of the failed intent", exc_info=True)
-                self._refuse(intent_id, f"cannot be handled: {type(exc).__name__}: {exc}")
-
-    def _refuse(self, intent_id: str, reason: str) -> None:
-        self.seen.discard(intent_id)
-        for pending in self.pending.values():
-            pending.intents.discard(intent_id)
-        self.inbox.fail(intent_id, reason)
-
-    def _take(self, intent_id: str, now: float) -> None:
-        intent = self.inbox.read(intent_id)
-        if intent["kind"] == "resync":
-            try:
-                self._resync(intent)
-            except Exception as exc:
-                raise IntentError(f"resync failed: {type(exc).__name__}: {exc}") from exc
-            return
-        key = (intent["model"], intent["version"])
-        if key not in self.pending and self._already_applied(intent):
-            self.inbox.done(intent_id)
-            return
-        self.seen.add(intent_id)
-        self.pending.setdefault(key, Pending(*key, last_change=now)).event(intent_id, now, DEBOUNCE_SECONDS)
-
-    def _already_applied(self, intent: ObjectIntent) -> bool:
-        """A duplicate or stale event about something the disk already reflects."""
-        current = self.state.version(intent["model"], intent["version"])
-        if current is None:
-            return False
-        known = current.files.get(intent["path"])
-        if intent["action"] == "delete":
-            return known is None
-        return known is not None and known.etag == intent.get("etag") and known.size == intent.get("size")
-
-    def _resync(self, intent: ResyncIntent) -> None:
-        model, version = intent.get("model"), intent.get("version")
-        log.info("resync requested (%s): model=%s version=%s", intent["id"], model or "*", version or "*")
-        outcome = ResyncOutcome(intent["id"], model, version)
-        try:
-            in_scope = self.reconcile(model=model, version=version, forced=True)
-            queued = {k for k in in_scope if k in self.pending}
-            results = self.publisher.process_due(only=queued)
-            versions = dict.fromkeys(in_scope, VersionOutcome.IN_SYNC)
-            # Queued but not reached: the bucket went away, or the agent is stopping.
-            versions.update(dict.fromkeys(queued, VersionOutcome.NOT_SYNCED))
-            versions.update(results)
-            outcome.record(versions)
-        except ModelsyncError as exc:
-            outcome.error = str(exc)
-        self.results.write(outcome)
-        # In fleet mode each replica resyncs under the publisher's id: `agent status` shows it.
-        self.status.update(
-            last_resync={"id": intent["id"], "status": outcome.status.value, "at": time.time()}
-        )
-        self.inbox.done(intent["id"])
 
     def reconcile(
         self, model: str | None = None, version: int | None = None, forced: bool = False
