@@ -51,6 +51,24 @@ class Agent:
         self.results = ResultBox(config.results_dir)
         self.inflight = InFlight(config.state_dir / "inflight.json")
         self.policy = VersionPolicy(config.ovms)
+        self.versions, refusals = self._version_sync()
+        self.ovms_config = ConfigSync(config, self.state, self.status)
+        if self.ovms_config.ovms is not None:
+            self.versions.rollback = Rollback(self.ovms_config.ovms, self.state, refusals, self.ovms_config)
+        self.pending: dict[tuple[str, int], Pending] = {}
+        self.intents = IntentBook(self.inbox)
+        self.loop = LoopHealth(self.status)
+        self.storage = StorageHealth(config.minio, self.status)
+        self.reconciler, self.publisher, self.intake = self._loop_parts()
+        # Fleet mode: the event topic's reader asks for a full reconcile when it cannot vouch
+        # for what came before its position (a new replica, an offset the topic dropped).
+        self.reconcile_requested = threading.Event()
+        kafka = config.kafka_events
+        self.events = EventReader(config, kafka, self.status, self.request_reconcile) if kafka else None
+
+    def _version_sync(self) -> tuple[VersionSync, Refusals]:
+        """The publisher of single versions, with its refusals and preflight."""
+        config = self.config
         stager = Stager(
             self.bucket,
             config.sync.models_path,
@@ -59,7 +77,7 @@ class Agent:
             config.sync.progress_seconds,
             config.sync.min_free_bytes,
         )
-        self.versions = VersionSync(
+        versions = VersionSync(
             self.bucket,
             self.state,
             stager,
@@ -72,22 +90,17 @@ class Agent:
         )
         sync = config.sync
         settings = f"{sync.preflight}/{sync.preflight_timeout_seconds:g}s/{sync.preflight_memory_mb}MiB"
-        self.versions.refusals = Refusals(config.state_dir / "refused.json", self.status, settings)
-        self.versions.preflight = Preflight.configured(
+        refusals = Refusals(config.state_dir / "refused.json", self.status, settings)
+        versions.refusals = refusals
+        versions.preflight = Preflight.configured(
             sync.preflight, sync.preflight_timeout_seconds, sync.preflight_memory_mb
         )
-        self.ovms_config = ConfigSync(config, self.state, self.status)
-        if self.ovms_config.ovms is not None:
-            self.versions.rollback = Rollback(
-                self.ovms_config.ovms, self.state, self.versions.refusals, self.ovms_config
-            )
-        self.pending: dict[tuple[str, int], Pending] = {}
-        self.intents = IntentBook(self.inbox)
-        self.seen = self.intents.seen  # taken in, waiting on their version
-        self.loop = LoopHealth(self.status)
-        self.storage = StorageHealth(config.minio, self.status)
-        self.reconciler = Reconciler(
-            config,
+        return versions, refusals
+
+    def _loop_parts(self) -> tuple[Reconciler, Publisher, Intake]:
+        """The loop's parts, sharing the pending versions, the intents and the bucket's health."""
+        reconciler = Reconciler(
+            self.config,
             self.bucket,
             Disk(self.state, self.inflight, self.versions),
             self.policy,
@@ -95,26 +108,22 @@ class Agent:
             self.storage,
             self.pending,
         )
-        self.publisher = Publisher(
-            config.sync,
+        publisher = Publisher(
+            self.config.sync,
             self.stop,
             self.pending,
             self.versions,
             self.ovms_config,
             self.intents,
-            self.reconciler,
+            reconciler,
             self.policy,
             self.storage,
             self.status,
         )
-        self.intake = Intake(
-            self.intents, self.pending, self.state, self.reconciler, self.publisher, self.results, self.status
+        intake = Intake(
+            self.intents, self.pending, self.state, reconciler, publisher, self.results, self.status
         )
-        # Fleet mode: the event topic's reader asks for a full reconcile when it cannot vouch
-        # for what came before its position (a new replica, an offset the topic dropped).
-        self.reconcile_requested = threading.Event()
-        kafka = config.kafka_events
-        self.events = EventReader(config, kafka, self.status, self.request_reconcile) if kafka else None
+        return reconciler, publisher, intake
 
     # -- life cycle -----------------------------------------------------------------------
     def run(self) -> int:
@@ -173,8 +182,8 @@ class Agent:
             ("rollback", self._check_rollback),
         )
         ok = [self.loop.run(name, part) for name, part in parts]  # a list: every part runs
-        self.status.update(pending_intents=len(self.seen))
-        metrics.INTENTS_PENDING.set(len(self.seen))
+        self.status.update(pending_intents=len(self.intents.seen))
+        metrics.INTENTS_PENDING.set(len(self.intents.seen))
         return all(ok)
 
     def _apply_config(self) -> None:
