@@ -10,49 +10,32 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
 
 from agent import metrics, sidecarlog, volume
 from agent.configsync import ConfigSync
 from agent.eventstream import EventReader
 from agent.inbox import Inbox
 from agent.inflight import InFlight
+from agent.intake import Intake
+from agent.intentbook import IntentBook
 from agent.localstate import LocalState
 from agent.loophealth import LoopHealth
-from agent.pending import Listing, Pending
+from agent.pending import Pending
 from agent.preflight import Preflight
+from agent.publish import Publisher
+from agent.reconcile import Disk, Reconciler, StorageHealth
 from agent.refusals import Refusals
-from agent.retry import Backoff
 from agent.rollback import Rollback
 from agent.stager import Stager
 from agent.status import StatusReporter
-from agent.storage import Bucket, Cancelled, RemoteObject
+from agent.storage import Bucket
 from agent.versionpolicy import VersionPolicy
-from agent.versionsync import VersionSync, group_listing
+from agent.versionsync import VersionSync
 from agent.watcher import IntentWatcher
-from modelsync import keys
 from modelsync.config import Config
-from modelsync.errors import IntentError, ModelsyncError, ObjectChangedError, StorageError
-from modelsync.intents import ObjectIntent, ResyncIntent
-from modelsync.results import ResultBox, ResyncOutcome, VersionKey, VersionOutcome
+from modelsync.results import ResultBox, VersionKey
 
 log = logging.getLogger(__name__)
-DEBOUNCE_SECONDS = 0.02  # lets a burst of events for one version land before the listing
-
-
-@dataclass(frozen=True)
-class Scope:
-    """What a reconcile compares: the whole bucket, one model, or one version of a model."""
-
-    model: str | None = None
-    version: int | None = None
-
-    @property
-    def whole(self) -> bool:
-        return self.model is None
-
-    def contains(self, key: VersionKey) -> bool:
-        return (self.model is None or key[0] == self.model) and self.version in (None, key[1])
 
 
 class Agent:
@@ -68,6 +51,24 @@ class Agent:
         self.results = ResultBox(config.results_dir)
         self.inflight = InFlight(config.state_dir / "inflight.json")
         self.policy = VersionPolicy(config.ovms)
+        self.versions, refusals = self._version_sync()
+        self.ovms_config = ConfigSync(config, self.state, self.status)
+        if self.ovms_config.ovms is not None:
+            self.versions.rollback = Rollback(self.ovms_config.ovms, self.state, refusals, self.ovms_config)
+        self.pending: dict[tuple[str, int], Pending] = {}
+        self.intents = IntentBook(self.inbox)
+        self.loop = LoopHealth(self.status)
+        self.storage = StorageHealth(config.minio, self.status)
+        self.reconciler, self.publisher, self.intake = self._loop_parts()
+        # Fleet mode: the event topic's reader asks for a full reconcile when it cannot vouch
+        # for what came before its position (a new replica, an offset the topic dropped).
+        self.reconcile_requested = threading.Event()
+        kafka = config.kafka_events
+        self.events = EventReader(config, kafka, self.status, self.request_reconcile) if kafka else None
+
+    def _version_sync(self) -> tuple[VersionSync, Refusals]:
+        """The publisher of single versions, with its refusals and preflight."""
+        config = self.config
         stager = Stager(
             self.bucket,
             config.sync.models_path,
@@ -76,7 +77,7 @@ class Agent:
             config.sync.progress_seconds,
             config.sync.min_free_bytes,
         )
-        self.versions = VersionSync(
+        versions = VersionSync(
             self.bucket,
             self.state,
             stager,
@@ -89,28 +90,40 @@ class Agent:
         )
         sync = config.sync
         settings = f"{sync.preflight}/{sync.preflight_timeout_seconds:g}s/{sync.preflight_memory_mb}MiB"
-        self.versions.refusals = Refusals(config.state_dir / "refused.json", self.status, settings)
-        self.versions.preflight = Preflight.configured(
+        refusals = Refusals(config.state_dir / "refused.json", self.status, settings)
+        versions.refusals = refusals
+        versions.preflight = Preflight.configured(
             sync.preflight, sync.preflight_timeout_seconds, sync.preflight_memory_mb
         )
-        self.ovms_config = ConfigSync(config, self.state, self.status)
-        if self.ovms_config.ovms is not None:
-            self.versions.rollback = Rollback(
-                self.ovms_config.ovms, self.state, self.versions.refusals, self.ovms_config
-            )
-        self.pending: dict[tuple[str, int], Pending] = {}
-        self.seen: set[str] = set()
-        self.storage_backoff = Backoff()
-        self.loop = LoopHealth(self.status)
-        self.storage_retry_at = 0.0
-        self.next_reconcile = 0.0
-        self.bucket_was_empty = False
-        self.bucket_failing: bool | None = None  # None: not asked yet
-        # Fleet mode: the event topic's reader asks for a full reconcile when it cannot vouch
-        # for what came before its position (a new replica, an offset the topic dropped).
-        self.reconcile_requested = threading.Event()
-        kafka = config.kafka_events
-        self.events = EventReader(config, kafka, self.status, self.request_reconcile) if kafka else None
+        return versions, refusals
+
+    def _loop_parts(self) -> tuple[Reconciler, Publisher, Intake]:
+        """The loop's parts, sharing the pending versions, the intents and the bucket's health."""
+        reconciler = Reconciler(
+            self.config,
+            self.bucket,
+            Disk(self.state, self.inflight, self.versions),
+            self.policy,
+            self.status,
+            self.storage,
+            self.pending,
+        )
+        publisher = Publisher(
+            self.config.sync,
+            self.stop,
+            self.pending,
+            self.versions,
+            self.ovms_config,
+            self.intents,
+            reconciler,
+            self.policy,
+            self.storage,
+            self.status,
+        )
+        intake = Intake(
+            self.intents, self.pending, self.state, reconciler, publisher, self.results, self.status
+        )
+        return reconciler, publisher, intake
 
     # -- life cycle -----------------------------------------------------------------------
     def run(self) -> int:
@@ -160,17 +173,17 @@ class Agent:
     def step(self) -> bool:
         """Every part of the loop, each guarded (agent/loophealth.py); False when one failed."""
         parts = (
-            ("intake", self._ingest),
+            ("intake", self.intake.ingest),
             ("move_failed", self.inbox.retry_moves),
             ("state", self._save_state),
             ("config", self._apply_config),
             ("reconcile", self._reconcile_if_due),
-            ("publish", self._process_due),
+            ("publish", self.publisher.process_due),
             ("rollback", self._check_rollback),
         )
         ok = [self.loop.run(name, part) for name, part in parts]  # a list: every part runs
-        self.status.update(pending_intents=len(self.seen))
-        metrics.INTENTS_PENDING.set(len(self.seen))
+        self.status.update(pending_intents=len(self.intents.seen))
+        metrics.INTENTS_PENDING.set(len(self.intents.seen))
         return all(ok)
 
     def _apply_config(self) -> None:
@@ -184,8 +197,8 @@ class Agent:
     def _reconcile_if_due(self) -> None:
         if self.reconcile_requested.is_set():
             self.reconcile_requested.clear()
-            self.next_reconcile = 0.0
-        if time.monotonic() >= self.next_reconcile:
+            self.reconciler.next_reconcile = 0.0
+        if time.monotonic() >= self.reconciler.next_reconcile:
             self.reconcile()
 
     def _save_state(self) -> None:
@@ -205,325 +218,13 @@ class Agent:
         publish = max(
             min((p.due for p in self.pending.values()), default=math.inf), self.loop.retry_at("publish")
         )
-        due = min(publish, max(self.next_reconcile, self.loop.retry_at("reconcile")))
-        if self.storage_retry_at > time.monotonic():
-            due = max(due, self.storage_retry_at)
+        due = min(publish, max(self.reconciler.next_reconcile, self.loop.retry_at("reconcile")))
+        if self.storage.retry_at > time.monotonic():
+            due = max(due, self.storage.retry_at)
         return max(0.0, min(due - time.monotonic(), self.config.sync.heartbeat_seconds))
 
-    # -- intents --------------------------------------------------------------------------
-    def _ingest(self) -> None:
-        now = time.monotonic()
-        for intent_id in self.inbox.names():
-            if intent_id in self.seen:
-                continue
-            try:
-                self._take(intent_id, now)
-            except IntentError as exc:
-                self._refuse(intent_id, str(exc))
-            except Exception as exc:  # whatever one intent does, the ones behind it go on
-                log.debug("traceback of the failed intent", exc_info=True)
-                self._refuse(intent_id, f"cannot be handled: {type(exc).__name__}: {exc}")
-
-    def _refuse(self, intent_id: str, reason: str) -> None:
-        self.seen.discard(intent_id)
-        for pending in self.pending.values():
-            pending.intents.discard(intent_id)
-        self.inbox.fail(intent_id, reason)
-
-    def _take(self, intent_id: str, now: float) -> None:
-        intent = self.inbox.read(intent_id)
-        if intent["kind"] == "resync":
-            try:
-                self._resync(intent)
-            except Exception as exc:
-                raise IntentError(f"resync failed: {type(exc).__name__}: {exc}") from exc
-            return
-        key = (intent["model"], intent["version"])
-        if key not in self.pending and self._already_applied(intent):
-            self.inbox.done(intent_id)
-            return
-        self.seen.add(intent_id)
-        self.pending.setdefault(key, Pending(*key, last_change=now)).event(intent_id, now, DEBOUNCE_SECONDS)
-
-    def _already_applied(self, intent: ObjectIntent) -> bool:
-        """A duplicate or stale event about something the disk already reflects."""
-        current = self.state.version(intent["model"], intent["version"])
-        if current is None:
-            return False
-        known = current.files.get(intent["path"])
-        if intent["action"] == "delete":
-            return known is None
-        return known is not None and known.etag == intent.get("etag") and known.size == intent.get("size")
-
-    def _commit(self, intent_ids: set[str] | list[str]) -> None:
-        for intent_id in intent_ids:
-            self.inbox.done(intent_id)
-            self.seen.discard(intent_id)
-
-    def _resync(self, intent: ResyncIntent) -> None:
-        model, version = intent.get("model"), intent.get("version")
-        log.info("resync requested (%s): model=%s version=%s", intent["id"], model or "*", version or "*")
-        outcome = ResyncOutcome(intent["id"], model, version)
-        try:
-            in_scope = self.reconcile(model=model, version=version, forced=True)
-            queued = {k for k in in_scope if k in self.pending}
-            results = self._process_due(only=queued)
-            versions = dict.fromkeys(in_scope, VersionOutcome.IN_SYNC)
-            # Queued but not reached: the bucket went away, or the agent is stopping.
-            versions.update(dict.fromkeys(queued, VersionOutcome.NOT_SYNCED))
-            versions.update(results)
-            outcome.record(versions)
-        except ModelsyncError as exc:
-            outcome.error = str(exc)
-        self.results.write(outcome)
-        # In fleet mode each replica resyncs under the publisher's id: `agent status` shows it.
-        self.status.update(
-            last_resync={"id": intent["id"], "status": outcome.status.value, "at": time.time()}
-        )
-        self.inbox.done(intent["id"])
-
-    # -- reconcile ------------------------------------------------------------------------
     def reconcile(
         self, model: str | None = None, version: int | None = None, forced: bool = False
     ) -> set[VersionKey]:
-        """Compare (part of) the bucket with the disk; queue every version that differs.
-
-        Returns every version in scope (bucket or disk), queued or already in sync.
-        """
-        scope = Scope(model, version)
-        single = self.config.ovms.model_name
-        prefix = self._listing_prefix(model, version)
-        started = time.monotonic()
-        objects = self._list_scope(prefix, forced)
-        if objects is None:
-            return set()
-        kept = self.policy.keep(group_listing(objects, single))
-        remote = {k: v for k, v in kept.items() if scope.contains(k)}
-        if scope.whole:
-            self._report_empty_bucket(not remote)
-            sidecarlog.discovered(len(remote))
-        in_scope = set(remote) | self._local_versions(scope)
-        queued = self._queue_differing(in_scope, remote, forced)
-        if scope.whole:
-            self._full_reconcile_done(objects, remote, len(queued), started)
-        log.debug("reconcile of %r: %d objects, %d version(s) queued", prefix, len(objects), len(queued))
-        return in_scope
-
-    def _list_scope(self, prefix: str, forced: bool) -> list[RemoteObject] | None:
-        """The bucket under ``prefix``; None when it cannot be listed (a resync raises)."""
-        try:
-            objects = list(self.bucket.list(prefix))
-        except StorageError as exc:
-            self._storage_down(exc)
-            if forced:
-                raise
-            self.next_reconcile = self.storage_retry_at
-            return None
-        self._storage_up()
-        return objects
-
-    def _local_versions(self, scope: Scope) -> set[VersionKey]:
-        """The versions in scope the agent owns on disk (a resync of one version: that one too)."""
-        local = {k for k in self.state.versions() if scope.contains(k)}
-        # Renamed into place just before a crash, before the state recorded them: ours.
-        local |= {k for k in self.inflight.versions() if scope.contains(k)}
-        if scope.model is not None and scope.version is not None and self.state.manages(scope.model):
-            local.add((scope.model, scope.version))
-        return local
-
-    def _queue_differing(
-        self, in_scope: set[VersionKey], remote: dict[VersionKey, Listing], forced: bool
-    ) -> set[VersionKey]:
-        queued = set()
-        for key in sorted(in_scope):
-            listing = remote.get(key, {})
-            if self.versions.in_step(*key, listing):
-                self.inflight.discard(*key)  # in step after all
-                continue
-            pending = self.pending.setdefault(key, Pending(*key, last_change=-math.inf))
-            pending.differs(listing, time.monotonic(), forced)
-            queued.add(key)
-        return queued
-
-    def _full_reconcile_done(
-        self, objects: list[RemoteObject], remote: dict[VersionKey, Listing], queued: int, started: float
-    ) -> None:
-        # Outside the layout (<model_name>/... too, when ovms.model_name is set).
-        ignored = len(objects) - sum(len(listing) for listing in remote.values())
-        metrics.IGNORED_OBJECTS.set(ignored)
-        self.versions.report_shadowed(objects)
-        self.next_reconcile = time.monotonic() + self.config.sync.interval
-        metrics.LAST_RECONCILE.set_to_current_time()
-        metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
-        self.status.update(
-            last_reconcile={
-                "at": time.time(),
-                "ok": True,
-                "objects": len(objects),
-                "ignored": ignored,
-                "duration_seconds": round(time.monotonic() - started, 3),
-                "queued": queued,
-            }
-        )
-
-    def _listing_prefix(self, model: str | None, version: int | None) -> str:
-        single = self.config.ovms.model_name
-        if model is None:
-            return ""
-        # A policy chooses among every version of the model: list them all to apply it.
-        if version is None or self.policy.restricts(model):
-            return keys.model_prefix(model, single)
-        return keys.version_prefix(model, version, single)
-
-    def _report_empty_bucket(self, empty: bool) -> None:
-        if empty and not self.bucket_was_empty:
-            single = self.config.ovms.model_name
-            layout = f"<version>/<file> for model {single}, or " if single else ""
-            log.warning(
-                "No models found in MinIO bucket %s: expected keys like %s<model>/<version>/<file>",
-                self.config.minio.bucket,
-                layout,
-            )
-        self.bucket_was_empty = empty
-
-    def _storage_down(self, exc: StorageError) -> None:
-        delay = self.storage_backoff.next_delay()
-        self.storage_retry_at = time.monotonic() + delay
-        self.status.storage(False, str(exc))
-        metrics.FAILURES.labels(reason="storage").inc()
-        self.status.error(str(exc))
-        sidecarlog.failed_to_connect(f"{exc}; retrying in {delay:.1f}s")
-        self.bucket_failing = True
-
-    def _storage_up(self) -> None:
-        if self.storage_backoff.failures:
-            log.info("bucket %s is reachable again", self.config.minio.bucket)
-        if self.bucket_failing is not False:  # the first answer, and the first after an outage
-            sidecarlog.connected(self.config.minio.url)
-        self.bucket_failing = False
-        self.storage_backoff.reset()
-        self.storage_retry_at = 0.0
-        self.status.storage(True)
-
-    # -- publishing -----------------------------------------------------------------------
-    def _process_due(self, only: set[VersionKey] | None = None) -> dict[VersionKey, VersionOutcome]:
-        now = time.monotonic()
-        if now < self.storage_retry_at:
-            return {}
-        ready = [
-            p for k, p in sorted(self.pending.items()) if (k in only if only is not None else p.due <= now)
-        ]
-        ready.sort(key=lambda p: p.listing == {})  # removals last: a new version is in place first
-        outcomes: dict[VersionKey, VersionOutcome] = {}
-        done: list[Pending] = []
-        for pending in ready:
-            if self.stop.is_set():
-                break
-            outcome = self._run_one(pending)
-            if outcome is None:
-                break  # storage is down: everything else waits too
-            outcomes[pending.key] = outcome
-            if outcome.finished:
-                done.append(pending)
-        if any(outcomes[p.key].moved for p in done):
-            self.ovms_config.apply(force_reload=self.versions.replaced_in_place())
-            self.versions.after_swap()
-        published = set()
-        for pending in done:
-            self.pending.pop(pending.key, None)
-            if outcomes[pending.key] is VersionOutcome.REFUSED:
-                self._fail_refused(pending)
-                continue
-            self._commit(pending.intents)
-            if outcomes[pending.key] is VersionOutcome.PUBLISHED:
-                published.add(pending.model)
-                log.info(
-                    "Successfully synced model %s:%s",
-                    pending.model,
-                    pending.version,
-                    extra={"model": pending.model, "version": pending.version, "event": "synced"},
-                )
-        self._apply_policies(published)
-        return outcomes
-
-    def _apply_policies(self, published: set[str]) -> None:
-        """A new version may push an older one out of its model's policy: look again at once,
-        so the older one is removed now that the new one is in place (not at the next reconcile)."""
-        for model in sorted(m for m in published if self.policy.restricts(m)):
-            self.reconcile(model=model)
-
-    def _fail_refused(self, pending: Pending) -> None:
-        """A refused version's intents go to failed/ with the reason (agent/refusals.py)."""
-        refusal = self.versions.refusals.entries.get(pending.key) if self.versions.refusals else None
-        reason = f"refused by {refusal.by.value}: {refusal.reason}" if refusal else "refused"
-        for intent_id in pending.intents:
-            self.inbox.fail(intent_id, reason)
-            self.seen.discard(intent_id)
-
-    def _run_one(self, pending: Pending) -> VersionOutcome | None:
-        try:
-            outcome = self.versions.run(pending)
-            self._storage_up()
-            return outcome
-        except StorageError as exc:
-            self._storage_down(exc)
-            return None
-        except ObjectChangedError as exc:
-            self._storage_up()  # the bucket answered: an overwrite raced the download
-            return self._changed(pending, str(exc))
-        except Cancelled:
-            return None
-        except (ModelsyncError, OSError) as exc:
-            return self._failed(pending, str(exc))
-        except Exception as exc:  # one odd version must not starve the ones after it
-            return self._failed(pending, f"{type(exc).__name__}: {exc}")
-
-    def _changed(self, pending: Pending, message: str) -> VersionOutcome:
-        """List this version again and retry it soon; the other versions do not wait."""
-        pending.changes += 1
-        metrics.FAILURES.labels(reason="object_changed").inc()
-        if pending.changes > self.config.sync.max_attempts:  # it never holds still: a failure
-            return self._failed(pending, f"{message} ({pending.changes} times in a row)")
-        delay = Backoff(failures=pending.changes - 1).next_delay()
-        pending.retry_at(time.monotonic() + delay)
-        log.warning(
-            "model %s:%s: %s; listing the version again in %.1fs",
-            pending.model,
-            pending.version,
-            message,
-            delay,
-            extra={"model": pending.model, "version": pending.version, "event": "object_changed"},
-        )
-        return VersionOutcome.RETRYING
-
-    def _failed(self, pending: Pending, message: str) -> VersionOutcome:
-        pending.attempts += 1
-        self.ovms_config.mark_owed()  # the disk may be ahead of config.json now
-        metrics.FAILURES.labels(reason="publish").inc()
-        self.status.error(message, pending.model, pending.version)
-        self.status.version(pending.model, pending.version, VersionOutcome.FAILED, error=message)
-        if pending.attempts >= self.config.sync.max_attempts:
-            log.error(
-                "model %s:%s failed %d times, giving up: %s",
-                pending.model,
-                pending.version,
-                pending.attempts,
-                message,
-            )
-            for intent_id in pending.intents:
-                self.inbox.fail(intent_id, message)
-                self.seen.discard(intent_id)
-            pending.intents.clear()
-            metrics.SYNCS.labels(outcome=VersionOutcome.FAILED).inc()
-            return VersionOutcome.FAILED
-        delay = Backoff(failures=pending.attempts - 1).next_delay()
-        pending.retry_at(time.monotonic() + delay)
-        log.error(
-            "model %s:%s sync failed (attempt %d), retrying in %.1fs: %s",
-            pending.model,
-            pending.version,
-            pending.attempts,
-            delay,
-            message,
-        )
-        return VersionOutcome.RETRYING
+        """Compare (part of) the bucket with the disk; queue what differs (agent/reconcile.py)."""
+        return self.reconciler.reconcile(model, version, forced)

@@ -2,7 +2,7 @@
 
 Operators who migrate by swapping the image keep the log-based alerts they wrote for it, so
 these messages keep its exact wording (its "No models found in MinIO bucket" warning is the
-start of modelsync's own, in ``agent/service.py``) (``date - model_sync - LEVEL - message``, see
+start of modelsync's own, in ``agent/reconcile.py``) (``date - model_sync - LEVEL - message``, see
 ``modelsync/logsetup.py``). Each line says the same as one of modelsync's own, more detailed
 lines; they live together here so that nobody "improves" one of them by accident.
 """

@@ -36,5 +36,5 @@ def test_reset_starts_again_from_the_base() -> None:
 
 
 def test_a_backoff_can_start_from_a_count_of_failures() -> None:
-    # agent/service.py builds Backoff(failures=attempts - 1) for a version's next retry.
+    # agent/publish.py builds Backoff(failures=attempts - 1) for a version's next retry.
     assert 2.0 <= Backoff(base=1.0, failures=2, _rng=random.Random(5)).next_delay() <= 4.0
