@@ -96,9 +96,11 @@ def test_rest_provider_over_grpc_answers_as_over_http(
     ]
 
     path = gateway_volume.root / "predictions" / "predictions.jsonl"
-    last = {f"http-{len(REQUESTS) - 1}", f"grpc-{len(REQUESTS) - 1}"}
+    # Each gunicorn worker of each gateway has its own reporter, flushing on its own schedule:
+    # the last request's record can be written before an earlier one's, so wait for every id.
+    wanted = {f"{via}-{index}" for via in ("http", "grpc") for index in range(len(REQUESTS))}
     records = wait_for(
-        lambda: last <= {r["requestId"] for r in read_jsonl(path)} and read_jsonl(path), 15, what="records"
+        lambda: wanted <= {r["requestId"] for r in read_jsonl(path)} and read_jsonl(path), 15, what="records"
     )
     by_id: dict[str, list[dict[str, Any]]] = {}
     for record in records:
