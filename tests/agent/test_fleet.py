@@ -96,11 +96,12 @@ def test_every_replica_serves_every_version_and_every_delete(fleet: Fleet) -> No
     minio.remove("m/1/model.onnx")
     wait_for(lambda: not any(r.has_version("m", 1) for r in replicas), CONVERGE, what="m:1 gone everywhere")
     assert all_serve(replicas, "m", {2: versions[2], 3: versions[3]})
-    # The messages spread over several partitions, and no timed reconcile ran: the topic did it.
-    assert len({p for r in replicas for p, o in r.position().items() if o > 0}) > 1
+    # No timed reconcile ran: the topic did it. (Which partitions the 4 messages land on is the
+    # key hash's choice, and the bucket's name is random: a spread is likely, never certain.)
     assert [reconciled_at(r) for r in replicas] == started
     for replica in replicas:  # status.json is rewritten every heartbeat
         wait_for(lambda r=replica: r.event_source()["messages"]["applied"] == 4, 10, what="applied: 4")
+        wait_for(lambda r=replica: sum(r.position().values()) == 4, 10, what="a position past all 4")
 
 
 def test_replica_killed_during_a_burst_resumes_and_downloads_only_what_it_lacks(fleet: Fleet) -> None:
