@@ -31,7 +31,7 @@ def write_bytes(
 ) -> None:
     """``durable``: the file is fsynced before its name appears (it is never reopened by name
     after the rename); ``sync_dir``: the rename itself is fsynced too, unless the caller
-    batches that (see ``modelsync.intents.GroupSync``)."""
+    batches that (``modelsync.intents.IntentWriter.write_all``)."""
     tmp = temp_name(target)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:

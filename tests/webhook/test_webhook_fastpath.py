@@ -1,8 +1,8 @@
-"""The webhook's fast path (issue 5): compiled schema checks and grouped directory fsyncs.
+"""The webhook's fast path (issue 5): compiled schema checks, and the intent writer's fsyncs.
 
 Neither may change behaviour: the compiled check accepts and rejects exactly what jsonschema
-does (with jsonschema's message), and a grouped fsync never lets a writer return before an
-fsync that started after its rename has finished.
+does (with jsonschema's message), and a writer never returns before the directory fsync that
+follows its renames has finished. (Concurrent requests: tests/webhook/test_group_commit.py.)
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -115,45 +113,6 @@ def test_compiled_check_is_in_use_and_does_not_change_the_document() -> None:
     assert body == EVENT
 
 
-def test_concurrent_writers_share_directory_fsyncs_and_none_returns_early(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    writer = intents.IntentWriter(tmp_path / "intents")
-    syncs: list[tuple[float, float]] = []  # (start, end) of every directory fsync
-    real_fsync_dir = atomic.fsync_dir
-
-    def slow_fsync_dir(directory: Path) -> None:
-        start = time.monotonic()
-        time.sleep(0.02)
-        real_fsync_dir(directory)
-        syncs.append((start, time.monotonic()))
-
-    monkeypatch.setattr(atomic, "fsync_dir", slow_fsync_dir)
-    renamed: dict[str, float] = {}
-    real_write = intents.write_synced
-
-    def write_synced(target: Path, data: bytes) -> None:
-        real_write(target, data)
-        renamed[target.stem] = time.monotonic()
-
-    monkeypatch.setattr(intents, "write_synced", write_synced)
-    returned: dict[str, float] = {}
-    start = threading.Barrier(16)
-
-    def one(i: int) -> None:
-        intent = writer.new("resync", model=f"m{i}")
-        start.wait()
-        (intent_id,) = writer.write_all([intent])
-        returned[intent_id] = time.monotonic()
-
-    with ThreadPoolExecutor(16) as pool:
-        list(pool.map(one, range(16)))
-    assert len(returned) == 16 and len(list((tmp_path / "intents").glob("*.json"))) == 16
-    assert writer.group.fsyncs == len(syncs) < 16  # shared, not one per writer
-    for intent_id, done_at in returned.items():
-        assert any(s >= renamed[intent_id] and e <= done_at for s, e in syncs), intent_id
-
-
 def test_a_failed_directory_fsync_fails_the_writer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     writer = intents.IntentWriter(tmp_path / "intents")
 
@@ -164,7 +123,7 @@ def test_a_failed_directory_fsync_fails_the_writer(tmp_path: Path, monkeypatch: 
     with pytest.raises(OSError):
         writer.write_all([writer.new("resync")])
     monkeypatch.undo()
-    assert writer.write_all([writer.new("resync")])  # the group recovers
+    assert writer.write_all([writer.new("resync")])  # the next write is not held back
 
 
 def test_an_intent_consumed_at_once_does_not_fail_the_writer(
