@@ -9,6 +9,10 @@ commits, ``<id>.batch.json`` (version 2, ``modelsync/intentbatch.py``), whose in
 held in memory and handled one by one like version-1 files; the batch file is deleted once
 every one of them is done or failed. After a crash a batch is read again whole: the intents
 already done are cheap to repeat (an applied version is recognised and committed at once).
+
+Version 3 is the webhook's intent log, ``<id>.intentlog`` (``agent/segments.py``): its
+frames' intents are held the same way, and the segment is deleted once its writer is gone
+and every one of them is done or failed.
 """
 
 from __future__ import annotations
@@ -22,11 +26,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from agent import metrics
+from agent import metrics, segments
+from agent.segments import BadFrame, Cursor
 from modelsync import atomic, intentbatch, intents, keys
 from modelsync.config import Config
 from modelsync.errors import IntentError, UnsafeKeyError
 from modelsync.intentbatch import BATCH_SUFFIX, MAX_BATCH_BYTES
+from modelsync.intentlog import SEGMENT_SUFFIX
 from modelsync.intents import Intent, ObjectIntent
 
 log = logging.getLogger(__name__)
@@ -43,20 +49,26 @@ class Inbox:
         # way): id -> reason. They are not read again; retry_moves() tries once a step.
         self.unmoved: dict[str, str] = {}
         self.move_error = ""
-        # Version-2 files read so far: file name -> ids not yet done; id -> (file name, intent).
+        # Version-2 files and version-3 segments read so far: file name -> ids not yet done;
+        # id -> (file name, intent); segment name -> how far it has been read.
         self.batches: dict[str, set[str]] = {}
         self.members: dict[str, tuple[str, Intent]] = {}
+        self.segments: dict[str, Cursor] = {}
+        self.unreadable: set[str] = set()  # segments whose read failed, reported once
 
     def names(self) -> Iterator[str]:
         """Intent ids waiting, oldest first (ids start with the arrival time)."""
         with os.scandir(self.directory) as entries:
-            listed = [e.name for e in entries if e.name.endswith(".json") and not e.name.startswith(".")]
+            listed = [e.name for e in entries if _is_intent_name(e.name)]
         batch_files = {name for name in listed if name.endswith(BATCH_SUFFIX)}
-        for name in set(self.batches) - batch_files:  # removed by hand: nothing left to do
-            self._forget_batch(name)
+        segment_files = {name for name in listed if name.endswith(SEGMENT_SUFFIX)}
+        for name in (set(self.batches) | set(self.segments)) - batch_files - segment_files:
+            self._forget_batch(name)  # removed by hand: nothing left to do
         for name in sorted(batch_files - set(self.batches) - set(self.unmoved)):
             self._open_batch(name)
-        found = {name[:-5] for name in listed if name not in batch_files}
+        for name in sorted(segment_files):
+            self._read_segment(name)
+        found = {name[:-5] for name in listed if name.endswith(".json") and name not in batch_files}
         found.update(self.members)
         return iter(sorted(i for i in found if i not in self.unmoved))
 
@@ -93,26 +105,60 @@ class Inbox:
         except IntentError as exc:
             self.fail(name, str(exc))
             return
-        held = self.batches[name] = set()
+        self.batches[name] = set()
         for intent in batch["intents"]:
-            if intent["id"] not in self.members:  # one already held elsewhere is done once
-                self.members[intent["id"]] = (name, intent)
-                held.add(intent["id"])
-        if not held:
-            self._forget_batch(name)
-            (self.directory / name).unlink(missing_ok=True)
+            self._hold(name, intent)
+        self._delete_if_done(name)
+
+    def _read_segment(self, name: str) -> None:
+        cursor = self.segments.setdefault(name, Cursor())
+        try:
+            for item in segments.read_new(self.directory / name, cursor):
+                if isinstance(item, BadFrame):
+                    self._fail_frame(item)
+                else:
+                    self._hold(name, item)
+        except OSError as exc:
+            if name not in self.unreadable:
+                self.unreadable.add(name)
+                log.error("intent log %s cannot be read: %s", name, exc)
+            return
+        self.unreadable.discard(name)
+        self._delete_if_done(name)
+
+    def _hold(self, name: str, intent: Intent) -> None:
+        held = self.batches.setdefault(name, set())
+        if intent["id"] not in self.members:  # one already held elsewhere is done once
+            self.members[intent["id"]] = (name, intent)
+            held.add(intent["id"])
+
+    def _fail_frame(self, frame: BadFrame) -> None:
+        try:
+            self.failed_dir.mkdir(parents=True, exist_ok=True)
+            record = {"id": frame.name, "error": frame.reason, "content": frame.content}
+            atomic.write_json(self.failed_dir / f"{frame.name}.json", {**record, "failed_at": time.time()})
+        except OSError as exc:  # the frame is garbage either way: the log says what it was
+            log.error("intent log frame %s cannot be recorded in %s: %s", frame.name, self.failed_dir, exc)
+        metrics.FAILURES.labels(reason="intent").inc()
+        log.error("intent log frame %s moved to %s: %s", frame.name, self.failed_dir, frame.reason)
 
     def _forget_batch(self, name: str) -> None:
+        self.segments.pop(name, None)
         for intent_id in self.batches.pop(name, set()):
             self.members.pop(intent_id, None)
 
     def _member_done(self, intent_id: str) -> None:
         name = self.members.pop(intent_id)[0]
-        held = self.batches.get(name, set())
-        held.discard(intent_id)
-        if not held:
-            self.batches.pop(name, None)
-            (self.directory / name).unlink(missing_ok=True)
+        self.batches.get(name, set()).discard(intent_id)
+        self._delete_if_done(name)
+
+    def _delete_if_done(self, name: str) -> None:
+        """A batch file once every intent is done; a segment only once its writer is gone too."""
+        cursor = self.segments.get(name)
+        if self.batches.get(name) or (cursor is not None and not cursor.finished):
+            return
+        self._forget_batch(name)
+        (self.directory / name).unlink(missing_ok=True)
 
     def _check_object(self, intent: ObjectIntent) -> None:
         if intent["bucket"] != self.bucket:
@@ -176,6 +222,10 @@ class Inbox:
             source.unlink(missing_ok=True)
         except IsADirectoryError:
             shutil.rmtree(source, ignore_errors=True)  # never follows links inside it
+
+
+def _is_intent_name(name: str) -> bool:
+    return not name.startswith(".") and name.endswith((".json", SEGMENT_SUFFIX))
 
 
 def _read_regular(path: Path) -> str:

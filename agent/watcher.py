@@ -2,6 +2,8 @@
 
 The loop then lists the directory itself, so an event the observer misses (inotify queue
 overflow, a file that appeared before the observer started) is picked up all the same.
+An intent log segment (``modelsync/intentlog.py``) wakes it on every write, and when its
+writer closes it (the webhook process ended: the segment is finished).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from pathlib import Path
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from modelsync.intentlog import SEGMENT_SUFFIX
+
 
 class _WakeOnIntent(FileSystemEventHandler):
     def __init__(self, wake: threading.Event) -> None:
@@ -19,8 +23,18 @@ class _WakeOnIntent(FileSystemEventHandler):
 
     def _maybe_wake(self, path: str | bytes) -> None:
         name = Path(path if isinstance(path, str) else path.decode()).name
-        if name.endswith(".json") and not name.startswith("."):
+        if name.endswith((".json", SEGMENT_SUFFIX)) and not name.startswith("."):
             self.wake.set()
+
+    def _maybe_wake_segment(self, path: str | bytes) -> None:
+        if (path if isinstance(path, str) else path.decode()).endswith(SEGMENT_SUFFIX):
+            self._maybe_wake(path)
+
+    def on_modified(self, event: FileSystemEvent) -> None:
+        self._maybe_wake_segment(event.src_path)
+
+    def on_closed(self, event: FileSystemEvent) -> None:
+        self._maybe_wake_segment(event.src_path)
 
     def on_created(self, event: FileSystemEvent) -> None:
         self._maybe_wake(event.src_path)

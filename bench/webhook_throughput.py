@@ -2,11 +2,11 @@
 
 Load: Debian's ``wrk`` (keep-alive) with a Lua script cycling through 256 real MinIO-format
 bodies (``s3:ObjectCreated:Put``, one record each, distinct keys), at 1, 16 and 64
-connections. Every 200 is an intent made durable (file and directory fsynced; concurrent
-requests share one group commit, ``modelsync/intentbatch.py``). After each run the benchmark
-checks that the intents on disk (version-1 files plus the members of batch files) are at
-least as many as wrk counted 2xx answers (requests in flight at wrk's stop may add a few),
-and at the end exactly as many as the webhook's own ``accepted`` counter.
+connections. Every 200 is an intent made durable (written synchronously to the webhook's intent log;
+concurrent requests share one group commit, ``modelsync/intentbatch.py``). After each run
+the benchmark checks that the intents on disk (every frame of the log) are at least as many
+as wrk counted 2xx answers (requests in flight at wrk's stop may add a few), and at the end
+exactly as many as the webhook's own ``accepted`` counter.
 
 The ceiling is ``bench/bare_app.py`` (read the body, answer 200 JSON) under the same gunicorn
 settings. Both servers stay up for the whole benchmark and are measured interleaved (bare,
@@ -18,7 +18,6 @@ seconds per request of each server's process tree: a load-robust measure of the 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -29,8 +28,8 @@ from typing import Any
 
 from bench import harness
 from bench.goals import Goal, interleave, spread_text
-from modelsync.intentbatch import BATCH_SUFFIX
 from tests.support.helpers import minio_event
+from tests.support.intents import intents_on_disk
 
 BENCH = "webhook_throughput"
 LUA = """
@@ -87,17 +86,8 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 def count_intents(directory: Path) -> int:
-    """Intents on disk: one per version-1 file, the members of each batch file."""
-    total = 0
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            if entry.name.startswith(".") or not entry.name.endswith(".json"):
-                continue
-            if entry.name.endswith(BATCH_SUFFIX):
-                total += len(json.loads(Path(entry.path).read_bytes())["intents"])
-            else:
-                total += 1
-    return total
+    """Intents on disk: version-1 files, members of batch files, frames of the intent log."""
+    return len(intents_on_disk(directory))
 
 
 def accepted_counter(port: int) -> int:

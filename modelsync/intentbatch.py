@@ -11,6 +11,11 @@ concurrency 1) writes the version-1 file it always did, so an idle webhook's out
 unchanged.
 
 The agent reads both versions (:func:`parse_batch`, ``agent/inbox.py``).
+
+Since intent version 3 a commit is not a file of its own: its document (the version-1 intent
+or the version-2 batch) is appended as one frame to the process's intent log
+(``modelsync/intentlog.py``), one synchronous write and no new file. Only a commit
+too large for a segment still writes files.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import TypedDict, cast
 
 from modelsync import atomic, intents, schema
 from modelsync.errors import IntentError, SchemaViolation
+from modelsync.intentlog import IntentLog
 from modelsync.intents import Intent
 
 BATCH_VERSION = 2
@@ -78,14 +84,17 @@ class _Waiter:
 class GroupCommit:
     """Leader/follower group commit: whoever finds no commit running writes everything queued.
 
-    ``check`` runs once per commit before anything is written (the state directory must still
-    be a real directory); an error of it, or of the writing, fails every request of that
-    commit and no other.
+    ``check`` runs before anything is written to a new place (a new log segment, or files):
+    the state directory must still be a real directory. An error of it, or of the writing,
+    fails every request of that commit and no other.
     """
 
-    def __init__(self, directory: Path, check: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self, directory: Path, check: Callable[[], None] = lambda: None, log: IntentLog | None = None
+    ) -> None:
         self.directory = directory
         self.check = check
+        self.log = log or IntentLog(directory)
         self._cond = threading.Condition()
         self._queue: list[_Waiter] = []
         self._running = False
@@ -113,7 +122,6 @@ class GroupCommit:
         self._cond.release()
         error: BaseException | None = None
         try:
-            self.check()
             self._write([intent for waiter in group for intent in waiter.intents])
         except BaseException as exc:  # every waiter of this group gets it, the leader raises it
             error = exc
@@ -137,12 +145,15 @@ class GroupCommit:
         return group
 
     def _write(self, items: list[Intent]) -> None:
-        if 1 < len(items) <= MAX_BATCH_INTENTS:
-            batch = batch_document(items)
-            intents.write_synced(self.directory / f"{batch['id']}{BATCH_SUFFIX}", _dumps(batch))
-        else:  # one intent (or one huge request): version-1 files, as ever
-            for intent in items:
-                intents.write_synced(self.directory / f"{intent['id']}.json", _dumps(intent))
+        if len(items) <= MAX_BATCH_INTENTS:
+            payload = _dumps(batch_document(items) if len(items) > 1 else items[0])
+            if self.log.fits(len(payload)):
+                self.log.append(payload, before_open=self.check)
+                return
+        # Larger than a segment: version-1 files, as ever, one directory fsync for all.
+        self.check()
+        for intent in items:
+            intents.write_synced(self.directory / f"{intent['id']}.json", _dumps(intent))
         atomic.fsync_dir(self.directory)
 
 

@@ -97,9 +97,10 @@ def write_durably(settings: Config, intents: Sequence[Intent]) -> list[str]:
     """Write ``intents`` (file and directory fsynced) or raise :class:`IntentsUnavailable`.
 
     Concurrent requests share one group commit (``modelsync/intentbatch.py``); each returns
-    only once its own intents are durable. The state directory is checked by every commit,
-    not only at start-up: an intent written through a ``.modelsync`` link made later would be
-    acknowledged where no agent reads it.
+    only once its own intents are durable. The state directory is checked again before any
+    new log segment or file is made, not only at start-up: an intent written through a
+    ``.modelsync`` link made later would be acknowledged where no agent reads it. Between
+    those, a frame goes to the open segment only while its path still names that file.
     """
     group: GroupCommit = current_app.extensions["intent_commit"]
     try:

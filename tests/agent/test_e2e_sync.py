@@ -7,6 +7,7 @@ import json
 import requests
 
 from tests.support.helpers import minio_event, served_models, wait_for
+from tests.support.intents import intent_files
 from tests.support.s3 import Bucket
 from tests.support.volume import TOKEN, Volume
 
@@ -37,8 +38,10 @@ def test_new_model_reaches_config_json(volume: Volume, bucket: Bucket, start_age
     assert entry["base_path"] == str(volume.models / "resnet")
     for path, data in files.items():
         assert (volume.models / "resnet" / "1" / path).read_bytes() == data
-    # Intents go only after config.json moved on (at-least-once), so wait for that too.
-    wait_for(lambda: not list(volume.intents.glob("*.json")), what="intents removed once applied")
+    # Intents go only after config.json moved on (at-least-once), and the webhook's log
+    # segment only once its process has ended too: stop it and wait for both.
+    webhook.proc.stop()
+    wait_for(lambda: not intent_files(volume.intents), what="intents removed once applied")
     assert "Successfully synced model resnet:1" in agent.log
 
 

@@ -20,6 +20,7 @@ import requests
 from devstack.broker import Broker
 from tests.support.fleet import FleetBroker, MinioKafkaTarget, Proxy, Replica, make_replica
 from tests.support.helpers import free_port, minio_event, wait_for
+from tests.support.intents import intent_files
 from tests.support.processes import child_env, launch_webhook
 from tests.support.s3 import Bucket, S3Server
 from tests.support.volume import TOKEN
@@ -316,4 +317,4 @@ def test_resync_fails_clearly_when_the_broker_is_away(fleet: Fleet, fleet_broker
     assert "cannot publish resync" in done.stderr and "nothing was requested" in done.stderr
     assert answer.status_code == 503, answer.text
     assert "cannot publish resync" in answer.json()["error"]
-    assert not list((replica.models / ".modelsync" / "intents").glob("*.json"))
+    assert not intent_files(replica.models / ".modelsync" / "intents")

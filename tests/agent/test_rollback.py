@@ -14,6 +14,7 @@ import pytest
 
 from modelsync.intents import IntentWriter
 from tests.support.helpers import served_models, wait_for
+from tests.support.intents import intent_files
 from tests.support.ovms import FakeOvms
 from tests.support.s3 import Bucket
 from tests.support.volume import Volume
@@ -67,7 +68,7 @@ def test_new_version_ovms_cannot_load_is_rolled_back(
 
     # The same bytes are not published again, by a resync or the reconcile.
     resync(volume, "scaler", 2)
-    wait_for(lambda: not list(volume.intents.glob("*.json")), what="the resync handled")
+    wait_for(lambda: not intent_files(volume.intents), what="the resync handled")
     assert not (volume.models / "scaler" / "2").exists()
     assert agent_with_v1.log.count("scaler:2 staged") == 1
 

@@ -7,20 +7,18 @@ from pathlib import Path
 from typing import Any
 
 from modelsync import schema
-from modelsync.intentbatch import BATCH_SUFFIX
+from modelsync.intentbatch import BATCH_VERSION
+from modelsync.intentlog import SEGMENT_SUFFIX, read_frames
 from modelsync.intents import IntentWriter, new_intent_id, now_iso
 from tests.support.volume import Volume
 
 
 def intents_on_disk(directory: Path) -> dict[str, dict[str, Any]]:
-    """Every intent in the directory by id, from version-1 files and version-2 batch files,
-    each checked against the intent schema."""
+    """Every intent in the directory by id, from version-1 files, version-2 batch files and
+    the frames of version-3 intent log segments, each checked against the intent schema."""
     found: dict[str, dict[str, Any]] = {}
-    for path in directory.glob("*.json"):
-        if path.name.startswith("."):
-            continue
-        document = json.loads(path.read_text())
-        if path.name.endswith(BATCH_SUFFIX):
+    for document in documents_on_disk(directory):
+        if document["intent_version"] == BATCH_VERSION:
             assert schema.is_valid(schema.INTENT_BATCH, document), document
             members = document["intents"]
         else:
@@ -29,6 +27,29 @@ def intents_on_disk(directory: Path) -> dict[str, dict[str, Any]]:
             assert schema.is_valid(schema.INTENT, member), member
             found[member["id"]] = member
     return found
+
+
+def intent_files(directory: Path) -> list[str]:
+    """What the agent has yet to finish: intent files and intent log segments (a segment goes
+    only once its webhook process has ended and every intent in it is done)."""
+    return sorted(
+        p.name
+        for p in directory.iterdir()
+        if not p.name.startswith(".") and p.name.endswith((".json", SEGMENT_SUFFIX))
+    )
+
+
+def documents_on_disk(directory: Path) -> list[dict[str, Any]]:
+    """The JSON documents of the intent files and of every log segment's frames."""
+    documents = []
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.name.endswith(".json"):
+            documents.append(json.loads(path.read_text()))
+        elif path.name.endswith(SEGMENT_SUFFIX):
+            documents += [json.loads(frame.payload) for frame in read_frames(path, 0).frames]
+    return documents
 
 
 def failed_records(volume: Volume) -> dict[str, dict[str, Any]]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from tests.support.helpers import minio_event
+from tests.support.intents import intents_on_disk
 from tests.support.rawhttp import connect, read_answer, read_to_close
 from tests.support.s3 import Bucket
 from tests.support.volume import TOKEN, Volume
@@ -32,7 +33,7 @@ def test_an_unauthorised_request_is_401_without_a_100_continue(
             assert "bearer token" in json.loads(answer.body)["error"]
             assert "connection: close" in answer.head.lower(), answer.head
             assert rest + read_to_close(sock) == b"", "the server must close: the body never came"
-    assert not list(volume.intents.glob("*.json"))
+    assert not intents_on_disk(volume.intents)
     assert "Traceback" not in webhook.proc.log
 
 
@@ -49,7 +50,7 @@ def test_an_authorised_request_gets_100_continue_then_200(
             sock.sendall(body)
             final, rest = read_answer(sock)
             assert final.status == 200, final
-    assert len(list(volume.intents.glob("*.json"))) == 2
+    assert len(intents_on_disk(volume.intents)) == 2
 
 
 def test_a_body_over_the_limit_is_413_without_a_100_continue(volume: Volume, start_webhook) -> None:

@@ -1,6 +1,6 @@
-"""Group commit: concurrent requests share one intent file (version 2, a batch) and one pair
-of fsyncs; each is answered only once its own intents are durable; the agent reads batches
-along with version-1 files.
+"""Group commit: concurrent requests share one frame of the intent log (a version-2 batch) and
+one synchronous write; each is answered only once its own intents are durable; the agent reads
+batches along with version-1 files.
 
 Real gunicorn and agent processes, moto's S3 server, a real file system. The SIGKILL test in
 test_reliability_webhook.py checks every acknowledged intent against the disk, batches included.
@@ -18,9 +18,10 @@ import requests
 
 from modelsync import atomic, intents
 from modelsync.errors import ConfigError
-from modelsync.intentbatch import BATCH_SUFFIX, GroupCommit, batch_document
+from modelsync.intentbatch import BATCH_SUFFIX, BATCH_VERSION, GroupCommit, batch_document
+from modelsync.intentlog import SEGMENT_SUFFIX, IntentLog
 from tests.support.helpers import md5, minio_event, served_models, wait_for
-from tests.support.intents import failed_records, hostile_intent, intents_on_disk
+from tests.support.intents import documents_on_disk, failed_records, hostile_intent, intents_on_disk
 from tests.support.metrics import metric
 from tests.support.s3 import Bucket
 from tests.support.volume import TOKEN, Volume
@@ -41,7 +42,7 @@ def _post_until(url: str, bucket: str, stop: threading.Event, acked: list[str], 
             acked.extend(response.json()["intents"])
 
 
-def test_concurrent_requests_share_a_batch_file_and_every_acknowledged_intent_is_in_one(
+def test_concurrent_requests_share_a_batch_commit_and_every_acknowledged_intent_is_in_one(
     volume: Volume, bucket: Bucket, start_webhook
 ) -> None:
     webhook = start_webhook()
@@ -53,7 +54,11 @@ def test_concurrent_requests_share_a_batch_file_and_every_acknowledged_intent_is
     for client in clients:
         client.start()
     try:
-        wait_for(lambda: any(volume.intents.glob(f"*{BATCH_SUFFIX}")), 60, what="a batch file")
+        wait_for(
+            lambda: any(d["intent_version"] == BATCH_VERSION for d in documents_on_disk(volume.intents)),
+            60,
+            what="a batch commit",
+        )
         wait_for(lambda: len(acked) >= 200, 60, what="200 acknowledged events")
     finally:
         stop.set()
@@ -62,26 +67,33 @@ def test_concurrent_requests_share_a_batch_file_and_every_acknowledged_intent_is
     on_disk = intents_on_disk(volume.intents)
     assert len(acked) == len(set(acked))
     assert not [i for i in acked if i not in on_disk], "an acknowledged intent is not on disk"
-    batches = list(volume.intents.glob(f"*{BATCH_SUFFIX}"))
-    assert sum(1 for p in volume.intents.glob("*.json")) < len(on_disk), "fewer files than intents"
-    assert all(len(json.loads(p.read_text())["intents"]) > 1 for p in batches)
+    documents = documents_on_disk(volume.intents)
+    batches = [d for d in documents if d["intent_version"] == BATCH_VERSION]
+    assert batches and all(len(batch["intents"]) > 1 for batch in batches)
+    assert len(documents) < len(on_disk), "fewer commits than intents"
+    assert not list(volume.intents.glob("*.json")), "every commit went to the log"
+    assert len(list(volume.intents.glob(f"*{SEGMENT_SUFFIX}"))) <= 2, "one segment per worker"
     accepted = metric(f"{webhook.url}/metrics", "modelsync_webhook_records_accepted_total")
     assert accepted == len(on_disk) == len(acked)
 
 
-def test_one_request_alone_still_writes_a_version_1_file(
+def test_one_request_alone_is_a_version_1_intent_in_the_log(
     volume: Volume, bucket: Bucket, start_webhook
 ) -> None:
     webhook = start_webhook()
     response = webhook.post_event(minio_event(bucket.name, "m/1/model.bin", etag="a" * 32, size=3))
     assert response.status_code == 200
     [intent_id] = response.json()["intents"]
-    assert [p.name for p in volume.intents.glob("*.json")] == [f"{intent_id}.json"]
+    [document] = documents_on_disk(volume.intents)
+    assert document["intent_version"] == 1 and document["id"] == intent_id
+    assert not list(volume.intents.glob("*.json"))
 
 
 def test_a_failed_commit_fails_every_request_of_its_group_and_no_other(tmp_path: Path) -> None:
     """Callers queued behind a running commit form the next group; that group's error
-    (here: the state directory check) reaches each of them, and the following group is fine."""
+    (here: the state directory check, made before anything goes to a new place) reaches each
+    of them, and the following group is fine. The segment holds one intent's frame, so the
+    first commit opens it and the group of three goes to files: both check first."""
     release, entered = threading.Event(), threading.Event()
     calls: list[int] = []
 
@@ -93,7 +105,7 @@ def test_a_failed_commit_fails_every_request_of_its_group_and_no_other(tmp_path:
         elif len(calls) == 2:
             raise ConfigError("sync-config.yaml", "sync.models_path", "is a symbolic link")
 
-    group = GroupCommit(tmp_path, check)
+    group = GroupCommit(tmp_path, check, IntentLog(tmp_path, segment_bytes=1024))
     writer = intents.IntentWriter(tmp_path)
 
     def one(key: str) -> Any:
@@ -118,11 +130,12 @@ def test_a_failed_commit_fails_every_request_of_its_group_and_no_other(tmp_path:
     release.set()
     for thread in [first, *followers]:
         thread.join(30)
-    assert isinstance(results[0], str) and (tmp_path / f"{results[0]}.json").is_file()
+    assert isinstance(results[0], str)
     assert all(isinstance(r, ConfigError) for r in results[1:]), results
     assert group.commits == 2 and len(calls) == 2
-    assert [p.name for p in tmp_path.glob("*.json")] == [f"{results[0]}.json"], "nothing of the failed group"
-    assert isinstance(one("m/1/after"), str)
+    assert list(intents_on_disk(tmp_path)) == [results[0]], "nothing of the failed group"
+    after = one("m/1/after")
+    assert list(intents_on_disk(tmp_path)) == [results[0], after]
 
 
 def _object_intent(bucket: Bucket, model: str, data: bytes) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.support.helpers import minio_event, wait_for
+from tests.support.intents import intents_on_disk
 from tests.support.processes import Webhook, child_env
 from tests.support.rawhttp import raw_exchange
 from tests.support.s3 import Bucket
@@ -54,12 +55,12 @@ def test_chunked_body_over_the_limit_is_413_and_writes_nothing(
         answer = requests.post(webhook.url + "/minio/events", data=chunks(body), headers=AUTH, timeout=30)
         assert answer.status_code == 413, (total, answer.status_code, answer.text)
         assert "4096" in answer.json()["error"]
-    assert not list(volume.intents.glob("*.json"))
+    assert not intents_on_disk(volume.intents)
     # At the limit, chunked is as good as Content-Length.
     body = padded_event(bucket.name, 4096)
     answer = requests.post(webhook.url + "/minio/events", data=chunks(body, 1000), headers=AUTH, timeout=30)
     assert answer.status_code == 200, answer.text
-    assert len(list(volume.intents.glob("*.json"))) == 1
+    assert len(intents_on_disk(volume.intents)) == 1
 
 
 # -- strings JSON can carry and UTF-8 cannot ----------------------------------------------
@@ -97,7 +98,7 @@ def test_escaped_surrogate_in_the_key_is_400_naming_the_field(
         answer = post_raw_json(webhook, text)
         assert answer.status_code == 400, (key, answer.status_code, answer.text)
         assert answer.json()["field"] == "Records[0].s3.object.key"
-    assert not list(volume.intents.glob("*.json"))
+    assert not intents_on_disk(volume.intents)
     assert "Traceback" not in webhook.proc.log
 
 
@@ -141,7 +142,7 @@ def test_a_lone_surrogate_in_any_string_field_is_400_naming_it(
         seen.add(field)
 
     one()
-    assert not list(volume.intents.glob("*.json"))
+    assert not intents_on_disk(volume.intents)
     assert "Traceback" not in webhook.proc.log
     assert len(seen) >= 10
 
@@ -160,7 +161,7 @@ def test_an_encoded_slash_in_the_path_is_400(volume: Volume, bucket: Bucket, sta
         status, answer = raw_request(webhook.url, f"POST {target} HTTP/1.1", body)
         assert status == 400, (target, status, answer)
         assert "%2F" in json.loads(answer)["error"]
-    assert not list(volume.intents.glob("*.json"))
+    assert not intents_on_disk(volume.intents)
     status, _ = raw_request(webhook.url, "POST /minio/events HTTP/1.1", body)
     assert status == 200
 
@@ -199,7 +200,7 @@ def test_hundreds_of_slow_clients_neither_starve_the_events_nor_stay_connected(
         assert len(lifetimes) == SLOW[kind] and max(lifetimes) <= BOUND + SLACK, (kind, max(lifetimes))
     # A client that had sent part of a request learns why.
     assert all(c.answer.startswith(b"HTTP/1.1 408 ") for c in clients.clients if c.kind != "idle")
-    assert len(list(volume.intents.glob("*.json"))) == 20
+    assert len(intents_on_disk(volume.intents)) == 20
     cut = {kind: round(max(clients.lifetimes(kind)), 1) for kind in SLOW}
     print(
         f"\nslow clients: {sum(SLOW.values())} open, event round trip max {max(rounds):.3f}s, cut after {cut}"
@@ -300,7 +301,7 @@ def test_a_malformed_chunked_body_is_a_4xx_not_a_500(volume: Volume, start_webho
         assert status in (400, 431), (name, status, answer)
         assert "error" in json.loads(answer), name
     assert "Traceback" not in webhook.proc.log
-    assert not list(volume.intents.glob("*.json"))
+    assert not intents_on_disk(volume.intents)
 
 
 def test_a_number_python_will_not_convert_is_400(volume: Volume, bucket: Bucket, start_webhook) -> None:

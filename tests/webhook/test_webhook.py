@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from modelsync import schema
 from tests.support import ROOT
 from tests.support.helpers import minio_event, minio_record
+from tests.support.intents import intents_on_disk
 from tests.support.processes import child_env
 from tests.support.s3 import Bucket
 from tests.support.volume import TOKEN, Volume
@@ -31,7 +31,7 @@ def client(volume: Volume) -> FlaskClient:
 
 
 def intents(volume: Volume) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(volume.intents.glob("*.json"))]
+    return list(intents_on_disk(volume.intents).values())
 
 
 def everything_under(root: Path) -> set[Path]:

@@ -1,0 +1,94 @@
+"""The agent reads the webhook's intent log (version 3) while it is written, and deletes a
+segment only once its writer is gone and every intent in it is done.
+
+A real agent process, moto's S3 server, a real file system; the segment is written by the
+webhook's own ``IntentLog`` held open by this test, as a webhook worker holds it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from modelsync import intentlog
+from modelsync.intentbatch import batch_document
+from modelsync.intentlog import HEADER, MAGIC, IntentLog
+from tests.support.helpers import md5, served_models, wait_for
+from tests.support.intents import failed_records, hostile_intent
+from tests.support.processes import Process
+from tests.support.s3 import Bucket
+from tests.support.volume import Volume
+
+
+def object_intent(bucket: Bucket, model: str, data: bytes) -> dict[str, Any]:
+    key = f"{model}/1/model.bin"
+    bucket.put(key, data)
+    return hostile_intent(bucket.name, key=key, model=model, path="model.bin", etag=md5(data), size=len(data))
+
+
+def frame(document: object) -> bytes:
+    return json.dumps(document).encode()
+
+
+def quiet_agent(volume: Volume, start_agent: Any) -> Process:
+    volume.settings["sync"]["interval"] = 600  # only the intents can bring the models
+    volume.write()
+    agent: Process = start_agent()
+    return agent
+
+
+def test_intents_are_applied_as_they_are_appended_and_the_segment_goes_after_its_writer(
+    volume: Volume, bucket: Bucket, start_agent
+) -> None:
+    quiet_agent(volume, start_agent)
+    log = IntentLog(volume.intents)
+    log.append(frame(object_intent(bucket, "alpha", b"alpha")))
+    wait_for(lambda: "alpha" in served_models(volume.ovms_config), 60, what="alpha from the first frame")
+    batch = batch_document([object_intent(bucket, "beta", b"beta"), object_intent(bucket, "gamma", b"g")])  # type: ignore[list-item]
+    log.append(frame(batch))
+    wait_for(lambda: {"beta", "gamma"} <= set(served_models(volume.ovms_config)), 60, what="the batch frame")
+    assert log.path is not None
+    segment = log.path
+    assert segment.exists(), "a segment its writer still holds is kept"
+    log.close()
+    wait_for(lambda: not segment.exists(), 30, what="the finished segment deleted")
+    assert (volume.models / "gamma" / "1" / "model.bin").read_bytes() == b"g"
+    assert failed_records(volume) == {}
+
+
+def test_a_frame_the_agent_refuses_goes_to_failed_alone_and_the_others_are_applied(
+    volume: Volume, bucket: Bucket, start_agent
+) -> None:
+    quiet_agent(volume, start_agent)
+    log = IntentLog(volume.intents)
+    log.append(frame(object_intent(bucket, "alpha", b"alpha")))
+    assert log.path is not None
+    segment = log.path
+    bad_offset = HEADER.size + len(frame(object_intent(bucket, "alpha", b"alpha")))
+    log.append(frame({"intent_version": 1, "id": "not-an-intent"}))
+    log.append(frame(object_intent(bucket, "beta", b"beta")))
+    log.close()
+    wait_for(lambda: {"alpha", "beta"} <= set(served_models(volume.ovms_config)), 60, what="both good frames")
+    wait_for(lambda: not segment.exists(), 30, what="the segment deleted")
+    failed = failed_records(volume)
+    [name] = failed
+    assert name == f"{segment.name}@{bad_offset}.json", failed
+    assert "invalid intent" in failed[name]["error"] and "not-an-intent" in failed[name]["content"]
+
+
+def test_a_torn_tail_left_by_a_crash_is_passed_over(volume: Volume, bucket: Bucket, start_agent) -> None:
+    volume.intents.mkdir(parents=True, exist_ok=True)  # as the webhook's start-up leaves it
+    log = IntentLog(volume.intents)
+    log.append(frame(object_intent(bucket, "alpha", b"alpha")))
+    assert log.path is not None
+    segment = log.path
+    end = intentlog.read_frames(segment, 0).end
+    log.close()
+    with open(segment, "r+b") as handle:  # what a crash in the middle of a write leaves
+        handle.seek(end)
+        handle.write(HEADER.pack(MAGIC, 500, 0) + b'{"half')
+    agent = quiet_agent(volume, start_agent)
+    wait_for(lambda: "alpha" in served_models(volume.ovms_config), 60, what="the frame before the tear")
+    wait_for(lambda: not segment.exists(), 30, what="the segment deleted")
+    assert "torn frame" in agent.log
+    assert failed_records(volume) == {}

@@ -1,0 +1,167 @@
+"""The intent log (intent version 3): frames, torn tails, the writer's lock, rotation.
+
+A real file system and real processes: the lock is a kernel ``flock``, and a writer killed
+with SIGKILL must leave its segment finished with every frame it made durable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+from modelsync import intentlog
+from modelsync.intentbatch import GroupCommit
+from modelsync.intentlog import HEADER, MAGIC, SEGMENT_SUFFIX, IntentLog
+from modelsync.intents import IntentWriter
+from tests.support import ROOT
+from tests.support.intents import documents_on_disk, intents_on_disk
+
+
+def payloads(log: IntentLog) -> list[bytes]:
+    assert log.path is not None
+    return [frame.payload for frame in intentlog.read_frames(log.path, 0).frames]
+
+
+def test_frames_read_back_in_order_and_the_rest_of_the_segment_is_zeros(tmp_path: Path) -> None:
+    log = IntentLog(tmp_path, segment_bytes=64 * 1024)
+    written = [json.dumps({"n": n}).encode() for n in range(3)]
+    for payload in written:
+        log.append(payload)
+    assert log.path is not None and log.path.name.endswith(SEGMENT_SUFFIX)
+    scan = intentlog.read_frames(log.path, 0)
+    assert [f.payload for f in scan.frames] == written and not scan.torn
+    assert scan.end == sum(HEADER.size + len(p) for p in written)
+    assert intentlog.read_frames(log.path, scan.frames[1].offset).frames == scan.frames[1:]
+    data = log.path.read_bytes()
+    assert len(data) == 64 * 1024 and not any(data[scan.end :])
+    assert [p.name for p in tmp_path.iterdir()] == [log.path.name], "no temp file left"
+
+
+def test_a_segment_is_finished_only_once_its_writer_closes_it(tmp_path: Path) -> None:
+    log = IntentLog(tmp_path, segment_bytes=8192)
+    log.append(b"{}")
+    assert log.path is not None
+    path = log.path
+    assert not intentlog.finished(path)
+    log.close()
+    assert intentlog.finished(path)
+
+
+def test_a_writer_killed_mid_run_leaves_a_finished_segment_with_every_acknowledged_frame(
+    tmp_path: Path,
+) -> None:
+    script = (
+        "import sys\nfrom pathlib import Path\nfrom modelsync.intentlog import IntentLog\n"
+        "log = IntentLog(Path(sys.argv[1]))\n"
+        "for n in range(50):\n"
+        "    log.append(b'{\"n\": %d}' % n)\n"
+        "    print(n, flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert writer.stdout is not None
+    acknowledged = [int(writer.stdout.readline()) for _ in range(50)]
+    [segment] = tmp_path.glob(f"*{SEGMENT_SUFFIX}")
+    assert not intentlog.finished(segment), "held while the writer lives"
+    writer.send_signal(signal.SIGKILL)
+    writer.wait(10)
+    assert intentlog.finished(segment)
+    frames = intentlog.read_frames(segment, 0).frames
+    assert [json.loads(f.payload)["n"] for f in frames] == acknowledged
+
+
+def test_a_torn_or_partial_frame_ends_the_read_and_says_so(tmp_path: Path) -> None:
+    log = IntentLog(tmp_path, segment_bytes=8192)
+    log.append(b'{"good": 1}')
+    assert log.path is not None
+    end = intentlog.read_frames(log.path, 0).end
+    with open(log.path, "r+b") as handle:
+        handle.seek(end)
+        handle.write(HEADER.pack(MAGIC, 7, zlib.crc32(b"payload") ^ 1) + b"payload")
+    scan = intentlog.read_frames(log.path, 0)
+    assert [f.payload for f in scan.frames] == [b'{"good": 1}']
+    assert scan.torn and scan.end == end
+    with open(log.path, "r+b") as handle:  # a header whose payload runs past the file
+        handle.seek(end)
+        handle.write(HEADER.pack(MAGIC, 1 << 20, 0))
+    assert intentlog.read_frames(log.path, 0).torn
+
+
+def test_a_full_segment_is_finished_and_the_next_one_opened(tmp_path: Path) -> None:
+    log = IntentLog(tmp_path, segment_bytes=4096)
+    payload = b"x" * 1000
+    for _ in range(9):  # four frames of 1012 bytes fit a segment of 4096
+        log.append(payload)
+    segments = sorted(tmp_path.glob(f"*{SEGMENT_SUFFIX}"))
+    assert len(segments) == log.segments_opened == 3
+    assert [intentlog.finished(s) for s in segments] == [True, True, False]
+    assert sum(len(intentlog.read_frames(s, 0).frames) for s in segments) == 9
+
+
+def test_a_segment_deleted_or_moved_away_is_never_written_again(tmp_path: Path) -> None:
+    log = IntentLog(tmp_path, segment_bytes=8192)
+    log.append(b'{"n": 1}')
+    assert log.path is not None
+    first = log.path
+    first.unlink()
+    log.append(b'{"n": 2}')
+    assert log.path != first and payloads(log) == [b'{"n": 2}']
+    second = log.path
+    assert second is not None
+    second.rename(tmp_path / f".hidden{SEGMENT_SUFFIX}")
+    log.append(b'{"n": 3}')
+    assert log.path not in (first, second) and payloads(log) == [b'{"n": 3}']
+
+
+def test_a_forked_child_opens_a_segment_of_its_own(tmp_path: Path) -> None:
+    log = IntentLog(tmp_path, segment_bytes=8192)
+    log.append(b'{"who": "parent"}')
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child's exit code is the assertion
+        try:
+            log.append(b'{"who": "child"}')
+            os._exit(0 if log.path is not None and log.path.exists() else 1)
+        except BaseException:
+            os._exit(2)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    log.append(b'{"who": "parent again"}')
+    by_segment = {s.name: [f.payload for f in intentlog.read_frames(s, 0).frames] for s in tmp_path.iterdir()}
+    assert sorted(by_segment.values()) == sorted(
+        [[b'{"who": "parent"}', b'{"who": "parent again"}'], [b'{"who": "child"}']]
+    )
+    assert log.path is not None and not intentlog.finished(log.path), "the child's exit did not unlock"
+
+
+def test_a_commit_too_large_for_a_segment_goes_to_version_1_files(tmp_path: Path) -> None:
+    writer = IntentWriter(tmp_path)
+    group = GroupCommit(tmp_path, log=IntentLog(tmp_path, segment_bytes=4096))
+    many = [
+        writer.new(
+            "object",
+            action="put",
+            event_name="s3:ObjectCreated:Put",
+            bucket="b",
+            key=f"m/1/file-{n}.bin",
+            model="m",
+            version=1,
+            path=f"file-{n}.bin",
+        )
+        for n in range(20)
+    ]
+    group.commit(many)
+    group.commit(many[:1])
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(f"{i['id']}.json" for i in many)
+    assert len(documents_on_disk(tmp_path)) == 21, "twenty files and one frame"
+    assert set(intents_on_disk(tmp_path)) == {i["id"] for i in many}
