@@ -143,4 +143,6 @@ def table(goals: list[Goal]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    # A floor not met comes with what its benchmark measured of the limit: print it.
+    lines += [f"NO: {g.benchmark}, {g.name}: {g.note}" for g in goals if not g.met and g.note]
     return "\n".join(lines)

@@ -46,6 +46,9 @@ def test_goals_round_trip_through_a_report_into_the_table(tmp_path: Path) -> Non
     lines = table(collected).splitlines()
     assert lines[0].split() == ["benchmark", "goal", "floor", "median", "spread", "n", "met"]
     assert "<= 1.1" in lines[2] and "1.05" in lines[2] and lines[2].rstrip().endswith("yes")
+    short = Goal("download", "agent / loop", (2.4, 2.5, 2.3), 3.0, note="moto's bound 2.9")
+    lines = table([goal, short]).splitlines()
+    assert lines[3].rstrip().endswith("NO") and lines[4:] == ["NO: download, agent / loop: moto's bound 2.9"]
 
 
 def test_cpu_shares_and_mount_lookup_from_proc_text() -> None:
