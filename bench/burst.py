@@ -27,6 +27,7 @@ from watchdog.observers import Observer
 from bench import harness
 from bench.goals import Goal, interleave, spread_text
 from tests.support.helpers import minio_event
+from tests.support.intents import intent_files
 
 FILES = 20
 EVENTS = 1000
@@ -98,7 +99,10 @@ def variant(s3: harness.S3, workdir: Path, manifest: bool, seed: int) -> dict[st
         send_seconds = fire(stack, events)
         harness.wait_for(lambda: "burst" in stack.served(), 60, 0.01, "burst:1 served")
         served_after = time.monotonic() - started
-        harness.wait_for(lambda: not any(stack.intents.glob("*.json")), 60, 0.05, "intents drained")
+        # The webhook's log segments go once its workers have ended and every intent is done.
+        assert stack.webhook is not None
+        stack.webhook.stop()
+        harness.wait_for(lambda: not intent_files(stack.intents), 60, 0.05, "intents drained")
         time.sleep(LATE_SECONDS)  # anything late (a second swap, a re-download) would show by now
         gets = s3.gets_since(offset, bucket)
         status = stack.status()

@@ -29,6 +29,7 @@ from minio import Minio
 
 from tests.support.crash import CrashRig
 from tests.support.helpers import wait_for
+from tests.support.intents import intent_files
 from tests.support.processes import Process, Webhook, child_env, launch_webhook
 from tests.support.s3 import ACCESS_KEY, SECRET_KEY, Bucket, S3Server
 from tests.support.volume import Volume, base_settings
@@ -102,8 +103,8 @@ def webhook_phase(s3: S3Server, rounds: int, seed: int, deadline: float) -> dict
             for key, value in result.as_dict().items():
                 figures[key] = round(figures.get(key, 0) + value, 1)
             done += batch
-            for path in built.volume.intents.glob("*.json"):
-                path.unlink()  # checked already; keep the directory small
+            for name in intent_files(built.volume.intents):
+                (built.volume.intents / name).unlink()  # checked already; keep the directory small
     return figures
 
 
