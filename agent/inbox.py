@@ -32,7 +32,7 @@ from modelsync import atomic, intentbatch, intents, keys
 from modelsync.config import Config
 from modelsync.errors import IntentError, UnsafeKeyError
 from modelsync.intentbatch import BATCH_SUFFIX, MAX_BATCH_BYTES
-from modelsync.intentlog import SEGMENT_SUFFIX
+from modelsync.intentlog import SEGMENT_SUFFIX, NotASegment
 from modelsync.intents import Intent, ObjectIntent
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class Inbox:
             self._forget_batch(name)  # removed by hand: nothing left to do
         for name in sorted(batch_files - set(self.batches) - set(self.unmoved)):
             self._open_batch(name)
-        for name in sorted(segment_files):
+        for name in sorted(segment_files - set(self.unmoved)):
             self._read_segment(name)
         found = {name[:-5] for name in listed if name.endswith(".json") and name not in batch_files}
         found.update(self.members)
@@ -92,7 +92,7 @@ class Inbox:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as handle:
                 document: object = json.loads(handle.read(limit + 1))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise IntentError(f"unreadable: {exc}") from None
         return document
 
@@ -118,6 +118,10 @@ class Inbox:
                     self._fail_frame(item)
                 else:
                     self._hold(name, item)
+        except NotASegment as exc:  # a link, FIFO or directory: recorded and removed like a file
+            self._forget_batch(name)
+            self.fail(name, str(exc))
+            return
         except OSError as exc:
             if name not in self.unreadable:
                 self.unreadable.add(name)
@@ -144,6 +148,7 @@ class Inbox:
 
     def _forget_batch(self, name: str) -> None:
         self.segments.pop(name, None)
+        self.unreadable.discard(name)
         for intent_id in self.batches.pop(name, set()):
             self.members.pop(intent_id, None)
 
@@ -206,13 +211,13 @@ class Inbox:
 
     def _move(self, intent_id: str, reason: str) -> None:
         member = self.members.get(intent_id)
-        is_batch = intent_id.endswith(BATCH_SUFFIX)
-        source = self.directory / (intent_id if is_batch else f"{intent_id}.json")
+        is_file = intent_id.endswith((BATCH_SUFFIX, SEGMENT_SUFFIX))  # a batch or segment by name
+        source = self.directory / (intent_id if is_file else f"{intent_id}.json")
         raw = json.dumps(member[1]) if member is not None else _read_regular(source)
         self.failed_dir.mkdir(parents=True, exist_ok=True)
         safe_name = intent_id if len(intent_id) < 200 else intent_id[:200]
         atomic.write_json(
-            self.failed_dir / (safe_name if is_batch else f"{safe_name}.json"),
+            self.failed_dir / (safe_name if safe_name.endswith(".json") else f"{safe_name}.json"),
             {"id": intent_id, "error": reason, "failed_at": time.time(), "content": raw},
         )
         if member is not None:

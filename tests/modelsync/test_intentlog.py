@@ -165,3 +165,25 @@ def test_a_commit_too_large_for_a_segment_goes_to_version_1_files(tmp_path: Path
     assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(f"{i['id']}.json" for i in many)
     assert len(documents_on_disk(tmp_path)) == 21, "twenty files and one frame"
     assert set(intents_on_disk(tmp_path)) == {i["id"] for i in many}
+
+
+def test_a_hand_made_length_field_cannot_make_the_reader_allocate_it(tmp_path: Path) -> None:
+    """A sparse 2 GiB file whose header claims a 2 GiB payload: the reader reads no more than
+    a segment's size (the most a webhook writes) and calls the rest torn. Run with an address
+    space limit of 1 GiB, as a reader that believed the length would fail with MemoryError."""
+    segment = tmp_path / f"hand-made{SEGMENT_SUFFIX}"
+    length = (1 << 31) - HEADER.size
+    with open(segment, "wb") as handle:
+        handle.write(HEADER.pack(MAGIC, length, 0))
+        handle.truncate(HEADER.size + length)
+    script = (
+        "import resource, sys\nfrom pathlib import Path\nfrom modelsync import intentlog\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "scan = intentlog.read_frames(Path(sys.argv[1]), 0)\n"
+        "print(len(scan.frames), scan.end, scan.torn)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(segment)], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "0", "True"]
