@@ -55,6 +55,9 @@ class Inbox:
         self.members: dict[str, tuple[str, Intent]] = {}
         self.segments: dict[str, Cursor] = {}
         self.unreadable: set[str] = set()  # segments whose read failed, reported once
+        # Refused frames failed/ could not take yet: frame name -> (segment name, frame). Each
+        # holds its segment (as an intent would) until retry_moves() records it.
+        self.unrecorded: dict[str, tuple[str, BadFrame]] = {}
 
     def names(self) -> Iterator[str]:
         """Intent ids waiting, oldest first (ids start with the arrival time)."""
@@ -115,7 +118,7 @@ class Inbox:
         try:
             for item in segments.read_new(self.directory / name, cursor):
                 if isinstance(item, BadFrame):
-                    self._fail_frame(item)
+                    self._fail_frame(name, item)
                 else:
                     self._hold(name, item)
         except NotASegment as exc:  # a link, FIFO or directory: recorded and removed like a file
@@ -136,13 +139,23 @@ class Inbox:
             self.members[intent["id"]] = (name, intent)
             held.add(intent["id"])
 
-    def _fail_frame(self, frame: BadFrame) -> None:
+    def _fail_frame(self, segment: str, frame: BadFrame) -> None:
         try:
             self.failed_dir.mkdir(parents=True, exist_ok=True)
             record = {"id": frame.name, "error": frame.reason, "content": frame.content}
             atomic.write_json(self.failed_dir / f"{frame.name}.json", {**record, "failed_at": time.time()})
-        except OSError as exc:  # the frame is garbage either way: the log says what it was
-            log.error("intent log frame %s cannot be recorded in %s: %s", frame.name, self.failed_dir, exc)
+        except OSError as exc:  # kept, and its segment with it, until retry_moves() records it
+            self.move_error = f"{type(exc).__name__}: {exc}"
+            if frame.name not in self.unrecorded:
+                log.error(
+                    "intent log frame %s cannot be recorded in %s: %s", frame.name, self.failed_dir, exc
+                )
+            self.unrecorded[frame.name] = (segment, frame)
+            self.batches.setdefault(segment, set()).add(frame.name)
+            return
+        if self.unrecorded.pop(frame.name, None) is not None:
+            self.batches.get(segment, set()).discard(frame.name)
+            self._delete_if_done(segment)
         metrics.FAILURES.labels(reason="intent").inc()
         log.error("intent log frame %s moved to %s: %s", frame.name, self.failed_dir, frame.reason)
 
@@ -204,10 +217,11 @@ class Inbox:
         """Raises IntentError while an intent could still not be moved (the step is failing)."""
         for intent_id, reason in list(self.unmoved.items()):
             self.fail(intent_id, reason)
-        if self.unmoved:
-            raise IntentError(
-                f"cannot move {len(self.unmoved)} intent(s) to {self.failed_dir}: {self.move_error}"
-            )
+        for segment, frame in list(self.unrecorded.values()):
+            self._fail_frame(segment, frame)
+        if self.unmoved or self.unrecorded:
+            count = len(self.unmoved) + len(self.unrecorded)
+            raise IntentError(f"cannot move {count} intent(s) to {self.failed_dir}: {self.move_error}")
 
     def _move(self, intent_id: str, reason: str) -> None:
         member = self.members.get(intent_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from typing import Any
 
 from modelsync import intentlog
@@ -130,3 +131,26 @@ def test_hostile_segments_go_to_failed_and_the_frames_around_them_are_applied(
     assert not set(hostile) & {p.name for p in volume.intents.iterdir()}, "hostile entries removed"
     assert outside.read_bytes() == b"secret" and "secret" not in json.dumps(failed)
     assert agent.alive(), agent.log
+
+
+def test_a_refused_frame_failed_cannot_take_keeps_its_segment_until_it_is_recorded(
+    volume: Volume, bucket: Bucket, start_agent
+) -> None:
+    """failed/ is blocked (a file in its place): the refused frame is retried each step, as an
+    intent file is, and its segment stays until the record is written."""
+    agent = quiet_agent(volume, start_agent)
+    failed_dir = volume.models / ".modelsync" / "failed"
+    shutil.rmtree(failed_dir, ignore_errors=True)
+    failed_dir.write_text("in the way")
+    log = IntentLog(volume.intents)
+    log.append(frame({"intent_version": 1, "id": "not-an-intent"}))
+    assert log.path is not None
+    segment = log.path
+    log.append(frame(object_intent(bucket, "alpha", b"alpha")))
+    log.close()
+    wait_for(lambda: "alpha" in served_models(volume.ovms_config), 60, what="the good frame")
+    wait_for(lambda: "cannot be recorded" in agent.log, 30, what="the record attempted")
+    assert segment.exists(), "deleted before its refused frame was recorded"
+    failed_dir.unlink()
+    wait_for(lambda: f"{segment.name}@0.json" in failed_records(volume), 30, what="the frame recorded")
+    wait_for(lambda: not segment.exists(), 30, what="the segment deleted")
