@@ -54,6 +54,9 @@ class Inbox:
         self.batches: dict[str, set[str]] = {}
         self.members: dict[str, tuple[str, Intent]] = {}
         self.segments: dict[str, Cursor] = {}
+        # An id read again while held (a planted copy reusing a real intent's id): its later
+        # copies, handled one by one after it, so a copy read first cannot displace the real one.
+        self.queued: dict[str, list[tuple[str, Intent]]] = {}
         self.unreadable: set[str] = set()  # segments whose read failed, reported once
         # Refused frames failed/ could not take yet: frame name -> (segment name, frame). Each
         # holds its segment (as an intent would) until retry_moves() records it.
@@ -134,10 +137,21 @@ class Inbox:
         self._delete_if_done(name)
 
     def _hold(self, name: str, intent: Intent) -> None:
-        held = self.batches.setdefault(name, set())
-        if intent["id"] not in self.members:  # one already held elsewhere is done once
+        self.batches.setdefault(name, set()).add(intent["id"])
+        if intent["id"] in self.members:
+            self.queued.setdefault(intent["id"], []).append((name, intent))
+        else:
             self.members[intent["id"]] = (name, intent)
-            held.add(intent["id"])
+
+    def _promote(self, intent_id: str) -> None:
+        """The next copy of an id whose held one is done or forgotten becomes the held one."""
+        later = self.queued.pop(intent_id, [])
+        if later:
+            name, intent = later.pop(0)
+            self.members[intent_id] = (name, intent)
+            self.batches.setdefault(name, set()).add(intent_id)
+            if later:
+                self.queued[intent_id] = later
 
     def _fail_frame(self, segment: str, frame: BadFrame) -> None:
         try:
@@ -163,11 +177,18 @@ class Inbox:
         self.segments.pop(name, None)
         self.unreadable.discard(name)
         for intent_id in self.batches.pop(name, set()):
-            self.members.pop(intent_id, None)
+            if intent_id in self.queued:
+                self.queued[intent_id] = [held for held in self.queued[intent_id] if held[0] != name]
+            if self.members.get(intent_id, ("", None))[0] == name:
+                del self.members[intent_id]
+                self._promote(intent_id)
+            if not self.queued.get(intent_id, True):
+                del self.queued[intent_id]
 
     def _member_done(self, intent_id: str) -> None:
         name = self.members.pop(intent_id)[0]
         self.batches.get(name, set()).discard(intent_id)
+        self._promote(intent_id)
         self._delete_if_done(name)
 
     def _delete_if_done(self, name: str) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 from modelsync import intentlog
 from modelsync.intentbatch import BATCH_SUFFIX, batch_document
 from modelsync.intentlog import HEADER, MAGIC, SEGMENT_SUFFIX, IntentLog
-from modelsync.intents import new_intent_id
+from modelsync.intents import IntentWriter, new_intent_id
 from tests.support.helpers import md5, served_models, wait_for
 from tests.support.intents import failed_records, hostile_intent
 from tests.support.processes import Process
@@ -154,3 +154,22 @@ def test_a_refused_frame_failed_cannot_take_keeps_its_segment_until_it_is_record
     failed_dir.unlink()
     wait_for(lambda: f"{segment.name}@0.json" in failed_records(volume), 30, what="the frame recorded")
     wait_for(lambda: not segment.exists(), 30, what="the segment deleted")
+
+
+def test_a_planted_frame_reusing_an_intents_id_does_not_displace_it(volume: Volume, start_agent) -> None:
+    """An id is read twice (a segment planted by someone who read the webhook's): the planted
+    copy is refused on its own and the webhook's intent is still handled, not dropped as seen.
+    A resync, as nothing but its intent writes its result."""
+    volume.intents.mkdir(parents=True, exist_ok=True)
+    real = IntentWriter(volume.intents).new("resync")
+    planted = IntentLog(volume.intents)  # an older name: read first
+    planted.append(frame(hostile_intent("elsewhere", id=real["id"])))  # valid, refused when read
+    planted.close()
+    log = IntentLog(volume.intents)
+    log.append(frame(real))
+    log.close()
+    quiet_agent(volume, start_agent)
+    result = volume.models / ".modelsync" / "results" / f"{real['id']}.json"
+    wait_for(result.exists, 60, what="the webhook's resync handled")
+    wait_for(lambda: not list(volume.intents.iterdir()), 30, what="both segments deleted")
+    assert f"{real['id']}.json" in failed_records(volume)
