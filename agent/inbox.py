@@ -1,4 +1,4 @@
-"""Reading intent files, trusting none of them.
+"""Reading intent files and intent log segments, trusting none of them.
 
 Every file is checked against ``intent.schema.json`` and against the agent's own reading of
 its key (a hand-dropped intent cannot name a path the key does not). A file that fails moves
@@ -12,7 +12,10 @@ already done are cheap to repeat (an applied version is recognised and committed
 
 Version 3 is the webhook's intent log, ``<id>.intentlog`` (``agent/segments.py``): its
 frames' intents are held the same way, and the segment is deleted once its writer is gone
-and every one of them is done or failed.
+and every one of them is done or failed. A link, FIFO or directory in a segment's place moves
+to failed/ like a bad file; a refused frame is recorded there as ``<segment>@<offset>``. An id
+read again while held is handled again after it, never dropped: a planted copy of an
+acknowledged intent's id cannot displace it.
 """
 
 from __future__ import annotations
