@@ -170,8 +170,11 @@ class IntentLog:
         self._offset += len(frame)
 
     def close(self) -> None:
-        if self._fd >= 0 and self._pid == os.getpid():
-            os.close(self._fd)  # releases the lock: the segment is finished
+        # Releases the lock (the segment is finished) once every copy of the descriptor is
+        # closed: a forked child closes the one it inherited, which leaves the parent's lock
+        # held by the parent alone.
+        if self._fd >= 0:
+            os.close(self._fd)
         self._fd, self.path = -1, None
 
     def _can_take(self, frame_bytes: int) -> bool:

@@ -187,3 +187,32 @@ def test_a_hand_made_length_field_cannot_make_the_reader_allocate_it(tmp_path: P
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["0", "0", "True"]
+
+
+def test_a_forked_child_does_not_keep_its_parents_segment_held(tmp_path: Path) -> None:
+    """The child inherits the parent's descriptor; once it has a segment of its own it lets go
+    of it, so the parent's segment is finished when the parent closes it, child alive or not."""
+    log = IntentLog(tmp_path, segment_bytes=8192)
+    log.append(b'{"who": "parent"}')
+    parent_segment = log.path
+    assert parent_segment is not None
+    ready_r, ready_w = os.pipe()
+    hold_r, hold_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child only writes and waits
+        try:
+            os.close(ready_r), os.close(hold_w)
+            log.append(b'{"who": "child"}')
+            os.write(ready_w, b"x")
+            os.read(hold_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w), os.close(hold_r)
+    try:
+        assert os.read(ready_r, 1) == b"x"
+        log.close()
+        assert intentlog.finished(parent_segment), "the child still holds the parent's segment"
+    finally:
+        os.close(hold_w)
+        os.waitpid(pid, 0)
+        os.close(ready_r)
