@@ -1,4 +1,4 @@
-"""Reading intent files, trusting none of them.
+"""Reading intent files and intent log segments, trusting none of them.
 
 Every file is checked against ``intent.schema.json`` and against the agent's own reading of
 its key (a hand-dropped intent cannot name a path the key does not). A file that fails moves
@@ -12,7 +12,10 @@ already done are cheap to repeat (an applied version is recognised and committed
 
 Version 3 is the webhook's intent log, ``<id>.intentlog`` (``agent/segments.py``): its
 frames' intents are held the same way, and the segment is deleted once its writer is gone
-and every one of them is done or failed.
+and every one of them is done or failed. A link, FIFO or directory in a segment's place moves
+to failed/ like a bad file; a refused frame is recorded there as ``<segment>@<offset>``. An id
+read again while held is handled again after it, never dropped: a planted copy of an
+acknowledged intent's id cannot displace it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from modelsync import atomic, intentbatch, intents, keys
 from modelsync.config import Config
 from modelsync.errors import IntentError, UnsafeKeyError
 from modelsync.intentbatch import BATCH_SUFFIX, MAX_BATCH_BYTES
-from modelsync.intentlog import SEGMENT_SUFFIX
+from modelsync.intentlog import SEGMENT_SUFFIX, NotASegment
 from modelsync.intents import Intent, ObjectIntent
 
 log = logging.getLogger(__name__)
@@ -54,7 +57,13 @@ class Inbox:
         self.batches: dict[str, set[str]] = {}
         self.members: dict[str, tuple[str, Intent]] = {}
         self.segments: dict[str, Cursor] = {}
+        # An id read again while held (a planted copy reusing a real intent's id): its later
+        # copies, handled one by one after it, so a copy read first cannot displace the real one.
+        self.queued: dict[str, list[tuple[str, Intent]]] = {}
         self.unreadable: set[str] = set()  # segments whose read failed, reported once
+        # Refused frames failed/ could not take yet: frame name -> (segment name, frame). Each
+        # holds its segment (as an intent would) until retry_moves() records it.
+        self.unrecorded: dict[str, tuple[str, BadFrame]] = {}
 
     def names(self) -> Iterator[str]:
         """Intent ids waiting, oldest first (ids start with the arrival time)."""
@@ -66,7 +75,7 @@ class Inbox:
             self._forget_batch(name)  # removed by hand: nothing left to do
         for name in sorted(batch_files - set(self.batches) - set(self.unmoved)):
             self._open_batch(name)
-        for name in sorted(segment_files):
+        for name in sorted(segment_files - set(self.unmoved)):
             self._read_segment(name)
         found = {name[:-5] for name in listed if name.endswith(".json") and name not in batch_files}
         found.update(self.members)
@@ -92,7 +101,7 @@ class Inbox:
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as handle:
                 document: object = json.loads(handle.read(limit + 1))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested too deep
             raise IntentError(f"unreadable: {exc}") from None
         return document
 
@@ -115,9 +124,13 @@ class Inbox:
         try:
             for item in segments.read_new(self.directory / name, cursor):
                 if isinstance(item, BadFrame):
-                    self._fail_frame(item)
+                    self._fail_frame(name, item)
                 else:
                     self._hold(name, item)
+        except NotASegment as exc:  # a link, FIFO or directory: recorded and removed like a file
+            self._forget_batch(name)
+            self.fail(name, str(exc))
+            return
         except OSError as exc:
             if name not in self.unreadable:
                 self.unreadable.add(name)
@@ -127,29 +140,58 @@ class Inbox:
         self._delete_if_done(name)
 
     def _hold(self, name: str, intent: Intent) -> None:
-        held = self.batches.setdefault(name, set())
-        if intent["id"] not in self.members:  # one already held elsewhere is done once
+        self.batches.setdefault(name, set()).add(intent["id"])
+        if intent["id"] in self.members:
+            self.queued.setdefault(intent["id"], []).append((name, intent))
+        else:
             self.members[intent["id"]] = (name, intent)
-            held.add(intent["id"])
 
-    def _fail_frame(self, frame: BadFrame) -> None:
+    def _promote(self, intent_id: str) -> None:
+        """The next copy of an id whose held one is done or forgotten becomes the held one."""
+        later = self.queued.pop(intent_id, [])
+        if later:
+            name, intent = later.pop(0)
+            self.members[intent_id] = (name, intent)
+            self.batches.setdefault(name, set()).add(intent_id)
+            if later:
+                self.queued[intent_id] = later
+
+    def _fail_frame(self, segment: str, frame: BadFrame) -> None:
         try:
             self.failed_dir.mkdir(parents=True, exist_ok=True)
             record = {"id": frame.name, "error": frame.reason, "content": frame.content}
             atomic.write_json(self.failed_dir / f"{frame.name}.json", {**record, "failed_at": time.time()})
-        except OSError as exc:  # the frame is garbage either way: the log says what it was
-            log.error("intent log frame %s cannot be recorded in %s: %s", frame.name, self.failed_dir, exc)
+        except OSError as exc:  # kept, and its segment with it, until retry_moves() records it
+            self.move_error = f"{type(exc).__name__}: {exc}"
+            if frame.name not in self.unrecorded:
+                log.error(
+                    "intent log frame %s cannot be recorded in %s: %s", frame.name, self.failed_dir, exc
+                )
+            self.unrecorded[frame.name] = (segment, frame)
+            self.batches.setdefault(segment, set()).add(frame.name)
+            return
+        if self.unrecorded.pop(frame.name, None) is not None:
+            self.batches.get(segment, set()).discard(frame.name)
+            self._delete_if_done(segment)
         metrics.FAILURES.labels(reason="intent").inc()
         log.error("intent log frame %s moved to %s: %s", frame.name, self.failed_dir, frame.reason)
 
     def _forget_batch(self, name: str) -> None:
         self.segments.pop(name, None)
+        self.unreadable.discard(name)
         for intent_id in self.batches.pop(name, set()):
-            self.members.pop(intent_id, None)
+            if intent_id in self.queued:
+                self.queued[intent_id] = [held for held in self.queued[intent_id] if held[0] != name]
+            if self.members.get(intent_id, ("", None))[0] == name:
+                del self.members[intent_id]
+                self._promote(intent_id)
+            if not self.queued.get(intent_id, True):
+                del self.queued[intent_id]
 
     def _member_done(self, intent_id: str) -> None:
         name = self.members.pop(intent_id)[0]
         self.batches.get(name, set()).discard(intent_id)
+        self._promote(intent_id)
         self._delete_if_done(name)
 
     def _delete_if_done(self, name: str) -> None:
@@ -199,20 +241,21 @@ class Inbox:
         """Raises IntentError while an intent could still not be moved (the step is failing)."""
         for intent_id, reason in list(self.unmoved.items()):
             self.fail(intent_id, reason)
-        if self.unmoved:
-            raise IntentError(
-                f"cannot move {len(self.unmoved)} intent(s) to {self.failed_dir}: {self.move_error}"
-            )
+        for segment, frame in list(self.unrecorded.values()):
+            self._fail_frame(segment, frame)
+        if self.unmoved or self.unrecorded:
+            count = len(self.unmoved) + len(self.unrecorded)
+            raise IntentError(f"cannot move {count} intent(s) to {self.failed_dir}: {self.move_error}")
 
     def _move(self, intent_id: str, reason: str) -> None:
         member = self.members.get(intent_id)
-        is_batch = intent_id.endswith(BATCH_SUFFIX)
-        source = self.directory / (intent_id if is_batch else f"{intent_id}.json")
+        is_file = intent_id.endswith((BATCH_SUFFIX, SEGMENT_SUFFIX))  # a batch or segment by name
+        source = self.directory / (intent_id if is_file else f"{intent_id}.json")
         raw = json.dumps(member[1]) if member is not None else _read_regular(source)
         self.failed_dir.mkdir(parents=True, exist_ok=True)
         safe_name = intent_id if len(intent_id) < 200 else intent_id[:200]
         atomic.write_json(
-            self.failed_dir / (safe_name if is_batch else f"{safe_name}.json"),
+            self.failed_dir / (safe_name if safe_name.endswith(".json") else f"{safe_name}.json"),
             {"id": intent_id, "error": reason, "failed_at": time.time(), "content": raw},
         )
         if member is not None:

@@ -1,4 +1,4 @@
-"""Intake: the webhook's intent files become pending versions (or a resync, run at once).
+"""Intake: the webhook's intents become pending versions (or a resync, run at once).
 
 An intent that cannot be read or handled goes to failed/ with the reason; the ones behind it go on.
 """
@@ -24,7 +24,7 @@ DEBOUNCE_SECONDS = 0.02  # lets a burst of events for one version land before th
 
 
 class Intake:
-    """Reads new intent files into ``pending``; answers those with nothing left to do."""
+    """Reads new intents into ``pending``; answers those with nothing left to do."""
 
     def __init__(
         self,

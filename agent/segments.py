@@ -49,9 +49,15 @@ def read_new(path: Path, cursor: Cursor) -> Iterator[Intent | BadFrame]:
     cursor.offset = scan.end
     for frame in scan.frames:
         try:
-            yield from _documents(frame.payload)
+            documents = _documents(frame.payload)
         except IntentError as exc:
-            yield BadFrame(f"{path.name}@{frame.offset}", frame.payload.decode("utf-8", "replace"), str(exc))
+            reason = str(exc)
+        except Exception as exc:  # whatever one frame holds, the frames behind it go on
+            reason = f"unreadable frame: {type(exc).__name__}: {exc}"
+        else:
+            yield from documents
+            continue
+        yield BadFrame(f"{path.name}@{frame.offset}", frame.payload.decode("utf-8", "replace"), reason)
     if writer_gone:
         cursor.finished = True
         if scan.torn and not cursor.torn_reported:

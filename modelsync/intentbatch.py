@@ -101,7 +101,8 @@ class GroupCommit:
         self.commits = 0  # for tests and benchmarks: intents per commit = accepted / commits
 
     def commit(self, items: Sequence[Intent]) -> None:
-        """Returns once ``items`` are durable (file data and directory entry fsynced)."""
+        """Returns once ``items`` are durable (their frame's synchronous write returned, or
+        for a commit too large for a segment, the files and the directory fsynced)."""
         if not items:
             return
         me = _Waiter(items)

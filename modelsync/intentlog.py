@@ -26,8 +26,10 @@ end (:func:`finished`), or a frame appended in between would be deleted unread.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import stat
 import struct
 import zlib
 from collections.abc import Callable
@@ -35,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from modelsync import atomic, intents
+from modelsync.errors import IntentError
 
 MAGIC = b"MSIL"
 HEADER = struct.Struct("<4sII")
@@ -64,10 +67,16 @@ class Scan:
 
 
 def read_frames(path: Path, offset: int) -> Scan:
-    """The frames of segment ``path`` from ``offset`` on (OSError if it cannot be read)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    """The frames of segment ``path`` from ``offset`` on (OSError if it cannot be read,
+    :class:`NotASegment` if it is no regular file).
+
+    Only the first SEGMENT_BYTES are read, the most a webhook writes: a hand-made file's
+    length field cannot make the agent allocate gigabytes, nor its size hold more intents.
+    """
+    fd = _open_segment(path)
     try:
-        size = os.fstat(fd).st_size
+        real_size = os.fstat(fd).st_size
+        size = min(real_size, SEGMENT_BYTES)
         frames: list[Frame] = []
         while offset + HEADER.size <= size:
             header = os.pread(fd, HEADER.size, offset)
@@ -75,19 +84,21 @@ def read_frames(path: Path, offset: int) -> Scan:
             if magic != MAGIC:
                 return Scan(frames, offset, torn=any(header))
             end = offset + HEADER.size + length
-            payload = os.pread(fd, length, offset + HEADER.size) if end <= size else b""
-            if end > size or len(payload) != length or zlib.crc32(payload) != crc:
+            if end > size:
+                return Scan(frames, offset, torn=True)
+            payload = os.pread(fd, length, offset + HEADER.size)
+            if len(payload) != length or zlib.crc32(payload) != crc:
                 return Scan(frames, offset, torn=True)
             frames.append(Frame(offset, payload))
             offset = end
-        return Scan(frames, offset, torn=False)
+        return Scan(frames, offset, torn=real_size > size)
     finally:
         os.close(fd)
 
 
 def finished(path: Path) -> bool:
     """No writer holds the segment (its webhook process ended): nothing more will be added."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = _open_segment(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -95,6 +106,25 @@ def finished(path: Path) -> bool:
     finally:
         os.close(fd)  # also drops the shared lock, if taken
     return True
+
+
+class NotASegment(IntentError):
+    """A link, pipe, directory or device where a segment should be."""
+
+
+def _open_segment(path: Path) -> int:
+    """Opened without following a link and without blocking: a planted FIFO must not hang
+    the agent (opening one for reading waits for a writer)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotASegment("a symbolic link") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise NotASegment("not a regular file")
+    return fd
 
 
 class IntentLog:
@@ -140,8 +170,11 @@ class IntentLog:
         self._offset += len(frame)
 
     def close(self) -> None:
-        if self._fd >= 0 and self._pid == os.getpid():
-            os.close(self._fd)  # releases the lock: the segment is finished
+        # Releases the lock (the segment is finished) once every copy of the descriptor is
+        # closed: a forked child closes the one it inherited, which leaves the parent's lock
+        # held by the parent alone.
+        if self._fd >= 0:
+            os.close(self._fd)
         self._fd, self.path = -1, None
 
     def _can_take(self, frame_bytes: int) -> bool:

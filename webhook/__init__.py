@@ -1,4 +1,5 @@
-"""The MinIO webhook receiver: bucket events in, durable intent files out. It never downloads."""
+"""The MinIO webhook receiver: bucket events in, durable intents out (its intent log,
+``modelsync/intentlog.py``). It never downloads."""
 
 import sys
 

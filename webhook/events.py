@@ -94,7 +94,9 @@ class IntentsUnavailable(Exception):
 
 
 def write_durably(settings: Config, intents: Sequence[Intent]) -> list[str]:
-    """Write ``intents`` (file and directory fsynced) or raise :class:`IntentsUnavailable`.
+    """Make ``intents`` durable (one synchronous write of a frame to this process's intent log
+    segment; files and a directory fsync for a commit too large for one) or raise
+    :class:`IntentsUnavailable`.
 
     Concurrent requests share one group commit (``modelsync/intentbatch.py``); each returns
     only once its own intents are durable. The state directory is checked again before any

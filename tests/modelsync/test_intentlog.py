@@ -165,3 +165,54 @@ def test_a_commit_too_large_for_a_segment_goes_to_version_1_files(tmp_path: Path
     assert sorted(p.name for p in tmp_path.glob("*.json")) == sorted(f"{i['id']}.json" for i in many)
     assert len(documents_on_disk(tmp_path)) == 21, "twenty files and one frame"
     assert set(intents_on_disk(tmp_path)) == {i["id"] for i in many}
+
+
+def test_a_hand_made_length_field_cannot_make_the_reader_allocate_it(tmp_path: Path) -> None:
+    """A sparse 2 GiB file whose header claims a 2 GiB payload: the reader reads no more than
+    a segment's size (the most a webhook writes) and calls the rest torn. Run with an address
+    space limit of 1 GiB, as a reader that believed the length would fail with MemoryError."""
+    segment = tmp_path / f"hand-made{SEGMENT_SUFFIX}"
+    length = (1 << 31) - HEADER.size
+    with open(segment, "wb") as handle:
+        handle.write(HEADER.pack(MAGIC, length, 0))
+        handle.truncate(HEADER.size + length)
+    script = (
+        "import resource, sys\nfrom pathlib import Path\nfrom modelsync import intentlog\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+        "scan = intentlog.read_frames(Path(sys.argv[1]), 0)\n"
+        "print(len(scan.frames), scan.end, scan.torn)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(segment)], capture_output=True, text=True, cwd=ROOT, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0", "0", "True"]
+
+
+def test_a_forked_child_does_not_keep_its_parents_segment_held(tmp_path: Path) -> None:
+    """The child inherits the parent's descriptor; once it has a segment of its own it lets go
+    of it, so the parent's segment is finished when the parent closes it, child alive or not."""
+    log = IntentLog(tmp_path, segment_bytes=8192)
+    log.append(b'{"who": "parent"}')
+    parent_segment = log.path
+    assert parent_segment is not None
+    ready_r, ready_w = os.pipe()
+    hold_r, hold_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child only writes and waits
+        try:
+            os.close(ready_r), os.close(hold_w)
+            log.append(b'{"who": "child"}')
+            os.write(ready_w, b"x")
+            os.read(hold_r, 1)
+        finally:
+            os._exit(0)
+    os.close(ready_w), os.close(hold_r)
+    try:
+        assert os.read(ready_r, 1) == b"x"
+        log.close()
+        assert intentlog.finished(parent_segment), "the child still holds the parent's segment"
+    finally:
+        os.close(hold_w)
+        os.waitpid(pid, 0)
+        os.close(ready_r)
