@@ -20,7 +20,7 @@ DOWNLOAD_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900),
 )
 FAILURES = Counter("modelsync_agent_failures_total", "Failures, by reason", ["reason"])
-INTENTS_PENDING = Gauge("modelsync_agent_intents_pending", "Intent files read but not yet applied")
+INTENTS_PENDING = Gauge("modelsync_agent_intents_pending", "Intents read but not yet applied")
 LAST_RECONCILE = Gauge(
     "modelsync_agent_last_reconcile_success_timestamp_seconds", "When the last full reconcile succeeded"
 )

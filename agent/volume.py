@@ -10,7 +10,7 @@ import os
 
 from agent import dirswap, ovmsconfig, sidecarlog
 from agent.localstate import LocalState
-from modelsync import keys
+from modelsync import intentlog, keys
 from modelsync.config import Config
 from modelsync.errors import PublishError
 
@@ -34,8 +34,11 @@ def prepare_directories(config: Config) -> None:
 def clean_leftovers(config: Config, state: LocalState) -> None:
     """What a crash left: staging and trash directories (hidden names only the agent makes,
     so every model directory is looked at, also one whose last version the state already
-    dropped), config temp files, and model directories left empty."""
+    dropped), config temp files, a webhook's temp files in the intents directory, and model
+    directories left empty."""
     ovmsconfig.remove_temp_files(config.ovms.config_path)
+    for name in intentlog.remove_abandoned_temp_files(config.intents_dir):
+        log.info("removed %s, left in %s by a webhook stopped mid-write", name, config.intents_dir)
     for model_dir in config.sync.models_path.iterdir():
         if not keys.is_model_name(model_dir.name) or model_dir.is_symlink() or not model_dir.is_dir():
             continue

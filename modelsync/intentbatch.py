@@ -146,16 +146,21 @@ class GroupCommit:
         return group
 
     def _write(self, items: list[Intent]) -> None:
-        if len(items) <= MAX_BATCH_INTENTS:
-            payload = _dumps(batch_document(items) if len(items) > 1 else items[0])
+        # A resync goes to a file of its own: it is rare, and costly to repeat (a full
+        # reconcile). A file is deleted once done; a frame stays in its segment until the
+        # worker ends, and an agent restarted meanwhile would run the resync again.
+        logged = [intent for intent in items if intent["kind"] != "resync"]
+        files = [intent for intent in items if intent["kind"] == "resync"]
+        if 0 < len(logged) <= MAX_BATCH_INTENTS:
+            payload = _dumps(batch_document(logged) if len(logged) > 1 else logged[0])
             if self.log.fits(len(payload)):
                 self.log.append(payload, before_open=self.check)
-                return
-        # Larger than a segment: version-1 files, as ever, one directory fsync for all.
-        self.check()
-        for intent in items:
-            intents.write_synced(self.directory / f"{intent['id']}.json", _dumps(intent))
-        atomic.fsync_dir(self.directory)
+                logged = []
+        if logged or files:  # larger than a segment, or resyncs: version-1 files, as ever
+            self.check()
+            for intent in logged + files:
+                intents.write_synced(self.directory / f"{intent['id']}.json", _dumps(intent))
+            atomic.fsync_dir(self.directory)
 
 
 def _dumps(document: object) -> bytes:

@@ -31,6 +31,7 @@ import fcntl
 import os
 import stat
 import struct
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,6 +107,26 @@ def finished(path: Path) -> bool:
     finally:
         os.close(fd)  # also drops the shared lock, if taken
     return True
+
+
+def remove_abandoned_temp_files(directory: Path, older_than: float = 60.0) -> list[str]:
+    """Hidden temp files a webhook killed mid-write left behind: a segment being filled with
+    zeros (4 MiB), an intent file before its rename. Only regular files no writer holds and
+    older than ``older_than`` seconds go: a live writer's temp file lives for milliseconds,
+    and a segment's is locked from its creation."""
+    removed = []
+    cutoff = time.time() - older_than
+    with os.scandir(directory) as entries:
+        candidates = [e for e in entries if e.name.startswith(".") and ".tmp-" in e.name]
+    for entry in candidates:
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime > cutoff or not finished(Path(entry.path)):
+                continue
+            os.unlink(entry.path)
+        except (OSError, NotASegment):
+            continue
+        removed.append(entry.name)
+    return removed
 
 
 class NotASegment(IntentError):

@@ -15,7 +15,7 @@ from prometheus_client import (
 from modelsync.web import metrics_exposition
 
 RECEIVED = Counter("modelsync_webhook_records_received_total", "Event records received")
-ACCEPTED = Counter("modelsync_webhook_records_accepted_total", "Records written as intent files")
+ACCEPTED = Counter("modelsync_webhook_records_accepted_total", "Records written as durable intents")
 IGNORED = Counter(
     "modelsync_webhook_records_ignored_total",
     "Records acknowledged but not acted upon",

@@ -6,11 +6,13 @@ with SIGKILL must leave its segment finished with every frame it made durable.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -216,3 +218,22 @@ def test_a_forked_child_does_not_keep_its_parents_segment_held(tmp_path: Path) -
         os.close(hold_w)
         os.waitpid(pid, 0)
         os.close(ready_r)
+
+
+def test_only_old_temp_files_no_writer_holds_are_removed(tmp_path: Path) -> None:
+    old = time.time() - 3600
+    abandoned = tmp_path / ".1-a.intentlog.tmp-0001"
+    abandoned.write_bytes(bytes(4096))
+    held = tmp_path / ".2-b.intentlog.tmp-0002"
+    held.write_bytes(bytes(4096))
+    fresh = tmp_path / ".3-c.json.tmp-0003"
+    fresh.write_bytes(b"{}")
+    kept = [held, fresh, tmp_path / "4-d.json", tmp_path / ".5-e.intentlog.tmp-dir"]
+    kept[2].write_bytes(b"{}")
+    kept[3].mkdir()
+    for path in (abandoned, held, kept[2], kept[3]):
+        os.utime(path, (old, old))
+    with open(held, "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # a webhook filling it with zeros right now
+        assert intentlog.remove_abandoned_temp_files(tmp_path) == [abandoned.name]
+    assert not abandoned.exists() and all(p.exists() for p in kept)

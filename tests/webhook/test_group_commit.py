@@ -19,7 +19,7 @@ import requests
 from modelsync import atomic, intents
 from modelsync.errors import ConfigError
 from modelsync.intentbatch import BATCH_SUFFIX, BATCH_VERSION, GroupCommit, batch_document
-from modelsync.intentlog import SEGMENT_SUFFIX, IntentLog
+from modelsync.intentlog import SEGMENT_SUFFIX, IntentLog, read_frames
 from tests.support.helpers import md5, minio_event, served_models, wait_for
 from tests.support.intents import documents_on_disk, failed_records, hostile_intent, intents_on_disk
 from tests.support.metrics import metric
@@ -188,3 +188,17 @@ def test_a_batch_file_that_cannot_be_read_moves_to_failed_whole(
     assert "invalid intent batch" in error or "intents[" in error, error
     assert not (volume.intents / name).exists()
     assert "alpha" not in served_models(volume.ovms_config)
+
+
+def test_a_resync_is_a_file_of_its_own_and_objects_go_to_the_log(tmp_path: Path) -> None:
+    """A frame outlives its intent until the worker ends (an agent restart reads it again); a
+    resync, a full reconcile, must not run twice, so it is a file the agent deletes once done."""
+    writer = intents.IntentWriter(tmp_path)
+    group = GroupCommit(tmp_path)
+    fields: Any = {"action": "put", "event_name": "s3:ObjectCreated:Put", "bucket": "b", "key": "m/1/a"}
+    thing = writer.new("object", **fields, model="m", version=1, path="a")
+    resync = writer.new("resync", model="m")
+    group.commit([thing, resync])
+    assert [p.name for p in tmp_path.glob("*.json")] == [f"{resync['id']}.json"]
+    [segment] = tmp_path.glob(f"*{SEGMENT_SUFFIX}")
+    assert [json.loads(f.payload)["id"] for f in read_frames(segment, 0).frames] == [thing["id"]]
