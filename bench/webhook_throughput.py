@@ -253,7 +253,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
     # Quick: the chosen layout (webhook/gunicorn_conf.py's 2 workers x 8 threads) only.
-    seconds, repeats = (3.0, 3) if args.quick else (8.0, 5)
+    seconds = 3.0 if args.quick else 8.0
+    repeats = max(args.repeats, 3 if args.quick else 5)  # --repeats adds rounds, never fewer
     layouts = [(2, 8)] if args.quick else [(2, 8), (2, 4), (4, 4)]
     connections = [1, 16, 64]
     layouts_measured = []
