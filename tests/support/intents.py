@@ -39,6 +39,36 @@ def intent_files(directory: Path) -> list[str]:
     )
 
 
+class IntentTail:
+    """The intents written to a directory since the last call, each checked against the
+    intent schema: intent files are read and deleted, log segments read on from where the
+    last call stopped (a fuzzer's thousands of cases must not re-read whole segments)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.offsets: dict[str, int] = {}
+
+    def __call__(self) -> list[dict[str, Any]]:
+        documents = []
+        for path in sorted(self.directory.iterdir()):
+            if path.name.startswith("."):
+                continue
+            if path.name.endswith(".json"):
+                documents.append(json.loads(path.read_text()))
+                path.unlink()
+            elif path.name.endswith(SEGMENT_SUFFIX):
+                scan = read_frames(path, self.offsets.get(path.name, 0))
+                self.offsets[path.name] = scan.end
+                documents += [json.loads(frame.payload) for frame in scan.frames]
+        found = []
+        for document in documents:
+            members = document["intents"] if document["intent_version"] == BATCH_VERSION else [document]
+            for member in members:
+                assert schema.is_valid(schema.INTENT, member), member
+                found.append(member)
+        return found
+
+
 def documents_on_disk(directory: Path) -> list[dict[str, Any]]:
     """The JSON documents of the intent files and of every log segment's frames."""
     documents = []
