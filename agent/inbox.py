@@ -4,11 +4,12 @@ Every file is checked against ``intent.schema.json`` and against the agent's own
 its key (a hand-dropped intent cannot name a path the key does not). A file that fails moves
 to ``.modelsync/failed/`` with the reason. Intents are deleted only once their work is done.
 
-Two versions are read: one intent per ``<id>.json`` (version 1), and the webhook's group
-commits, ``<id>.batch.json`` (version 2, ``modelsync/intentbatch.py``), whose intents are
-held in memory and handled one by one like version-1 files; the batch file is deleted once
-every one of them is done or failed. After a crash a batch is read again whole: the intents
-already done are cheap to repeat (an applied version is recognised and committed at once).
+Files of two versions are read: one intent per ``<id>.json`` (version 1), and the group
+commits of a webhook older than version 3, ``<id>.batch.json`` (version 2,
+``modelsync/intentbatch.py``), whose intents are held in memory and handled one by one like
+version-1 files; the batch file is deleted once every one of them is done or failed. After a
+crash a batch is read again whole: the intents already done are cheap to repeat (an applied
+version is recognised and committed at once).
 
 Version 3 is the webhook's intent log, ``<id>.intentlog`` (``agent/segments.py``): its
 frames' intents are held the same way, and the segment is deleted once its writer is gone

@@ -1,21 +1,18 @@
-"""Group commit of the webhook's intents, and the batch files (intent version 2) it writes.
+"""Group commit of the webhook's intents, and the batch document (intent version 2).
 
 Every request used to pay for its own intent file: create, write, fsync, rename, and a share
 of a directory fsync. Under concurrency that file work (most of it kernel time) cost more CPU
 than the rest of the request. Here the requests that arrive while a commit is running wait
-for the next one, and that one writes all of their intents as ONE file
-(``<id>.batch.json``, ``schemas/intent-batch.schema.json``): one fsync of the file, one of
-the directory, for the whole group. A request is answered only after the commit holding its
-intents has finished both fsyncs, as before. A commit of a single intent (every request at
-concurrency 1) writes the version-1 file it always did, so an idle webhook's output is
-unchanged.
+for the next one, and that one makes all of their intents durable at once. A request is
+answered only after the commit holding its intents is durable.
 
-The agent reads both versions (:func:`parse_batch`, ``agent/inbox.py``).
-
-Since intent version 3 a commit is not a file of its own: its document (the version-1 intent
-or the version-2 batch) is appended as one frame to the process's intent log
-(``modelsync/intentlog.py``), one synchronous write and no new file. Only a commit
-too large for a segment still writes files.
+Since intent version 3 a commit is one frame of the process's intent log
+(``modelsync/intentlog.py``), one synchronous write and no new file: a single intent as its
+version-1 document, several as one version-2 batch (``schemas/intent-batch.schema.json``).
+Files are still written, version-1 each, for a resync (see :meth:`GroupCommit._write`) and
+for a commit too large for a segment. A webhook older than version 3 wrote the batch as a
+file, ``<id>.batch.json``; the agent still reads those (:func:`parse_batch`,
+``agent/inbox.py``).
 """
 
 from __future__ import annotations
@@ -34,7 +31,7 @@ from modelsync.intents import Intent
 
 BATCH_VERSION = 2
 BATCH_SUFFIX = ".batch.json"
-# Bounds one file: the agent holds a batch in memory until each of its intents is done.
+# Bounds one batch: the agent holds it in memory until each of its intents is done.
 MAX_BATCH_INTENTS = 4096
 MAX_BATCH_BYTES = 32 * 1024 * 1024
 
@@ -101,8 +98,8 @@ class GroupCommit:
         self.commits = 0  # for tests and benchmarks: intents per commit = accepted / commits
 
     def commit(self, items: Sequence[Intent]) -> None:
-        """Returns once ``items`` are durable (their frame's synchronous write returned, or
-        for a commit too large for a segment, the files and the directory fsynced)."""
+        """Returns once ``items`` are durable (their frame's synchronous write returned, and
+        for resyncs or a commit too large for a segment, the files and the directory fsynced)."""
         if not items:
             return
         me = _Waiter(items)

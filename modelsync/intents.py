@@ -1,8 +1,11 @@
-"""Writing intent files: the webhook's only output (and what ``agent resync`` drops in).
+"""The intent (version 1) and writing it as a file.
 
-``write_all`` returns only once every intent is durable (fsync of each file and of the
-directory): the webhook answers MinIO 2xx after it, so an acknowledged event survives a
-crash of the process or the host. The agent reads intents on its own, against the schema.
+Files are what ``agent resync`` and the fleet's event reader drop in, and what the webhook
+writes for a resync or a commit too large for its intent log (``modelsync/intentbatch.py``;
+its other intents go to the log, ``modelsync/intentlog.py``). ``write_all`` returns only once
+every intent is durable (fsync of each file and of the directory), so an intent acknowledged
+after it survives a crash of the process or the host. The agent reads intents on its own,
+against the schema.
 """
 
 from __future__ import annotations

@@ -47,7 +47,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
 
 def _state_dir_check(settings: Config) -> Callable[[], None]:
-    """``settings.check_state_dir`` for every commit, its paths built once: one lstat each."""
+    """``settings.check_state_dir`` before each new log segment or intent file, its paths built
+    once: one lstat each."""
     paths = [
         str(d) for d in (settings.state_dir, settings.intents_dir, settings.failed_dir, settings.results_dir)
     ]

@@ -161,6 +161,6 @@ def test_concurrent_events_through_gunicorn_are_all_durable_intents(volume: Any,
     with ThreadPoolExecutor(32) as pool:
         ids = [i for batch in pool.map(post, range(200)) for i in batch]
     assert len(set(ids)) == 200
-    assert set(intents_on_disk(volume.intents)) == set(ids)  # version-1 and batch files
+    assert set(intents_on_disk(volume.intents)) == set(ids)  # frames of the log, schema-checked
     bad = requests.post(url, json={"Records": [{"s3": {}}]}, headers=headers, timeout=10)
     assert bad.status_code == 400 and "eventName" in bad.text  # jsonschema's message still
