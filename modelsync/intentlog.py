@@ -116,8 +116,11 @@ def remove_abandoned_temp_files(directory: Path, older_than: float = 60.0) -> li
     and a segment's is locked from its creation."""
     removed = []
     cutoff = time.time() - older_than
-    with os.scandir(directory) as entries:
-        candidates = [e for e in entries if e.name.startswith(".") and ".tmp-" in e.name]
+    try:
+        with os.scandir(directory) as entries:
+            candidates = [e for e in entries if e.name.startswith(".") and ".tmp-" in e.name]
+    except FileNotFoundError:  # removed since the agent made it: nothing was left in it
+        return []
     for entry in candidates:
         try:
             if entry.stat(follow_symlinks=False).st_mtime > cutoff or not finished(Path(entry.path)):

@@ -237,3 +237,8 @@ def test_only_old_temp_files_no_writer_holds_are_removed(tmp_path: Path) -> None
         fcntl.flock(handle, fcntl.LOCK_EX)  # a webhook filling it with zeros right now
         assert intentlog.remove_abandoned_temp_files(tmp_path) == [abandoned.name]
     assert not abandoned.exists() and all(p.exists() for p in kept)
+
+
+def test_no_intents_directory_means_no_temp_files_not_an_error(tmp_path: Path) -> None:
+    """The agent cleans up at start; a directory removed since it was made must not stop it."""
+    assert intentlog.remove_abandoned_temp_files(tmp_path / "intents") == []
