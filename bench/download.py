@@ -268,15 +268,7 @@ def many(
     result["small_files_inline_ratio"] = spread_text(
         runs.ratios("agent_fsync_all_deferred", "agent", key=lambda r: r.seconds)
     )
-    # moto serves one request at a time on one core: no client can finish before moto has spent
-    # its CPU on the agent's 500 GETs, so loop seconds / that CPU bounds the ratio in each round.
-    loop_seconds = runs.values("fget_object_loop+syncfs", lambda r: r.seconds)
-    agent_moto_cpu = runs.values("agent", lambda r: r.server_cpu)
-    bounds = [a / b for a, b in zip(loop_seconds, agent_moto_cpu, strict=True)]
-    result["moto_bound"] = spread_text(bounds)
-    result["moto_busy_share_of_agent_run"] = spread_text(
-        [r.server_cpu / r.seconds for r in runs.results["agent"]]
-    )
+    result.update(moto_bound(runs))
     goal = Goal(
         "download",
         f"{count} x {size // 1024} KB: agent vs sequential fget_object loop",
@@ -289,6 +281,16 @@ def many(
         ),
     )
     return result, goal
+
+
+def moto_bound(runs: Interleaved) -> dict[str, str]:
+    """moto serves one request at a time on one core: no client can finish before moto has spent
+    its CPU on the agent's 500 GETs, so loop seconds / that CPU bounds the ratio in each round."""
+    loop_seconds = runs.values("fget_object_loop+syncfs", lambda r: r.seconds)
+    agent_moto_cpu = runs.values("agent", lambda r: r.server_cpu)
+    bounds = [a / b for a, b in zip(loop_seconds, agent_moto_cpu, strict=True)]
+    busy = [r.server_cpu / r.seconds for r in runs.results["agent"]]
+    return {"moto_bound": spread_text(bounds), "moto_busy_share_of_agent_run": spread_text(busy)}
 
 
 def main() -> None:

@@ -112,6 +112,13 @@ def main() -> None:
     finally:
         for server in servers:
             server.stack.stop()
+    print_report(servers, connections, results)
+
+
+def print_report(
+    servers: list[Server], connections: list[int], results: dict[tuple[str, int], list[Sample]]
+) -> None:
+    """Per concurrency and server: medians, and the per-round ratios to bare Flask's layout."""
     for c in connections:
         for server in servers:
             rows = results[(server.name, c)]
