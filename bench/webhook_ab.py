@@ -59,7 +59,11 @@ class Server:
         self.name = name
         self.threads = threads
         self.stack = harness.Stack(_NoS3(), "bench-events", WORKDIR / name)
-        self.stack.start_webhook(2, threads, app)
+        try:
+            self.stack.start_webhook(2, threads, app)
+        except BaseException:  # one that never answered /healthz is still running
+            self.stack.stop()
+            raise
         self.script = lua_script(WORKDIR / name / "events.lua", self.stack.bucket)
         self.url = f"http://127.0.0.1:{self.stack.webhook_port}/minio/events"
         harness.run_wrk(self.url, self.script, 16, 1)
@@ -99,20 +103,30 @@ def main() -> None:
         specs[name] = (Path(tree).resolve(), int(threads or 8))
     layouts = sorted({threads for _, threads in specs.values()})
     own_tree = Path(__file__).resolve().parent.parent
-    servers = [Server(f"bare{t}", own_tree, t, BARE_APP) for t in layouts]
-    servers += [Server(name, tree, threads, WEBHOOK_APP) for name, (tree, threads) in specs.items()]
     connections = [int(c) for c in args.connections.split(",")]
-    results: dict[tuple[str, int], list[Sample]] = {(s.name, c): [] for s in servers for c in connections}
-    try:
-        for round_no in range(args.rounds):
-            for c in connections:
-                order = servers if round_no % 2 == 0 else servers[::-1]
-                for server in order:
-                    results[(server.name, c)].append(server.run(c, args.seconds))
+    servers: list[Server] = []
+    try:  # appended one by one: a server that fails to start stops the ones already up
+        for t in layouts:
+            servers.append(Server(f"bare{t}", own_tree, t, BARE_APP))
+        for name, (tree, threads) in specs.items():
+            servers.append(Server(name, tree, threads, WEBHOOK_APP))
+        results = run_rounds(servers, connections, args.rounds, args.seconds)
     finally:
         for server in servers:
             server.stack.stop()
     print_report(servers, connections, results)
+
+
+def run_rounds(
+    servers: list[Server], connections: list[int], rounds: int, seconds: float
+) -> dict[tuple[str, int], list[Sample]]:
+    results: dict[tuple[str, int], list[Sample]] = {(s.name, c): [] for s in servers for c in connections}
+    for round_no in range(rounds):
+        for c in connections:
+            order = servers if round_no % 2 == 0 else servers[::-1]
+            for server in order:
+                results[(server.name, c)].append(server.run(c, seconds))
+    return results
 
 
 def print_report(
