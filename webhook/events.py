@@ -95,7 +95,7 @@ class IntentsUnavailable(Exception):
 
 def write_durably(settings: Config, intents: Sequence[Intent]) -> list[str]:
     """Make ``intents`` durable (one synchronous write of a frame to this process's intent log
-    segment; files and a directory fsync for a commit too large for one) or raise
+    segment; files and a directory fsync for resyncs and a commit too large for one) or raise
     :class:`IntentsUnavailable`.
 
     Concurrent requests share one group commit (``modelsync/intentbatch.py``); each returns
