@@ -1,13 +1,14 @@
 """Liveness and readiness.
 
-Ready means: intents can be written, and the agent is alive (fresh heartbeat in its status
-file), can reach the bucket and has no part of its loop failing again and again. Not ready
-answers 503 with the reasons.
+Ready means: intents can be written (with room for a new intent log segment), and the agent
+is alive (fresh heartbeat in its status file), can reach the bucket and has no part of its
+loop failing again and again. Not ready answers 503 with the reasons.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ from flask import Blueprint, Response, current_app, jsonify
 
 from modelsync.agentstatus import loop_problems, refused_versions
 from modelsync.config import Config
+from modelsync.intentlog import SEGMENT_BYTES
 from modelsync.intents import IntentWriter
 
 bp = Blueprint("health", __name__)
@@ -42,12 +44,22 @@ def agent_problems(settings: Config) -> list[str]:
     return problems + loop_problems(status)
 
 
+def intents_problems(settings: Config, writer: IntentWriter) -> list[str]:
+    if not writer.writable():
+        return ["intents directory is not writable"]
+    # A worker's next intent log segment is made whole before its first frame: without the
+    # room for it, every request that needs one would get a 503.
+    free = shutil.disk_usage(settings.intents_dir).free
+    if free < SEGMENT_BYTES:
+        return [f"intents directory has {free} bytes free; a new intent log segment needs {SEGMENT_BYTES}"]
+    return []
+
+
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     settings: Config = current_app.config["MODELSYNC"]
     writer: IntentWriter = current_app.extensions["intent_writer"]
-    problems = [] if writer.writable() else ["intents directory is not writable"]
-    problems += agent_problems(settings)
+    problems = intents_problems(settings, writer) + agent_problems(settings)
     # Detail, not a reason to be unready: the previous version of a refused one is served.
     refused = agent_refusals(settings)
     if problems:

@@ -263,7 +263,23 @@ def test_readyz_reports_the_reasons(client: FlaskClient, volume: Volume) -> None
     response = client.get("/readyz")
     assert response.status_code == 503
     assert "agent has not reported yet" in response.json["reasons"][0]
+    assert not [r for r in response.json["reasons"] if "segment" in r], "room for a segment here"
     assert client.get("/healthz").status_code == 200
+
+
+def test_readyz_is_503_when_a_new_intent_log_segment_would_not_fit(volume: Volume) -> None:
+    volume.models.mkdir(parents=True, exist_ok=True)
+    mount = ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(volume.models)]
+    mounted = subprocess.run(mount, capture_output=True, text=True)
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a tmpfs (this test needs root): {mounted.stderr}")
+    try:
+        app = create_app({"CONFIG_PATH": str(volume.config_path), "TESTING": True})
+        answer = app.test_client().get("/readyz")
+        assert answer.status_code == 503
+        assert any("a new intent log segment needs 4194304" in r for r in answer.json["reasons"]), answer.json
+    finally:
+        subprocess.run(["umount", "-l", str(volume.models)], check=False)
 
 
 def run_gunicorn_expecting_exit(volume: Volume, **env: str) -> subprocess.CompletedProcess[str]:
