@@ -159,9 +159,7 @@ class Inbox:
 
     def _fail_frame(self, segment: str, frame: BadFrame) -> None:
         try:
-            self.failed_dir.mkdir(parents=True, exist_ok=True)
-            record = {"id": frame.name, "error": frame.reason, "content": frame.content}
-            atomic.write_json(self.failed_dir / f"{frame.name}.json", {**record, "failed_at": time.time()})
+            self._record_failure(frame.name, frame.reason, frame.content)
         except OSError as exc:  # kept, and its segment with it, until retry_moves() records it
             self.move_error = f"{type(exc).__name__}: {exc}"
             if frame.name not in self.unrecorded:
@@ -253,12 +251,7 @@ class Inbox:
         is_file = intent_id.endswith((BATCH_SUFFIX, SEGMENT_SUFFIX))  # a batch or segment by name
         source = self.directory / (intent_id if is_file else f"{intent_id}.json")
         raw = json.dumps(member[1]) if member is not None else _read_regular(source)
-        self.failed_dir.mkdir(parents=True, exist_ok=True)
-        safe_name = intent_id if len(intent_id) < 200 else intent_id[:200]
-        atomic.write_json(
-            self.failed_dir / (safe_name if safe_name.endswith(".json") else f"{safe_name}.json"),
-            {"id": intent_id, "error": reason, "failed_at": time.time(), "content": raw},
-        )
+        self._record_failure(intent_id, reason, raw)
         if member is not None:
             self._member_done(intent_id)
             return
@@ -266,6 +259,15 @@ class Inbox:
             source.unlink(missing_ok=True)
         except IsADirectoryError:
             shutil.rmtree(source, ignore_errors=True)  # never follows links inside it
+
+    def _record_failure(self, name: str, reason: str, content: str) -> None:
+        """``failed/<name>.json``: what could not be used, why, and what it said."""
+        self.failed_dir.mkdir(parents=True, exist_ok=True)
+        safe_name = name if len(name) < 200 else name[:200]
+        atomic.write_json(
+            self.failed_dir / (safe_name if safe_name.endswith(".json") else f"{safe_name}.json"),
+            {"id": name, "error": reason, "failed_at": time.time(), "content": content},
+        )
 
 
 def _is_intent_name(name: str) -> bool:
