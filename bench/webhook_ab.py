@@ -22,7 +22,8 @@ from pathlib import Path
 
 import tests.support.processes as child_processes
 from bench import harness
-from bench.webhook_throughput import BARE_APP, WEBHOOK_APP, _NoS3, lua_script, tree_cpu_seconds, tree_pids
+from bench.webhook_throughput import BARE_APP, WEBHOOK_APP, _NoS3, lua_script, tree_cpu_seconds
+from tests.support.processes import gunicorn_pids
 
 WORKDIR = Path("/tmp/modelsync-webhook-ab")
 
@@ -39,7 +40,7 @@ class Sample:
 
 def context_switches(pid: int) -> tuple[int, int]:
     voluntary = involuntary = 0
-    for child in tree_pids(pid):
+    for child in gunicorn_pids(pid):
         for task in Path(f"/proc/{child}/task").glob("*"):
             try:
                 lines = (task / "status").read_text().splitlines()

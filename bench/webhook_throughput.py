@@ -32,6 +32,7 @@ from bench.goals import Goal, interleave, spread_text
 from modelsync.intentbatch import BATCH_VERSION
 from tests.support.helpers import minio_event
 from tests.support.intents import documents_on_disk, intents_on_disk
+from tests.support.processes import gunicorn_pids
 
 BENCH = "webhook_throughput"
 LUA = """
@@ -67,20 +68,9 @@ def lua_script(path: Path, bucket: str) -> Path:
     return path
 
 
-def tree_pids(pid: int) -> list[int]:
-    """gunicorn's master and its workers (children of any of its threads), from /proc."""
-    pids = [pid]
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            pids += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return pids
-
-
 def tree_cpu_seconds(pid: int) -> float:
     total = 0.0
-    for child in tree_pids(pid):
+    for child in gunicorn_pids(pid):
         try:
             total += harness.cpu_seconds(child)
         except OSError:  # a worker gone meanwhile

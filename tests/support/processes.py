@@ -93,6 +93,17 @@ class Webhook:
         return requests.post(f"{self.url}/minio/events", json=body, headers=headers, timeout=10, **kwargs)
 
 
+def gunicorn_pids(master: int) -> list[int]:
+    """The master and its workers (read from /proc: no signal to anything else)."""
+    pids = [master]
+    for task in Path(f"/proc/{master}/task").glob("*"):
+        try:
+            pids += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return pids
+
+
 def launch_gunicorn(
     name: str, command: list[str], volume: Volume, log_path: Path, **env: str
 ) -> tuple[Process, str]:

@@ -23,20 +23,9 @@ from hypothesis import strategies as st
 from modelsync import keys
 from tests.support.helpers import minio_event, minio_record
 from tests.support.intents import IntentTail, intents_on_disk
-from tests.support.processes import Webhook
+from tests.support.processes import Webhook, gunicorn_pids
 from tests.support.s3 import Bucket
 from tests.support.volume import TOKEN, Volume
-
-
-def gunicorn_pids(master: int) -> list[int]:
-    """The master and its workers (read from /proc: no signal to anything else)."""
-    pids = [master]
-    for task in Path(f"/proc/{master}/task").glob("*"):
-        try:
-            pids += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            continue
-    return pids
 
 
 def sigkill_webhook(webhook: Webhook) -> None:
