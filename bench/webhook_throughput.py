@@ -29,9 +29,8 @@ from typing import Any
 
 from bench import harness
 from bench.goals import Goal, interleave, spread_text
-from modelsync.intentbatch import BATCH_VERSION
 from tests.support.helpers import minio_event
-from tests.support.intents import documents_on_disk, intents_on_disk
+from tests.support.intents import documents_on_disk, intents_on_disk, members
 from tests.support.processes import gunicorn_pids
 
 BENCH = "webhook_throughput"
@@ -84,8 +83,7 @@ def count_intents(directory: Path) -> int:
     Counted, not checked: the log is read whole on every call, and a schema check of each of
     up to 100,000 intents would add seconds per run; ``check_counter`` checks them once.
     """
-    documents = documents_on_disk(directory)
-    return sum(len(d["intents"]) if d["intent_version"] == BATCH_VERSION else 1 for d in documents)
+    return sum(len(members(document)) for document in documents_on_disk(directory))
 
 
 def accepted_counter(port: int) -> int:

@@ -16,16 +16,21 @@ from tests.support.volume import Volume
 def intents_on_disk(directory: Path) -> dict[str, dict[str, Any]]:
     """Every intent in the directory by id, from version-1 files, version-2 batch files and
     the frames of version-3 intent log segments, each checked against the intent schema."""
-    found: dict[str, dict[str, Any]] = {}
-    for document in documents_on_disk(directory):
-        if document["intent_version"] == BATCH_VERSION:
-            assert schema.is_valid(schema.INTENT_BATCH, document), document
-            members = document["intents"]
-        else:
-            members = [document]
-        for member in members:
-            assert schema.is_valid(schema.INTENT, member), member
-            found[member["id"]] = member
+    return {m["id"]: m for document in documents_on_disk(directory) for m in checked_members(document)}
+
+
+def members(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The intents one document holds: a batch's members, or the intent itself."""
+    return document["intents"] if document["intent_version"] == BATCH_VERSION else [document]
+
+
+def checked_members(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """:func:`members`, the batch and each intent asserted valid against their schemas."""
+    if document["intent_version"] == BATCH_VERSION:
+        assert schema.is_valid(schema.INTENT_BATCH, document), document
+    found = members(document)
+    for member in found:
+        assert schema.is_valid(schema.INTENT, member), member
     return found
 
 
@@ -60,13 +65,7 @@ class IntentTail:
                 scan = read_frames(path, self.offsets.get(path.name, 0))
                 self.offsets[path.name] = scan.end
                 documents += [json.loads(frame.payload) for frame in scan.frames]
-        found = []
-        for document in documents:
-            members = document["intents"] if document["intent_version"] == BATCH_VERSION else [document]
-            for member in members:
-                assert schema.is_valid(schema.INTENT, member), member
-                found.append(member)
-        return found
+        return [member for document in documents for member in checked_members(document)]
 
 
 def documents_on_disk(directory: Path) -> list[dict[str, Any]]:
