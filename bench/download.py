@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from agent import libc, storage, writeback
-from agent.stager import Stager
+from agent.stager import Stager, fsync_file
 from agent.storage import Bucket, RemoteObject
 from bench import harness
 from bench.goals import Goal, Interleaved, interleave, spread_text
@@ -108,14 +108,6 @@ def raw_stream(s3: harness.S3, bucket: str, key: str) -> None:
         response.release_conn()
 
 
-def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def syncfs_dir(path: Path) -> None:
     """Everything written on ``path``'s filesystem is on disk: one call for the whole loop."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -179,7 +171,7 @@ def large(
     def fget_fsync() -> None:
         dest = workdir / f"fget-{next(counter)}.bin"
         s3.client.fget_object(bucket, key, str(dest))
-        fsync_path(dest)
+        fsync_file(dest)
         dest.unlink()
 
     def agent() -> None:
