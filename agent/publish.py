@@ -136,8 +136,7 @@ class Publisher:
         metrics.FAILURES.labels(reason="object_changed").inc()
         if pending.changes > self.sync.max_attempts:  # it never holds still: a failure
             return self._failed(pending, f"{message} ({pending.changes} times in a row)")
-        delay = Backoff(failures=pending.changes - 1).next_delay()
-        pending.retry_at(time.monotonic() + delay)
+        delay = _back_off(pending, pending.changes)
         log.warning(
             "model %s:%s: %s; listing the version again in %.1fs",
             pending.model,
@@ -167,8 +166,7 @@ class Publisher:
             pending.intents.clear()
             metrics.SYNCS.labels(outcome=VersionOutcome.FAILED).inc()
             return VersionOutcome.FAILED
-        delay = Backoff(failures=pending.attempts - 1).next_delay()
-        pending.retry_at(time.monotonic() + delay)
+        delay = _back_off(pending, pending.attempts)
         log.error(
             "model %s:%s sync failed (attempt %d), retrying in %.1fs: %s",
             pending.model,
@@ -178,3 +176,11 @@ class Publisher:
             message,
         )
         return VersionOutcome.RETRYING
+
+
+def _back_off(pending: Pending, failures: int) -> float:
+    """Look at ``pending``'s version again after a delay that grows with ``failures`` in a row;
+    returns the delay."""
+    delay = Backoff(failures=failures - 1).next_delay()
+    pending.retry_at(time.monotonic() + delay)
+    return delay
