@@ -28,5 +28,5 @@ class _NoWrite:
 
 def create_app() -> Flask:
     app = create_webhook()
-    app.extensions["intent_commit"] = _NoWrite()
+    app.extensions["intake"].group = _NoWrite()
     return app

@@ -53,8 +53,18 @@ def load_settings(path: str | None) -> Config:
         raise StartupError(f"configuration error: {exc}") from None
 
 
+# The body stopped short: the client went away, or was too slow for the server's body deadline
+# (modelsync/httpworker.py).
+BODY_CUT_SHORT = "request body not received in full (client too slow or gone)"
+
+
+def error_document(message: str, **fields: object) -> dict[str, object]:
+    """Every error answer's body: ``{"error": message, ...}``."""
+    return {"error": message, **fields}
+
+
 def error_response(status: int, message: str, **fields: object) -> tuple[Response, int]:
-    return jsonify(error=message, **fields), status
+    return jsonify(error_document(message, **fields)), status
 
 
 def register_errors(app: Flask) -> None:
@@ -67,16 +77,19 @@ def register_errors(app: Flask) -> None:
             limit = app.config["MAX_CONTENT_LENGTH"]
             return error_response(413, f"request body is larger than the limit of {limit} bytes")
         if isinstance(exc, ClientDisconnected):
-            # The body stopped short: the client went away, or was too slow for the server's
-            # body deadline (modelsync/httpworker.py).
-            return error_response(408, "request body not received in full (client too slow or gone)")
+            return error_response(408, BODY_CUT_SHORT)
         return error_response(status, exc.description or exc.name)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception) -> tuple[Response, int]:
-        # Logged without the traceback's locals; the client learns only that it failed.
-        log.error("unhandled %s while serving a request", type(exc).__name__, exc_info=True)
-        return error_response(500, "internal error")
+        return error_response(500, unexpected_error(exc))
+
+
+def unexpected_error(exc: Exception) -> str:
+    """Logs ``exc`` (without the traceback's locals) and gives the message for the 500: the
+    client learns only that it failed."""
+    log.error("unhandled %s while serving a request", type(exc).__name__, exc_info=True)
+    return "internal error"
 
 
 def request_body() -> bytes:

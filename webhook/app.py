@@ -19,6 +19,8 @@ from modelsync.intentbatch import GroupCommit
 from modelsync.intents import IntentWriter
 from modelsync.web import StartupError, new_app, refuse_encoded_slashes, refuse_from_head, register_errors
 from webhook import auth, events, health, metrics, resync
+from webhook.direct import DirectEvents
+from webhook.intake import Intake
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +34,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         raise StartupError(f"configuration error: {exc}") from None
 
     app.config["MAX_CONTENT_LENGTH"] = settings.webhook.max_body_bytes
-    app.extensions["intent_writer"] = IntentWriter(settings.intents_dir)
-    app.extensions["intent_commit"] = GroupCommit(settings.intents_dir, _state_dir_check(settings))
+    writer = IntentWriter(settings.intents_dir)
+    intake = Intake(settings, writer, GroupCommit(settings.intents_dir, _state_dir_check(settings)))
+    app.extensions["intake"] = intake
 
     register_errors(app)
     refuse_encoded_slashes(app)
@@ -42,6 +45,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(events.bp)
     app.register_blueprint(resync.bp)
     app.register_blueprint(health.bp)
+    # MinIO's ordinary posts skip Flask's per-request work; every other request is Flask's.
+    app.wsgi_app = DirectEvents(app.wsgi_app, intake, settings.webhook.max_body_bytes)  # type: ignore[method-assign]
     log.info("webhook ready: bucket=%s intents=%s", settings.minio.bucket, settings.intents_dir)
     return app
 

@@ -32,7 +32,11 @@ def parse_json_body(allow_empty: bool = False) -> Any:
 
     With ``allow_empty``, no body (also a chunked one that turns out empty) is ``None``.
     """
-    data = request_body()
+    return parse_json(request_body(), allow_empty)
+
+
+def parse_json(data: bytes, allow_empty: bool = False) -> Any:
+    """``data`` as JSON, or a :class:`BadBody`; see :func:`parse_json_body`."""
     if allow_empty and not data.strip():
         return None
     try:

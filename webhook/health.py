@@ -18,6 +18,7 @@ from modelsync.agentstatus import loop_problems, refused_versions
 from modelsync.config import Config
 from modelsync.intentlog import SEGMENT_BYTES
 from modelsync.intents import IntentWriter
+from webhook.intake import Intake
 
 bp = Blueprint("health", __name__)
 
@@ -58,8 +59,8 @@ def intents_problems(settings: Config, writer: IntentWriter) -> list[str]:
 @bp.get("/readyz")
 def readyz() -> tuple[Response, int]:
     settings: Config = current_app.config["MODELSYNC"]
-    writer: IntentWriter = current_app.extensions["intent_writer"]
-    problems = intents_problems(settings, writer) + agent_problems(settings)
+    intake: Intake = current_app.extensions["intake"]
+    problems = intents_problems(settings, intake.writer) + agent_problems(settings)
     # Detail, not a reason to be unready: the previous version of a refused one is served.
     refused = agent_refusals(settings)
     if problems:

@@ -31,24 +31,29 @@ LATENCY = Histogram(
 )
 
 
+# One child per (endpoint, method), looked up once: labels() checks its arguments each call.
+_latency_children: dict[tuple[str, str], Any] = {}
+
+
+def observe_latency(endpoint: str, method: str, seconds: float) -> None:
+    """One request's time, from the app's first step to its answer, under its route."""
+    child = _latency_children.get((endpoint, method))
+    if child is None:
+        child = _latency_children[endpoint, method] = LATENCY.labels(endpoint=endpoint, method=method)
+    child.observe(seconds)
+
+
 def register(app: Flask) -> None:
     @app.before_request
     def _start_timer() -> None:
         g.started = time.perf_counter()
-
-    # One child per (endpoint, method), looked up once: labels() checks its arguments each call.
-    children: dict[tuple[str, str], Any] = {}
 
     @app.after_request
     def _observe(response: Response) -> Response:
         started = g.get("started")
         rule = request.url_rule
         if started is not None and rule is not None:
-            key = (rule.rule, request.method)
-            child = children.get(key)
-            if child is None:
-                child = children[key] = LATENCY.labels(endpoint=key[0], method=key[1])
-            child.observe(time.perf_counter() - started)
+            observe_latency(rule.rule, request.method, time.perf_counter() - started)
         return response
 
     @app.get("/metrics")

@@ -18,12 +18,13 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from modelsync import fleet, keys
 from modelsync.config import Config
-from modelsync.intents import IntentWriter, ResyncFields
+from modelsync.intents import ResyncFields
 from modelsync.results import ResultBox
 from modelsync.web import error_response
 from webhook import metrics
 from webhook.auth import require_token
-from webhook.events import IntentsUnavailable, parse_json_body, write_durably
+from webhook.body import parse_json_body
+from webhook.intake import Intake, IntentsUnavailable
 
 bp = Blueprint("resync", __name__)
 # A waiting request holds a worker thread; MinIO's events must always find a free one, so at
@@ -82,12 +83,12 @@ def resync() -> tuple[Response, int]:
     except ValueError as exc:
         metrics.REJECTED.labels(reason="bad_request").inc()
         return error_response(400, str(exc))
-    writer: IntentWriter = current_app.extensions["intent_writer"]
-    intent = writer.new("resync", **target)
+    intake: Intake = current_app.extensions["intake"]
+    intent = intake.writer.new("resync", **target)
     kafka = settings.kafka_events
     if kafka is None:
         try:
-            write_durably(settings, [intent])
+            intake.write([intent])
         except IntentsUnavailable as exc:
             return error_response(503, str(exc))
     else:

@@ -1,0 +1,171 @@
+"""MinIO's ordinary posts are served below Flask (``webhook/direct.py``): which requests take
+that way, and that both ways answer alike and leave the same intents and metrics."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from prometheus_client.parser import text_string_to_metric_families
+
+from modelsync.intentbatch import GroupCommit
+from tests.support.helpers import minio_event
+from tests.support.intents import intents_on_disk
+from tests.support.s3 import Bucket
+from tests.support.volume import TOKEN, Volume
+from webhook.app import create_app
+from webhook.direct import DirectEvents
+
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def post_chunked(app: Flask, body: bytes) -> Any:
+    """As gunicorn hands over a chunked body: no length, the stream ends where the body does."""
+    return app.test_client().post(
+        "/minio/events",
+        input_stream=io.BytesIO(body),
+        headers={**AUTH, "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+
+class FlaskCalls:
+    """Wraps the real Flask app under :class:`DirectEvents` and counts what reaches it."""
+
+    def __init__(self, app: Flask) -> None:
+        assert isinstance(app.wsgi_app, DirectEvents)
+        self.direct = app.wsgi_app
+        self.flask = self.direct.app
+        self.paths: list[str] = []
+        self.direct.app = self
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        self.paths.append(environ["PATH_INFO"])
+        return self.flask(environ, start_response)
+
+
+@pytest.fixture
+def app(volume: Volume) -> Flask:
+    return create_app({"CONFIG_PATH": str(volume.config_path), "TESTING": True})
+
+
+def test_ordinary_posts_are_answered_without_flask(app: Flask, bucket: Bucket, volume: Volume) -> None:
+    calls = FlaskCalls(app)
+    client = app.test_client()
+    event = minio_event(bucket.name, "m/1/a.bin", size=3)
+    assert client.post("/minio/events", json=event, headers=AUTH).status_code == 200
+    assert client.post("/minio/events?source=minio", json=event, headers=AUTH).status_code == 200
+    # Refusals of the body are the intake's, whichever way the request came.
+    assert client.post("/minio/events", data=b"{", headers=AUTH).status_code == 400
+    unsafe = minio_event(bucket.name, "../x")
+    assert client.post("/minio/events", json=unsafe, headers=AUTH).status_code == 422
+    assert calls.paths == []
+    assert len(intents_on_disk(volume.intents)) == 2
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "headers", "body", "status"),
+    [
+        ("HEAD", "/minio/events", AUTH, None, 200),
+        ("GET", "/minio/events", AUTH, None, 200),
+        ("POST", "/minio/events", {}, b"{}", 401),
+        ("POST", "/minio/events", {"Authorization": f"Bearer {TOKEN}x"}, b"{}", 401),
+        ("POST", "/minio/events", AUTH, b"{" + b" " * 2 * 1024 * 1024, 413),
+        ("POST", "/minio%2Fevents", AUTH, b"{}", 400),
+        ("POST", "/v1/resync", AUTH, b"", 202),
+        ("GET", "/healthz", {}, None, 200),
+    ],
+    ids=["head", "get", "no-token", "wrong-token", "over-limit", "encoded-slash", "resync", "healthz"],
+)
+def test_every_other_request_is_flasks(
+    app: Flask, method: str, target: str, headers: dict[str, str], body: bytes | None, status: int
+) -> None:
+    calls = FlaskCalls(app)
+    answer = app.test_client().open(target, method=method, data=body, headers=headers)
+    assert answer.status_code == status, answer.data
+    assert len(calls.paths) == 1
+
+
+def test_a_chunked_post_is_flasks_and_accepted(app: Flask, bucket: Bucket, volume: Volume) -> None:
+    calls = FlaskCalls(app)
+    body = json.dumps(minio_event(bucket.name, "m/1/a.bin")).encode()
+    answer = post_chunked(app, body)
+    assert answer.status_code == 200, answer.data
+    assert calls.paths == ["/minio/events"]
+    assert len(intents_on_disk(volume.intents)) == 1
+
+
+def test_an_unexpected_failure_is_the_same_json_500_both_ways(
+    app: Flask, bucket: Bucket, volume: Volume, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken_check() -> None:
+        raise RuntimeError("not a failure the intake expects")
+
+    # A real group commit whose state-directory check fails in a way nothing anticipates.
+    app.extensions["intake"].group = GroupCommit(volume.intents, broken_check)
+    client = app.test_client()
+    body = json.dumps(minio_event(bucket.name, "m/1/a.bin")).encode()
+    caplog.set_level(logging.ERROR)
+    direct = client.post("/minio/events", data=body, headers=AUTH)
+    chunked = post_chunked(app, body)
+    for answer in (direct, chunked):
+        assert (answer.status_code, answer.json) == (500, {"error": "internal error"})
+    assert caplog.text.count("unhandled RuntimeError while serving a request") == 2
+    assert "not a failure the intake expects" not in (direct.text + chunked.text)
+
+
+def _comparable(answer: requests.Response) -> tuple[int, str, Any]:
+    document = answer.json()
+    if "intents" in document:  # ids differ by design; how many there are does not
+        document["intents"] = len(document["intents"])
+    return answer.status_code, answer.headers["Content-Type"], document
+
+
+def _post_latencies(webhook_url: str) -> float:
+    text = requests.get(f"{webhook_url}/metrics", timeout=5).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "modelsync_webhook_request_duration_seconds_count" and sample.labels == {
+                "endpoint": "/minio/events",
+                "method": "POST",
+            }:
+                return sample.value
+    return 0.0
+
+
+def test_under_gunicorn_both_ways_answer_alike(volume: Volume, bucket: Bucket, start_webhook) -> None:
+    webhook = start_webhook()
+    bodies = {
+        "accepted": minio_event(bucket.name, "m/1/a.bin", etag="d41d8cd98f00b204e9800998ecf8427e", size=3),
+        "removed": minio_event(bucket.name, "m/1/a.bin", event="s3:ObjectRemoved:Delete"),
+        "other bucket": minio_event("not-ours", "m/1/a.bin"),
+        "no records": {"Records": []},
+        "unsafe key": minio_event(bucket.name, "m/../../etc/passwd"),
+        "surrogate": json.dumps(minio_event(bucket.name, "m/1/LONE")).replace("LONE", "\\ud800").encode(),
+        "not JSON": b"{",
+    }
+    expected = {"not JSON": 400, "no records": 400, "surrogate": 400, "unsafe key": 422}
+    expected |= {name: 200 for name in bodies if name not in expected}
+    posted = 0
+    for name, body in bodies.items():
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        url, headers = f"{webhook.url}/minio/events", {**AUTH, "Content-Type": "application/json"}
+        direct = requests.post(url, data=data, headers=headers, timeout=10)
+        chunked = requests.post(url, data=iter([data]), headers=headers, timeout=10)
+        assert chunked.request.headers.get("Transfer-Encoding") == "chunked"
+        assert _comparable(direct) == _comparable(chunked), name
+        assert direct.status_code == expected[name], (name, direct.text)
+        posted += 2
+    written = intents_on_disk(volume.intents).values()
+    fields = sorted(
+        json.dumps({k: v for k, v in intent.items() if k not in ("id", "created_at")}, sort_keys=True)
+        for intent in written
+    )
+    assert len(fields) == 4 and fields[0::2] == fields[1::2], fields  # each accepted twice, alike
+    assert _post_latencies(webhook.url) == posted
