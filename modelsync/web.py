@@ -98,10 +98,19 @@ def request_body() -> bytes:
     With ``Content-Length`` werkzeug refuses a body over the limit before reading it. A
     chunked body has no length: werkzeug reads it up to the limit and stops there, so a
     longer one would come out cut, not refused. Here one byte past the limit means 413.
+
+    Under gunicorn (``wsgi.input_terminated``) werkzeug bounds even a body with a length by the
+    limit only: one that ends before its ``Content-Length`` (the client went away) would come
+    out as if whole. Here it is :class:`ClientDisconnected` (408), as the webhook's direct route
+    (``webhook/direct.py``) answers it too.
     """
     limit: int | None = current_app.config["MAX_CONTENT_LENGTH"]
-    if limit is None or request.content_length is not None or "wsgi.input_terminated" not in request.environ:
-        return request.get_data(cache=False)
+    length = request.content_length
+    if limit is None or length is not None or "wsgi.input_terminated" not in request.environ:
+        data = request.get_data(cache=False)
+        if length is not None and len(data) < length:
+            raise ClientDisconnected()
+        return data
     stream = request.environ["wsgi.input"]
     parts: list[bytes] = []
     size = 0

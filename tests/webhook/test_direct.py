@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import socket
 from collections.abc import Iterable
 from typing import Any
 
@@ -15,8 +16,10 @@ from flask import Flask
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelsync.intentbatch import GroupCommit
+from modelsync.web import BODY_CUT_SHORT
 from tests.support.helpers import minio_event
 from tests.support.intents import intents_on_disk
+from tests.support.rawhttp import connect, read_answer
 from tests.support.s3 import Bucket
 from tests.support.volume import TOKEN, Volume
 from webhook.app import create_app
@@ -169,3 +172,24 @@ def test_under_gunicorn_both_ways_answer_alike(volume: Volume, bucket: Bucket, s
     )
     assert len(fields) == 4 and fields[0::2] == fields[1::2], fields  # each accepted twice, alike
     assert _post_latencies(webhook.url) == posted
+
+
+def test_a_body_that_ends_before_its_length_is_408_both_ways(
+    volume: Volume, bucket: Bucket, start_webhook
+) -> None:
+    # Past BUFFER_BYTES a thread reads the body (as also when the worker's buffer budget is
+    # spent). Cut there, the body is complete JSON: taking it would acknowledge what the
+    # client never finished sending. The absolute form is the Flask view's, with the same head.
+    volume.settings["webhook"]["max_body_bytes"] = 3 * 1024 * 1024
+    volume.write()
+    webhook = start_webhook(MODELSYNC_WEBHOOK_BUFFER_BYTES="100000")
+    sent = json.dumps(minio_event(bucket.name, "m/1/a.bin")).encode() + b" " * 200_000
+    for target in ("/minio/events", "http://x/minio/events"):
+        head = f"POST {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        with connect(webhook.url) as sock:
+            sock.sendall(f"{head}Content-Length: 2000000\r\n\r\n".encode() + sent)
+            sock.shutdown(socket.SHUT_WR)  # the client stops sending, and still reads
+            answer, _ = read_answer(sock)
+        assert (answer.status, json.loads(answer.body)) == (408, {"error": BODY_CUT_SHORT}), target
+    assert not intents_on_disk(volume.intents)
+    assert _post_latencies(webhook.url) == 2
