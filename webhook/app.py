@@ -46,6 +46,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(resync.bp)
     app.register_blueprint(health.bp)
     # MinIO's ordinary posts skip Flask's per-request work; every other request is Flask's.
+    # So no hook of this app (before/after_request, errorhandler) runs for them: what one must
+    # do for those posts too, direct.py does as well (the latency metric, the JSON 500).
     app.wsgi_app = DirectEvents(app.wsgi_app, intake, settings.webhook.max_body_bytes)  # type: ignore[method-assign]
     log.info("webhook ready: bucket=%s intents=%s", settings.minio.bucket, settings.intents_dir)
     return app

@@ -8,6 +8,10 @@ function the Flask view calls: ``POST``, the route's exact path, a ``Content-Len
 the body limit, the right token. Everything else is Flask's, untouched, and answered as
 before: a probe, a chunked body, a missing token (401), a body over the limit (413), an
 encoded slash in the path, any other route. BENCHMARKS.md has the figures.
+
+A new condition on the request's head (a header the route requires, a check in a Flask hook)
+must send the request to Flask in :meth:`DirectEvents.direct_length` too; a new check of the
+body goes in ``Intake.answer``, which both ways call.
 """
 
 from __future__ import annotations

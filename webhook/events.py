@@ -7,8 +7,10 @@ bucket, another event type, a key outside the layout) get 200 and are counted as
 a 4xx would make MinIO re-send them forever.
 
 What a body becomes is :meth:`webhook.intake.Intake.answer`. MinIO's ordinary posts reach it
-below Flask (``webhook/direct.py``); this view serves every other post to the route (a
-chunked body, a client that sends no token, the Flask test client) with the same answers.
+below Flask (``webhook/direct.py``), and so do the Flask test client's posts with a length and
+the token; this view serves every other post to the route (a chunked body, a missing or wrong
+token) with the same answers. So a new check of the body or its records goes in
+``Intake.answer``, never in :func:`receive`, which most posts never reach.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 Both ways in call :meth:`Intake.answer`: the Flask view (``webhook/events.py``) and the direct
 route below Flask (``webhook/direct.py``), which serves MinIO's ordinary posts. So every
 outcome (200 once every accepted record is a durable intent, 400, 422, 503), its metric and
-its log line have one implementation, whichever way the request came.
+its log line have one implementation, whichever way the request came. A new check of the body
+or of its records belongs in :meth:`Intake.answer`: most posts never reach the Flask view.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ _STATUS = {notifications.Refusal.UNSAFE_KEY: 422}
 
 @dataclass(frozen=True)
 class Answer:
+    """An HTTP status and its JSON document, for either way in to render."""
+
     status: int
     document: dict[str, object]
 
@@ -39,7 +42,9 @@ class IntentsUnavailable(Exception):
 
 
 class Commit(Protocol):
-    """``modelsync.intentbatch.GroupCommit``: returns once ``items`` are durable."""
+    """What :class:`Intake` needs of ``modelsync.intentbatch.GroupCommit``: ``commit`` returns
+    once ``items`` are durable. A protocol so ``bench/nowrite_app.py`` can put one that writes
+    nothing in its place."""
 
     def commit(self, items: Sequence[Intent]) -> None: ...
 

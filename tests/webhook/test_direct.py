@@ -7,12 +7,14 @@ import io
 import json
 import logging
 import socket
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from flask import Flask
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from modelsync.intentbatch import GroupCommit
@@ -23,7 +25,7 @@ from tests.support.rawhttp import connect, read_answer
 from tests.support.s3 import Bucket
 from tests.support.volume import TOKEN, Volume
 from webhook.app import create_app
-from webhook.direct import DirectEvents
+from webhook.direct import DirectEvents, render
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -136,11 +138,79 @@ def test_an_unexpected_failure_is_the_same_json_500_both_ways(
     assert "not a failure the intake expects" not in (direct.text + chunked.text)
 
 
-def _comparable(answer: requests.Response) -> tuple[int, str, Any]:
-    document = answer.json()
-    if "intents" in document:  # ids differ by design; how many there are does not
-        document["intents"] = len(document["intents"])
-    return answer.status_code, answer.headers["Content-Type"], document
+def test_render_sends_what_flask_jsonify_sends_byte_for_byte(app: Flask) -> None:
+    # Keys out of order, a null, a list, characters outside ASCII: each a way to differ.
+    document: dict[str, object] = {
+        "intents": ["b", "a"],
+        "error": "\u00e9 \u2028",
+        "accepted": 1,
+        "field": None,
+    }
+    with app.app_context():
+        assert render(document) == app.json.response(document).get_data()
+
+
+Counts = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+RECEIVED = ("modelsync_webhook_records_received_total", ())
+ACCEPTED = ("modelsync_webhook_records_accepted_total", ())
+
+
+def _rejected(reason: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return ("modelsync_webhook_requests_rejected_total", (("reason", reason),))
+
+
+def _counters() -> Counts:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in REGISTRY.collect()
+        if family.name.startswith("modelsync_webhook_") and family.type == "counter"
+        for sample in family.samples
+        if sample.name.endswith("_total")
+    }
+
+
+def _counted(post: Callable[[], Any]) -> tuple[int, Counts]:
+    """The status of ``post()`` and the webhook counters it moved, by how much."""
+    before = _counters()
+    status: int = post().status_code
+    moved = {key: value - before.get(key, 0.0) for key, value in _counters().items()}
+    return status, {key: value for key, value in moved.items() if value}
+
+
+def test_both_ways_count_and_log_each_outcome_alike(
+    app: Flask, bucket: Bucket, volume: Volume, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    ignored = ("modelsync_webhook_records_ignored_total", (("reason", "other_bucket"),))
+    cases: list[tuple[Any, int, Counts]] = [
+        (minio_event(bucket.name, "m/1/a.bin", size=3), 200, {RECEIVED: 1, ACCEPTED: 1}),
+        (minio_event("not-ours", "m/1/a.bin"), 200, {RECEIVED: 1, ignored: 1}),
+        (b"{", 400, {_rejected("bad_json"): 1}),
+        (minio_event(bucket.name, "m/../x"), 422, {RECEIVED: 1, _rejected("unsafe_key"): 1}),
+    ]
+    client = app.test_client()
+    caplog.set_level(logging.WARNING)
+
+    def both_ways(body: Any, status: int, counts: Counts) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        direct = _counted(lambda: client.post("/minio/events", data=data, headers=AUTH))
+        assert direct == _counted(lambda: post_chunked(app, data)) == (status, counts), body
+
+    for body, status, counts in cases:
+        both_ways(body, status, counts)
+    (volume.models / ".modelsync").rename(tmp_path / "moved-state")  # the intents cannot be written
+    both_ways(cases[0][0], 503, {RECEIVED: 1, _rejected("intents_unavailable"): 1})
+    assert caplog.text.count("rejected event with unsafe key: ") == 2
+    assert caplog.text.count("cannot write intents: ") == 2
+
+
+def _comparable(answer: requests.Response) -> tuple[int, dict[str, str], bytes]:
+    """The answer as sent, byte for byte, but for the intent ids (they differ by design) and the
+    date."""
+    body = answer.content
+    for intent_id in answer.json().get("intents", []):
+        body = body.replace(intent_id.encode(), b"<id>")
+    headers = {name.lower(): value for name, value in answer.headers.items() if name.lower() != "date"}
+    return answer.status_code, headers, body
 
 
 def _post_latencies(webhook_url: str) -> float:
