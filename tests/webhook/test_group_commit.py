@@ -183,10 +183,13 @@ def test_a_batch_file_that_cannot_be_read_moves_to_failed_whole(
     spoil(batch)
     name = f"{batch['id']}{BATCH_SUFFIX}"
     atomic.write_json(volume.intents / name, batch)
-    wait_for(lambda: name in failed_records(volume), 30, what="the batch in failed/")
+
+    def moved() -> bool:  # the agent records the failure, then removes the file: wait for both
+        return name in failed_records(volume) and not (volume.intents / name).exists()
+
+    wait_for(moved, 30, what="the batch moved to failed/")
     error = failed_records(volume)[name]["error"]
     assert "invalid intent batch" in error or "intents[" in error, error
-    assert not (volume.intents / name).exists()
     assert "alpha" not in served_models(volume.ovms_config)
 
 
