@@ -2,6 +2,8 @@
 
 ``POST /v2/models/<m>[/versions/<v>]/infer`` goes through :class:`~gateway.inference.Predictor`
 (answered, timed, recorded); the health and metadata routes are passed through as they are.
+Ordinary infer posts never reach this view: ``gateway/direct.py`` serves them below Flask, with
+the same :func:`gateway.restcall.infer`.
 """
 
 from __future__ import annotations
