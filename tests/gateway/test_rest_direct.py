@@ -143,7 +143,7 @@ def test_a_chunked_post_is_flasks_and_answered(app: Flask) -> None:
     assert calls.paths == ["/v2/models/adder/infer"]
 
 
-def test_an_absolute_target_or_odd_length_is_flasks(app: Flask) -> None:
+def test_an_absolute_target_or_odd_framing_is_flasks(app: Flask) -> None:
     calls = FlaskCalls(app)
     client = app.test_client()
     absolute = "http://x/v2/models/adder/infer"
@@ -158,7 +158,10 @@ def test_an_absolute_target_or_odd_length_is_flasks(app: Flask) -> None:
         environ_overrides={"CONTENT_LENGTH": "9" * 5000},
     )
     assert "error" in answer.json, answer.data  # whatever Flask makes of it: not ours
-    assert calls.paths == ["/v2/models/adder/infer"] * 2
+    # Both framings (gunicorn refuses that too): the length is not the body's for sure.
+    answer = client.post("/v2/models/adder/infer", data=BODY, headers={"Transfer-Encoding": "chunked"})
+    assert answer.status_code in (200, 422), answer.data
+    assert calls.paths == ["/v2/models/adder/infer"] * 3
 
 
 def test_an_unexpected_failure_is_the_same_json_500_both_ways(
@@ -214,7 +217,7 @@ def post(gateway: Gateway, path: str, body: bytes, chunked: bool, headers: dict[
     return answer, added
 
 
-def comparable(answer: requests.Response, json_length: int | None = None) -> tuple[Any, ...]:
+def comparable(answer: requests.Response) -> tuple[Any, ...]:
     """Status line, content type, binary header, body (the model server's own ids left out)."""
     header = answer.headers.get("Inference-Header-Content-Length")
     cut = int(header) if header is not None else len(answer.content)
@@ -367,6 +370,7 @@ def test_a_body_that_ends_before_its_length_is_408_both_ways(
     gateway = start_gateway(MODELSYNC_GATEWAY_BUFFER_BYTES="100000")
     sent = padded(200_000)
     before = metrics(gateway)
+    heads = []
     for target in ("/v2/models/adder/infer", "http://x/v2/models/adder/infer"):
         head = f"POST {target} HTTP/1.1\r\nHost: x\r\nX-Request-Id: cut\r\n"
         with connect(gateway.url) as sock:
@@ -375,6 +379,8 @@ def test_a_body_that_ends_before_its_length_is_408_both_ways(
             answer, _ = read_answer(sock)
         assert (answer.status, json.loads(answer.body)) == (408, {"error": BODY_CUT_SHORT}), target
         assert answer.head.startswith("HTTP/1.1 408 REQUEST TIMEOUT\r\n"), answer.head
+        heads.append(sorted(line for line in answer.head.split("\r\n") if not line.startswith("Date:")))
+    assert heads[0] == heads[1]
     assert metrics(gateway) == before  # no model call, nothing counted
     # Nothing recorded: a later call's record is there alone.
     assert gateway.infer("adder", infer_body(), **{"X-Request-Id": "after"}).status_code == 200
