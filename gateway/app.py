@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask
 
 from gateway import metrics, rest
+from gateway.direct import DirectInfer
 from gateway.errors import SpillError
 from gateway.factory import build_predictor
 from gateway.inference import Predictor
@@ -36,6 +37,8 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     refuse_from_head(app, rest.refuses_head)  # Expect: 100-continue gets the 4xx, not a 100
     metrics.register(app)
     app.register_blueprint(rest.bp)
+    # Ordinary infer posts skip Flask's per-request work; all else is Flask's (gateway/direct.py).
+    app.wsgi_app = DirectInfer(app.wsgi_app, app.extensions["predictor"], gateway.rest.max_body_bytes)  # type: ignore[method-assign]
     sinks = ", ".join(s.name for s in gateway.reporting.sinks) or "none"
     log.info("gateway ready: model service %s, sinks: %s", gateway.model_service.url, sinks)
     return app

@@ -2,22 +2,22 @@
 
 ``POST /v2/models/<m>[/versions/<v>]/infer`` goes through :class:`~gateway.inference.Predictor`
 (answered, timed, recorded); the health and metadata routes are passed through as they are.
+Ordinary infer posts never reach this view: ``gateway/direct.py`` serves them below Flask, with
+the same :func:`gateway.restcall.infer`.
 """
 
 from __future__ import annotations
 
-import re
-import uuid
 from urllib.parse import unquote, urlsplit
 
 from flask import Blueprint, Response, current_app, request
 
-from gateway import binary
+from gateway import binary, restcall
 from gateway.errors import ModelServiceUnavailable
 from gateway.inference import JSON, ClientAnswer, Predictor, error_body, normalise_error
 from gateway.modelservice import ModelService
 from modelsync.httpconn import RequestHead
-from modelsync.names import is_request_id, model_problem
+from modelsync.names import model_problem
 from modelsync.web import request_body
 
 bp = Blueprint("rest", __name__)
@@ -32,10 +32,10 @@ def _service() -> ModelService:
     return _predictor().service
 
 
-def _respond(answer: ClientAnswer, request_id: str | None = None) -> Response:
+def _respond(answer: ClientAnswer, headers: list[tuple[str, str]] | None = None) -> Response:
     response = Response(answer.body, status=answer.status, content_type=answer.content_type)
-    if request_id is not None:
-        response.headers["X-Request-Id"] = request_id
+    for name, value in headers or ():
+        response.headers[name] = value
     return response
 
 
@@ -44,19 +44,11 @@ def _bad_path(model: str, version: str | None) -> Response | None:
     return None if problem is None else _respond(ClientAnswer(400, error_body(problem), JSON))
 
 
-_INFER = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
-
-
 def refuses_head(head: RequestHead) -> bool:
     """What :func:`infer` refuses before it reads the body, from the head alone (see
     ``modelsync.web.refuse_from_head``): a model or version name it does not pass on."""
-    found = _INFER.fullmatch(unquote(urlsplit(head.target).path))  # the path as routed
+    found = restcall.INFER.fullmatch(unquote(urlsplit(head.target).path))  # the path as routed
     return head.method == "POST" and found is not None and model_problem(found[1], found[2]) is not None
-
-
-def _request_id() -> str:
-    given = request.headers.get("X-Request-Id", "")
-    return given if is_request_id(given) else uuid.uuid4().hex
 
 
 @bp.post("/v2/models/<model>/infer")
@@ -65,19 +57,12 @@ def infer(model: str, version: str | None = None) -> Response:
     bad = _bad_path(model, version)
     if bad is not None:
         return bad
-    request_id = _request_id()
+    request_id = restcall.request_id(request.headers.get("X-Request-Id"))
     body = request_body()  # 413 past the limit, chunked or not (modelsync/web.py)
-    try:  # KServe's binary tensor extension: passed on as it came, see gateway/binary.py
-        json_length = binary.header_length(request.headers.get(binary.HEADER), len(body))
-    except binary.BinaryError as exc:
-        return _respond(ClientAnswer(400, error_body(str(exc)), JSON), request_id)
-    answer = _predictor().infer(
-        model, version, body, provider="rest", request_id=request_id, json_length=json_length
+    answer = restcall.infer(
+        _predictor(), model, version, body, request_id, request.headers.get(binary.HEADER)
     )
-    response = _respond(answer, request_id)
-    if answer.json_length is not None:
-        response.headers[binary.HEADER] = str(answer.json_length)
-    return response
+    return _respond(answer, restcall.headers(answer, request_id))
 
 
 def _pass_through(path: str) -> Response:

@@ -16,15 +16,13 @@ body goes in ``Intake.answer``, which both ways call.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING
 
-from werkzeug.http import HTTP_STATUS_CODES
-
 from modelsync.config import Config
 from modelsync.web import BODY_CUT_SHORT, error_document, unexpected_error
+from modelsync.wsgidirect import declared_length, read_whole, render, sent_path, status_line
 from webhook import auth, metrics
 from webhook.intake import Answer, Intake
 
@@ -53,41 +51,25 @@ class DirectEvents:
         except Exception as exc:  # as Flask's handler (modelsync/web.py) would answer it
             answer = Answer(500, error_document(unexpected_error(exc)))
         body = render(answer.document)
-        status = f"{answer.status} {HTTP_STATUS_CODES[answer.status].upper()}"
-        start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        start_response(
+            status_line(answer.status),
+            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+        )
         metrics.observe_latency(ROUTE, "POST", time.perf_counter() - started)
         return [body]
 
     def answer(self, stream: IO[bytes], length: int) -> Answer:
-        try:
-            data = stream.read(length)
-        except (OSError, ValueError):  # as werkzeug's reader: too slow for the deadline, or gone
-            data = b""
-        if len(data) < length:
+        data = read_whole(stream, length)
+        if data is None:
             return Answer(408, error_document(BODY_CUT_SHORT))
         return self.intake.answer(data)
 
     def direct_length(self, environ: WSGIEnvironment) -> int | None:
         """The body's length when the post is one this route serves, else None (Flask's)."""
-        if environ.get("REQUEST_METHOD") != "POST" or environ.get("PATH_INFO") != ROUTE:
-            return None
         # The target as sent: "/minio%2Fevents" has the same PATH_INFO, and Flask refuses it.
-        target: str = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
-        if target.partition("?")[0] != ROUTE or "HTTP_TRANSFER_ENCODING" in environ:
+        if sent_path(environ) != ROUTE:
             return None
-        declared: str = environ.get("CONTENT_LENGTH") or ""
-        # Past 40 digits it is over any limit, and past 4300 int() refuses it: Flask's to answer.
-        if (
-            not (declared.isascii() and declared.isdigit())
-            or len(declared) > 40
-            or int(declared) > self.limit
-        ):
+        length = declared_length(environ, self.limit)
+        if length is None or not auth.is_authorized(self.settings, environ.get("HTTP_AUTHORIZATION")):
             return None
-        if not auth.is_authorized(self.settings, environ.get("HTTP_AUTHORIZATION")):
-            return None
-        return int(declared)
-
-
-def render(document: dict[str, object]) -> bytes:
-    """As Flask's ``jsonify`` renders it outside debug mode, byte for byte."""
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        return length
