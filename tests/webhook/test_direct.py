@@ -19,13 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelsync.intentbatch import GroupCommit
 from modelsync.web import BODY_CUT_SHORT
+from modelsync.wsgidirect import render
 from tests.support.helpers import minio_event
 from tests.support.intents import intents_on_disk
 from tests.support.rawhttp import connect, read_answer
 from tests.support.s3 import Bucket
 from tests.support.volume import TOKEN, Volume
 from webhook.app import create_app
-from webhook.direct import DirectEvents, render
+from webhook.direct import DirectEvents
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
