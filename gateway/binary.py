@@ -29,10 +29,17 @@ def header_length(value: str | None, body_length: int) -> int | None:
     """The header's value, checked against the body it describes (None: no header, plain JSON)."""
     if value is None:
         return None
-    # isdigit() alone admits '²' and other digits int() refuses: ASCII digits only.
-    if not (value.isascii() and value.isdigit()) or int(value) > body_length:
-        raise BinaryError(f"{HEADER}: {value!r} is not a byte count within the {body_length}-byte body")
-    return int(value)
+    # isdigit() alone admits '²' and other digits int() refuses: ASCII digits only. Past 4300
+    # digits int() refuses even those (a 500), and any count longer than the body's is past it.
+    count = value.lstrip("0") or "0"
+    if (
+        not (value.isascii() and value.isdigit())
+        or len(count) > len(str(body_length))
+        or int(count) > body_length
+    ):
+        shown = value if len(value) <= 40 else value[:40] + "..."  # no echo of a large input
+        raise BinaryError(f"{HEADER}: {shown!r} is not a byte count within the {body_length}-byte body")
+    return int(count)
 
 
 def split(body: bytes, json_length: int, key: str) -> tuple[Document, list[bytes | None]]:

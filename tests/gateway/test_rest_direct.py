@@ -182,6 +182,18 @@ def test_an_unexpected_failure_is_the_same_json_500_both_ways(
     assert caplog.text.count("unhandled RuntimeError while serving a request") == 2
 
 
+def test_a_binary_header_of_thousands_of_digits_is_the_same_400_both_ways(app: Flask) -> None:
+    # Past 4300 digits int() refuses even ASCII digits: that was a 500 either way.
+    for value in ("9" * 5000, "1" + "0" * 4400):
+        header = {"Inference-Header-Content-Length": value}
+        direct = app.test_client().post("/v2/models/adder/infer", data=BODY, headers=header)
+        chunked = post_chunked(app, "/v2/models/adder/infer", BODY, **header)
+        for answer in (direct, chunked):
+            assert answer.status_code == 400, (value[:5], answer.data)
+            assert "is not a byte count" in answer.json["error"] and len(answer.data) < 200
+        assert direct.data == chunked.data
+
+
 # Over real gunicorn and MLServer.
 
 Metrics = dict[tuple[str, frozenset[tuple[str, str]]], float]
