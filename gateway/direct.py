@@ -15,15 +15,13 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from gateway import binary, restcall
-from gateway.inference import JSON, Predictor
+from gateway.inference import Predictor
 from modelsync.names import model_problem
-from modelsync.web import BODY_CUT_SHORT, error_document, unexpected_error
-from modelsync.wsgidirect import declared_length, read_whole, render, sent_path, status_line
+from modelsync.wsgidirect import Reply, declared_length, read_whole, sent_path
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-Answer = tuple[int, str, bytes, list[tuple[str, str]]]  # status, content type, body, headers
 Route = tuple[str, str | None, int]  # model, version, body length
 
 
@@ -40,24 +38,20 @@ class DirectInfer:
         if route is None:
             return self.app(environ, start_response)
         try:
-            status, content_type, body, headers = self.answer(environ, *route)
+            reply = self.reply(environ, *route)
         except Exception as exc:  # as Flask's handler (modelsync/web.py) would answer it
-            status, content_type, headers = 500, JSON, []
-            body = render(error_document(unexpected_error(exc)))
-        start_response(
-            status_line(status),
-            [("Content-Type", content_type), ("Content-Length", str(len(body))), *headers],
-        )
-        return [body]
+            reply = Reply.unexpected(exc)
+        return reply.send(start_response)
 
-    def answer(self, environ: WSGIEnvironment, model: str, version: str | None, length: int) -> Answer:
+    def reply(self, environ: WSGIEnvironment, model: str, version: str | None, length: int) -> Reply:
         request_id = restcall.request_id(environ.get("HTTP_X_REQUEST_ID"))
         body = read_whole(environ["wsgi.input"], length)
         if body is None:  # as request_body (modelsync/web.py): 408, before any model call
-            return 408, JSON, render(error_document(BODY_CUT_SHORT)), []
+            return Reply.body_cut_short()
         binary_header = environ.get("HTTP_" + binary.HEADER.upper().replace("-", "_"))
         answer = restcall.infer(self.predictor, model, version, body, request_id, binary_header)
-        return answer.status, answer.content_type, answer.body, restcall.headers(answer, request_id)
+        headers = tuple(restcall.headers(answer, request_id))
+        return Reply(answer.status, answer.content_type, answer.body, headers)
 
     def route(self, environ: WSGIEnvironment) -> Route | None:
         """Model, version and body length when the post is one this route serves, else None."""

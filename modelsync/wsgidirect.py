@@ -5,12 +5,46 @@ answers as werkzeug and ``jsonify`` would, so both ways answer alike byte for by
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
 from werkzeug.http import HTTP_STATUS_CODES
 
+from modelsync.web import BODY_CUT_SHORT, error_document, unexpected_error
+
 if TYPE_CHECKING:
-    from _typeshed.wsgi import WSGIEnvironment
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer of a direct route, as Flask would send it."""
+
+    status: int
+    content_type: str
+    body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def json(cls, status: int, document: dict[str, object]) -> Reply:
+        return cls(status, JSON, render(document))
+
+    @classmethod
+    def body_cut_short(cls) -> Reply:
+        """The 408 of ``modelsync/web.py``'s handler for a body that ended before its length."""
+        return cls.json(408, error_document(BODY_CUT_SHORT))
+
+    @classmethod
+    def unexpected(cls, exc: Exception) -> Reply:
+        """The JSON 500 of ``modelsync/web.py``'s handler, logged as it logs it."""
+        return cls.json(500, error_document(unexpected_error(exc)))
+
+    def send(self, start_response: StartResponse) -> list[bytes]:
+        head = [("Content-Type", self.content_type), ("Content-Length", str(len(self.body)))]
+        start_response(status_line(self.status), [*head, *self.headers])
+        return [self.body]
 
 
 def sent_path(environ: WSGIEnvironment) -> str | None:

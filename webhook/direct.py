@@ -20,11 +20,9 @@ import time
 from collections.abc import Iterable
 from typing import IO, TYPE_CHECKING
 
-from modelsync.config import Config
-from modelsync.web import BODY_CUT_SHORT, error_document, unexpected_error
-from modelsync.wsgidirect import declared_length, read_whole, render, sent_path, status_line
+from modelsync.wsgidirect import Reply, declared_length, read_whole, sent_path
 from webhook import auth, metrics
-from webhook.intake import Answer, Intake
+from webhook.intake import Intake
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
@@ -38,7 +36,6 @@ class DirectEvents:
     def __init__(self, app: WSGIApplication, intake: Intake, limit: int) -> None:
         self.app = app
         self.intake = intake
-        self.settings: Config = intake.settings
         self.limit = limit
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -47,22 +44,19 @@ class DirectEvents:
         if length is None:
             return self.app(environ, start_response)
         try:
-            answer = self.answer(environ["wsgi.input"], length)
+            reply = self.reply(environ["wsgi.input"], length)
         except Exception as exc:  # as Flask's handler (modelsync/web.py) would answer it
-            answer = Answer(500, error_document(unexpected_error(exc)))
-        body = render(answer.document)
-        start_response(
-            status_line(answer.status),
-            [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
-        )
+            reply = Reply.unexpected(exc)
+        sent = reply.send(start_response)
         metrics.observe_latency(ROUTE, "POST", time.perf_counter() - started)
-        return [body]
+        return sent
 
-    def answer(self, stream: IO[bytes], length: int) -> Answer:
+    def reply(self, stream: IO[bytes], length: int) -> Reply:
         data = read_whole(stream, length)
         if data is None:
-            return Answer(408, error_document(BODY_CUT_SHORT))
-        return self.intake.answer(data)
+            return Reply.body_cut_short()
+        answer = self.intake.answer(data)
+        return Reply.json(answer.status, answer.document)
 
     def direct_length(self, environ: WSGIEnvironment) -> int | None:
         """The body's length when the post is one this route serves, else None (Flask's)."""
@@ -70,6 +64,6 @@ class DirectEvents:
         if sent_path(environ) != ROUTE:
             return None
         length = declared_length(environ, self.limit)
-        if length is None or not auth.is_authorized(self.settings, environ.get("HTTP_AUTHORIZATION")):
+        if length is None or not auth.is_authorized(self.intake.settings, environ.get("HTTP_AUTHORIZATION")):
             return None
         return length
